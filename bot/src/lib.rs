@@ -1,0 +1,24 @@
+//! ollama-mcp-bot: a Discord bot and terminal assistant that chats through Ollama models and
+//! calls tools on MCP servers.
+//!
+//! Without the default `runtime` feature only [`config`] is compiled: the operator renders the
+//! bot's configuration from it and needs nothing else.
+
+pub mod config;
+
+#[cfg(feature = "runtime")]
+pub mod bridge;
+#[cfg(feature = "runtime")]
+pub mod conversation;
+#[cfg(feature = "runtime")]
+pub mod discord;
+#[cfg(feature = "runtime")]
+pub mod llm;
+#[cfg(feature = "runtime")]
+pub mod mcp;
+#[cfg(feature = "runtime")]
+pub mod metrics;
+#[cfg(feature = "runtime")]
+pub mod store;
+#[cfg(feature = "runtime")]
+pub mod telemetry;

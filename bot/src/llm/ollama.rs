@@ -1,0 +1,2 @@
+//! (being written) The Ollama client.
+pub struct OllamaClient;

@@ -1,0 +1,2 @@
+//! `ollama-mcp-bot`: run | chat | bridge | check-config.
+fn main() {}

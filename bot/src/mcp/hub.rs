@@ -1,0 +1,2 @@
+//! (being written) The MCP hub.
+pub struct McpHub;

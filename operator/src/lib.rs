@@ -1,0 +1,1 @@
+//! ollama-mcp-operator: reconciles `BotDeployment` resources into running bots.

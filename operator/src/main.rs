@@ -1,0 +1,2 @@
+//! `ollama-mcp-operator`: run | crd.
+fn main() {}

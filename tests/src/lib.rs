@@ -1,0 +1,1 @@
+//! Test doubles (Ollama, Discord) and helpers for the end-to-end tests.
