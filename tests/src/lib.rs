@@ -1,1 +1,2 @@
 //! Test doubles (Ollama, Discord) and helpers for the end-to-end tests.
+pub mod ollama_double;
