@@ -604,3 +604,6 @@ mod tests {
         assert!(!same_model("llama3.2", "llama3.1"));
     }
 }
+
+#[cfg(test)]
+mod engine_tests;
