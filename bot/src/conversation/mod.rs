@@ -52,6 +52,8 @@ pub struct TurnRequest {
     pub text: String,
     /// A default for this place (e.g. the guild's model); a session's own choice wins over it.
     pub model: Option<String>,
+    /// A model for this turn that wins over everything (the terminal's `--model`).
+    pub model_override: Option<String>,
     /// Persona for this place; `None` = the configured system prompt.
     pub system_prompt: Option<String>,
     /// Which namespaced tools this user may use; `None` = all.
