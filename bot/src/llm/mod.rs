@@ -9,6 +9,8 @@ use serde::{Deserialize, Serialize};
 
 pub mod fallback;
 pub mod ollama;
+pub mod retry;
+mod wire;
 pub use ollama::OllamaClient;
 
 /// Who said a message, as Ollama's `/api/chat` names it.
