@@ -4,6 +4,8 @@
 
 pub mod controller;
 pub mod crd;
+#[cfg(test)]
+mod fixtures;
 pub mod http;
 pub mod leader;
 pub mod metrics;

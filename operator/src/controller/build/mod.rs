@@ -151,3 +151,6 @@ fn env_secrets_hash(spec: &BotDeploymentSpec, secrets: &SecretVersions) -> Optio
         .collect();
     Some(config::hash_hex(joined.as_bytes()))
 }
+
+#[cfg(test)]
+mod tests;
