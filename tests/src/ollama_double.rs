@@ -59,7 +59,10 @@ pub enum Reply {
     ThinkingThenText { thinking: String, text: String },
     /// `after_chunks` chunks of filler text, then an `{"error": message}` line, then the body
     /// ends (what Ollama does when the runner fails mid-generation). Without streaming: 500.
-    ErrorMidStream { after_chunks: usize, message: String },
+    ErrorMidStream {
+        after_chunks: usize,
+        message: String,
+    },
     /// `after_chunks` chunks, then the connection is cut without the `done` line.
     DropMidStream { after_chunks: usize },
     /// An error status before any body, with `{"error": error}` (e.g. 500, 503, 429).
@@ -89,11 +92,19 @@ impl Reply {
 
     /// [`Reply::RawChunks`] from strings or byte slices.
     pub fn raw<P: AsRef<[u8]>>(pieces: impl IntoIterator<Item = P>) -> Self {
-        Reply::RawChunks(pieces.into_iter().map(|p| Bytes::copy_from_slice(p.as_ref())).collect())
+        Reply::RawChunks(
+            pieces
+                .into_iter()
+                .map(|p| Bytes::copy_from_slice(p.as_ref()))
+                .collect(),
+        )
     }
 
     pub fn status(code: u16, error: impl Into<String>) -> Self {
-        Reply::Status { code, error: error.into() }
+        Reply::Status {
+            code,
+            error: error.into(),
+        }
     }
 }
 
@@ -125,14 +136,32 @@ pub struct SeenRequest {
 impl SeenRequest {
     fn new(method: &Method, path: &str, raw: Bytes) -> Self {
         let json = serde_json::from_slice::<Value>(&raw).ok();
-        let get = |k: &str| json.as_ref().and_then(|j| j.get(k)).filter(|v| !v.is_null());
+        let get = |k: &str| {
+            json.as_ref()
+                .and_then(|j| j.get(k))
+                .filter(|v| !v.is_null())
+        };
         Self {
             method: method.to_string(),
             path: path.to_string(),
-            model: get("model").or_else(|| get("name")).and_then(Value::as_str).map(str::to_string),
-            messages: get("messages").and_then(Value::as_array).into_iter().flatten().map(lenient_message).collect(),
-            tools: get("tools").and_then(Value::as_array).cloned().unwrap_or_default(),
-            options: get("options").and_then(Value::as_object).cloned().unwrap_or_default(),
+            model: get("model")
+                .or_else(|| get("name"))
+                .and_then(Value::as_str)
+                .map(str::to_string),
+            messages: get("messages")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+                .map(lenient_message)
+                .collect(),
+            tools: get("tools")
+                .and_then(Value::as_array)
+                .cloned()
+                .unwrap_or_default(),
+            options: get("options")
+                .and_then(Value::as_object)
+                .cloned()
+                .unwrap_or_default(),
             think: get("think").cloned(),
             keep_alive: get("keep_alive").cloned(),
             stream: get("stream").and_then(Value::as_bool).unwrap_or(true),
@@ -146,23 +175,37 @@ impl SeenRequest {
     pub fn tool_names(&self) -> Vec<String> {
         self.tools
             .iter()
-            .filter_map(|t| t.pointer("/function/name").and_then(Value::as_str).map(str::to_string))
+            .filter_map(|t| {
+                t.pointer("/function/name")
+                    .and_then(Value::as_str)
+                    .map(str::to_string)
+            })
             .collect()
     }
 
     /// Content of the last `user` message.
     pub fn last_user_message(&self) -> Option<&str> {
-        self.messages.iter().rev().find(|m| m.role == Role::User).map(|m| m.content.as_str())
+        self.messages
+            .iter()
+            .rev()
+            .find(|m| m.role == Role::User)
+            .map(|m| m.content.as_str())
     }
 
     /// The `tool` messages (results of earlier tool calls) in order.
     pub fn tool_results(&self) -> Vec<&ChatMessage> {
-        self.messages.iter().filter(|m| m.role == Role::Tool).collect()
+        self.messages
+            .iter()
+            .filter(|m| m.role == Role::Tool)
+            .collect()
     }
 
     /// `think` is set to true or a level.
     pub fn wants_thinking(&self) -> bool {
-        matches!(&self.think, Some(Value::Bool(true)) | Some(Value::String(_)))
+        matches!(
+            &self.think,
+            Some(Value::Bool(true)) | Some(Value::String(_))
+        )
     }
 }
 
@@ -188,9 +231,16 @@ fn lenient_message(v: &Value) -> ChatMessage {
             Some(ToolCall {
                 id: c.get("id").and_then(Value::as_str).map(str::to_string),
                 function: FunctionCall {
-                    name: f.get("name").and_then(Value::as_str).unwrap_or_default().to_string(),
+                    name: f
+                        .get("name")
+                        .and_then(Value::as_str)
+                        .unwrap_or_default()
+                        .to_string(),
                     arguments: f.get("arguments").cloned().unwrap_or(Value::Null),
-                    index: f.get("index").and_then(Value::as_u64).and_then(|i| u32::try_from(i).ok()),
+                    index: f
+                        .get("index")
+                        .and_then(Value::as_u64)
+                        .and_then(|i| u32::try_from(i).ok()),
                 },
             })
         })
@@ -245,7 +295,11 @@ impl ModelSpec {
 /// "llama3.2" → "llama3.2:latest", as Ollama names models without a tag.
 fn full_name(name: &str) -> String {
     let last = name.rsplit('/').next().unwrap_or(name);
-    if last.contains(':') { name.to_string() } else { format!("{name}:latest") }
+    if last.contains(':') {
+        name.to_string()
+    } else {
+        format!("{name}:latest")
+    }
 }
 
 struct Script {
@@ -268,12 +322,17 @@ impl Shared {
     }
 
     fn script(&self) -> MutexGuard<'_, Script> {
-        self.script.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+        self.script
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     fn record(&self, mut seen: SeenRequest, status: StatusCode) {
         seen.status = status.as_u16();
-        self.requests.lock().unwrap_or_else(std::sync::PoisonError::into_inner).push(seen);
+        self.requests
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .push(seen);
     }
 }
 
@@ -333,7 +392,11 @@ impl OllamaDoubleBuilder {
     pub async fn start_on(self, port: u16) -> std::io::Result<OllamaDouble> {
         let shared = Arc::new(Shared {
             models: self.models,
-            script: Mutex::new(Script { queue: self.queue, responder: self.responder, fail_next: None }),
+            script: Mutex::new(Script {
+                queue: self.queue,
+                responder: self.responder,
+                fail_next: None,
+            }),
             requests: Mutex::new(Vec::new()),
             per_chunk: self.per_chunk,
         });
@@ -364,7 +427,11 @@ impl OllamaDouble {
         let addr = listener.local_addr()?;
         let (stop_tx, stop_rx) = watch::channel(false);
         let task = tokio::spawn(serve(listener, router(shared.clone()), stop_rx));
-        Ok(Self { shared, addr, server: Some((stop_tx, task)) })
+        Ok(Self {
+            shared,
+            addr,
+            server: Some((stop_tx, task)),
+        })
     }
 
     /// Base URL for `ollama.url`, e.g. `http://127.0.0.1:41234`.
@@ -378,17 +445,28 @@ impl OllamaDouble {
 
     /// Every request received so far (all endpoints, rejected ones included), in order.
     pub fn requests(&self) -> Vec<SeenRequest> {
-        self.shared.requests.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone()
+        self.shared
+            .requests
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
     }
 
     /// The `/api/chat` requests received so far.
     pub fn chat_requests(&self) -> Vec<SeenRequest> {
-        self.requests().into_iter().filter(|r| r.path == "/api/chat").collect()
+        self.requests()
+            .into_iter()
+            .filter(|r| r.path == "/api/chat")
+            .collect()
     }
 
     /// Forgets the recorded requests.
     pub fn clear_requests(&self) {
-        self.shared.requests.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clear();
+        self.shared
+            .requests
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clear();
     }
 
     /// Queues a reply (after those already queued).
@@ -473,7 +551,10 @@ async fn serve(listener: TcpListener, router: Router, mut stop: watch::Receiver<
 fn router(shared: Arc<Shared>) -> Router {
     Router::new()
         .route("/", get(|| async { "Ollama is running" }))
-        .route("/api/version", get(|| async { axum::Json(json!({"version": OLLAMA_VERSION})) }))
+        .route(
+            "/api/version",
+            get(|| async { axum::Json(json!({"version": OLLAMA_VERSION})) }),
+        )
         .route("/api/tags", get(tags))
         .route("/api/show", post(show))
         .route("/api/chat", post(chat))
@@ -486,7 +567,10 @@ fn error(status: StatusCode, message: &str) -> Response {
 }
 
 async fn tags(State(shared): State<Arc<Shared>>, method: Method, uri: Uri) -> Response {
-    shared.record(SeenRequest::new(&method, uri.path(), Bytes::new()), StatusCode::OK);
+    shared.record(
+        SeenRequest::new(&method, uri.path(), Bytes::new()),
+        StatusCode::OK,
+    );
     let models: Vec<Value> = shared
         .models
         .iter()
@@ -548,10 +632,17 @@ async fn show(State(shared): State<Arc<Shared>>, method: Method, uri: Uri, raw: 
     if !body.is_object() {
         return reject(
             StatusCode::BAD_REQUEST,
-            &format!("json: cannot unmarshal {} into Go value of type api.ShowRequest", kind(&body)),
+            &format!(
+                "json: cannot unmarshal {} into Go value of type api.ShowRequest",
+                kind(&body)
+            ),
         );
     }
-    let name = body.get("model").or_else(|| body.get("name")).and_then(Value::as_str).unwrap_or_default();
+    let name = body
+        .get("model")
+        .or_else(|| body.get("name"))
+        .and_then(Value::as_str)
+        .unwrap_or_default();
     if name.is_empty() {
         return reject(StatusCode::BAD_REQUEST, "model is required");
     }
@@ -612,7 +703,11 @@ async fn chat(State(shared): State<Arc<Shared>>, method: Method, uri: Uri, raw: 
     };
     if let Some(status) = injected {
         let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-        return reject(seen, status, &format!("injected failure (HTTP {})", status.as_u16()));
+        return reject(
+            seen,
+            status,
+            &format!("injected failure (HTTP {})", status.as_u16()),
+        );
     }
 
     let body = match parse_body(&raw) {
@@ -627,21 +722,38 @@ async fn chat(State(shared): State<Arc<Shared>>, method: Method, uri: Uri, raw: 
         return reject(seen, StatusCode::BAD_REQUEST, "model is required");
     }
     let Some(model) = shared.find(&name).cloned() else {
-        return reject(seen, StatusCode::NOT_FOUND, &format!("model \"{name}\" not found, try pulling it first"));
+        return reject(
+            seen,
+            StatusCode::NOT_FOUND,
+            &format!("model \"{name}\" not found, try pulling it first"),
+        );
     };
-    for m in body.get("messages").and_then(Value::as_array).into_iter().flatten() {
+    for m in body
+        .get("messages")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+    {
         let role = m.get("role").and_then(Value::as_str).unwrap_or_default();
         if !validate::ROLES.contains(&role) {
-            let message = format!("invalid role {role:?}: must be one of system, user, assistant, tool");
+            let message =
+                format!("invalid role {role:?}: must be one of system, user, assistant, tool");
             return reject(seen, StatusCode::BAD_REQUEST, &message);
         }
     }
     if !seen.tools.is_empty() && !model.supports("tools") {
-        let message = format!("registry.ollama.ai/library/{} does not support tools", model.name);
+        let message = format!(
+            "registry.ollama.ai/library/{} does not support tools",
+            model.name
+        );
         return reject(seen, StatusCode::BAD_REQUEST, &message);
     }
     if seen.wants_thinking() && !model.supports("thinking") {
-        return reject(seen, StatusCode::BAD_REQUEST, &format!("\"{name}\" does not support thinking"));
+        return reject(
+            seen,
+            StatusCode::BAD_REQUEST,
+            &format!("\"{name}\" does not support thinking"),
+        );
     }
 
     let reply = next_reply(&shared, &seen);
@@ -649,7 +761,10 @@ async fn chat(State(shared): State<Arc<Shared>>, method: Method, uri: Uri, raw: 
     let emit_thinking = model.supports("thinking") && seen.think != Some(Value::Bool(false));
     let stream = seen.stream;
     match reply {
-        Reply::Status { code, error: message } => {
+        Reply::Status {
+            code,
+            error: message,
+        } => {
             let status = StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
             reject(seen, status, &message)
         }
@@ -663,19 +778,27 @@ async fn chat(State(shared): State<Arc<Shared>>, method: Method, uri: Uri, raw: 
             let mut steps = Vec::new();
             for piece in pieces {
                 steps.push(render::Step::Raw(piece));
-                steps.push(render::Step::Sleep(shared.per_chunk.max(Duration::from_millis(1))));
+                steps.push(render::Step::Sleep(
+                    shared.per_chunk.max(Duration::from_millis(1)),
+                ));
             }
             ndjson(steps)
         }
         reply => {
             let Some(plan) = render::Plan::new(&reply, emit_thinking, shared.per_chunk) else {
-                return error(StatusCode::INTERNAL_SERVER_ERROR, "ollama double: reply has no plan");
+                return error(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "ollama double: reply has no plan",
+                );
             };
-            shared.record(seen, if stream || matches!(plan.ending, render::Ending::Done) {
-                StatusCode::OK
-            } else {
-                StatusCode::INTERNAL_SERVER_ERROR
-            });
+            shared.record(
+                seen,
+                if stream || matches!(plan.ending, render::Ending::Done) {
+                    StatusCode::OK
+                } else {
+                    StatusCode::INTERNAL_SERVER_ERROR
+                },
+            );
             if stream {
                 ndjson(plan.stream_steps(&model.name, prompt_tokens))
             } else {
@@ -685,8 +808,13 @@ async fn chat(State(shared): State<Arc<Shared>>, method: Method, uri: Uri, raw: 
                 }
                 match plan.whole(&model.name, prompt_tokens) {
                     Ok(object) => axum::Json(object).into_response(),
-                    Err(render::Ending::Error { message }) => error(StatusCode::INTERNAL_SERVER_ERROR, message),
-                    Err(_) => ndjson(vec![render::Step::Sleep(Duration::from_millis(5)), render::Step::Abort]),
+                    Err(render::Ending::Error { message }) => {
+                        error(StatusCode::INTERNAL_SERVER_ERROR, message)
+                    }
+                    Err(_) => ndjson(vec![
+                        render::Step::Sleep(Duration::from_millis(5)),
+                        render::Step::Abort,
+                    ]),
                 }
             }
         }
@@ -704,7 +832,10 @@ fn next_reply(shared: &Shared, seen: &SeenRequest) -> Reply {
     // The responder runs without the lock held, so it may call back into the double.
     match responder {
         Some(responder) => responder(seen),
-        None => Reply::Text(format!("echo: {}", seen.last_user_message().unwrap_or_default())),
+        None => Reply::Text(format!(
+            "echo: {}",
+            seen.last_user_message().unwrap_or_default()
+        )),
     }
 }
 
@@ -721,12 +852,21 @@ fn ndjson(steps: Vec<render::Step>) -> Response {
                 }
                 render::Step::Raw(b) => return Some((Ok(b), steps)),
                 render::Step::Abort => {
-                    return Some((Err(std::io::Error::new(std::io::ErrorKind::ConnectionAborted, "scripted drop")), steps));
+                    return Some((
+                        Err(std::io::Error::new(
+                            std::io::ErrorKind::ConnectionAborted,
+                            "scripted drop",
+                        )),
+                        steps,
+                    ));
                 }
             }
         }
     });
     let mut response = Response::new(Body::from_stream(body));
-    response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/x-ndjson"));
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/x-ndjson"),
+    );
     response
 }

@@ -9,7 +9,10 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
-use super::{ChatEvent, ChatMessage, ChatRequest, LlmError, ModelDetails, ModelSummary, Role, ToolCall, ToolSpec, Usage};
+use super::{
+    ChatEvent, ChatMessage, ChatRequest, LlmError, ModelDetails, ModelSummary, Role, ToolCall,
+    ToolSpec, Usage,
+};
 
 /// The body of `POST /api/chat`.
 #[derive(Debug, Serialize)]
@@ -119,7 +122,10 @@ pub(crate) struct WireTool<'a> {
 
 impl<'a> From<&'a ToolSpec> for WireTool<'a> {
     fn from(spec: &'a ToolSpec) -> Self {
-        Self { kind: "function", function: spec }
+        Self {
+            kind: "function",
+            function: spec,
+        }
     }
 }
 
@@ -186,7 +192,10 @@ impl ChatChunk {
             }
         }
         if self.done {
-            out.push_back(ChatEvent::Done { usage, done_reason: self.done_reason });
+            out.push_back(ChatEvent::Done {
+                usage,
+                done_reason: self.done_reason,
+            });
         }
     }
 }
@@ -195,7 +204,11 @@ impl ChatChunk {
 pub(crate) fn excerpt(bytes: &[u8]) -> String {
     const MAX: usize = 120;
     let text = String::from_utf8_lossy(bytes);
-    let mut out: String = text.chars().take(MAX).map(|c| if c.is_control() { ' ' } else { c }).collect();
+    let mut out: String = text
+        .chars()
+        .take(MAX)
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect();
     if text.chars().count() > MAX {
         out.push('…');
     }
@@ -215,7 +228,9 @@ impl LineDecoder {
     pub fn feed(&mut self, piece: &[u8], out: &mut VecDeque<ChatEvent>) -> Result<(), LlmError> {
         self.buf.extend_from_slice(piece);
         while !self.done {
-            let Some(newline) = self.buf.iter().position(|&b| b == b'\n') else { break };
+            let Some(newline) = self.buf.iter().position(|&b| b == b'\n') else {
+                break;
+            };
             let line: Vec<u8> = self.buf.drain(..=newline).collect();
             self.line(&line[..newline], out)?;
         }
@@ -231,7 +246,9 @@ impl LineDecoder {
         if self.done {
             Ok(())
         } else {
-            Err(LlmError::Protocol { detail: "stream ended early, without the final `done` line".into() })
+            Err(LlmError::Protocol {
+                detail: "stream ended early, without the final `done` line".into(),
+            })
         }
     }
 
@@ -248,7 +265,10 @@ impl LineDecoder {
         }
         if chunk.message.is_none() && !chunk.done {
             return Err(LlmError::Protocol {
-                detail: format!("line has neither `message`, `done` nor `error`: {}", excerpt(trimmed)),
+                detail: format!(
+                    "line has neither `message`, `done` nor `error`: {}",
+                    excerpt(trimmed)
+                ),
             });
         }
         self.done = chunk.done;
@@ -299,7 +319,10 @@ impl From<TagsModel> for ModelSummary {
         Self {
             name: m.name,
             size: m.size,
-            parameter_size: m.details.and_then(|d| d.parameter_size).filter(|s| !s.is_empty()),
+            parameter_size: m
+                .details
+                .and_then(|d| d.parameter_size)
+                .filter(|s| !s.is_empty()),
         }
     }
 }
@@ -321,7 +344,11 @@ impl ShowResponse {
             .iter()
             .find(|(k, _)| k.ends_with(".context_length"))
             .and_then(|(_, v)| v.as_u64());
-        ModelDetails { name: name.to_string(), capabilities: self.capabilities, context_length }
+        ModelDetails {
+            name: name.to_string(),
+            capabilities: self.capabilities,
+            context_length,
+        }
     }
 }
 
@@ -415,7 +442,9 @@ mod tests {
         let (events, r) = decode_pieces(&[body.as_bytes()]);
         r.unwrap();
         assert_eq!(events[0], ChatEvent::Thinking("hmm".into()));
-        let ChatEvent::ToolCalls(calls) = &events[1] else { panic!("{events:?}") };
+        let ChatEvent::ToolCalls(calls) = &events[1] else {
+            panic!("{events:?}")
+        };
         assert_eq!(calls[0].function.name, "memory__read_graph");
         assert_eq!(calls[0].function.arguments, json!({"a": {"b": [1, 2]}}));
         assert!(matches!(events[2], ChatEvent::Done { .. }));
@@ -448,11 +477,16 @@ mod tests {
 
     #[test]
     fn body_without_done_is_a_protocol_error() {
-        let body = concat!(r#"{"message":{"role":"assistant","content":"Hi"},"done":false}"#, "\n");
+        let body = concat!(
+            r#"{"message":{"role":"assistant","content":"Hi"},"done":false}"#,
+            "\n"
+        );
         let (events, r) = decode_pieces(&[body.as_bytes()]);
         assert_eq!(events, vec![ChatEvent::Content("Hi".into())]);
         match r {
-            Err(LlmError::Protocol { detail }) => assert!(detail.contains("ended early"), "{detail}"),
+            Err(LlmError::Protocol { detail }) => {
+                assert!(detail.contains("ended early"), "{detail}")
+            }
             other => panic!("{other:?}"),
         }
     }

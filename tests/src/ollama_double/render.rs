@@ -17,17 +17,30 @@ pub fn estimate_tokens(text: &str) -> u32 {
 /// arguments, plus the tools' JSON.
 pub fn prompt_tokens(body: &Value) -> u32 {
     let mut text = String::new();
-    for m in body.get("messages").and_then(Value::as_array).into_iter().flatten() {
+    for m in body
+        .get("messages")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+    {
         for key in ["content", "thinking"] {
             if let Some(s) = m.get(key).and_then(Value::as_str) {
                 text.push_str(s);
             }
         }
-        for call in m.get("tool_calls").and_then(Value::as_array).into_iter().flatten() {
+        for call in m
+            .get("tool_calls")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+        {
             text.push_str(&call.to_string());
         }
     }
-    if let Some(tools) = body.get("tools").filter(|t| t.as_array().is_some_and(|a| !a.is_empty())) {
+    if let Some(tools) = body
+        .get("tools")
+        .filter(|t| t.as_array().is_some_and(|a| !a.is_empty()))
+    {
         text.push_str(&tools.to_string());
     }
     estimate_tokens(&text)
@@ -66,7 +79,9 @@ pub fn words(text: &str) -> Vec<String> {
 
 /// RFC 3339 in UTC with nanoseconds, as Go's `time.Time` marshals.
 pub(super) fn timestamp() -> String {
-    let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default();
     let secs = now.as_secs();
     let days = i64::try_from(secs / 86_400).unwrap_or(0);
     let rem = secs % 86_400;
@@ -102,7 +117,9 @@ pub(super) struct Plan {
 pub(super) enum Ending {
     Done,
     /// An `{"error"}` line after the content chunks.
-    Error { message: String },
+    Error {
+        message: String,
+    },
     /// The connection is cut after the content chunks.
     Drop,
 }
@@ -120,7 +137,10 @@ impl Plan {
                 .map(|(i, (name, args))| json!({"function": {"index": i, "name": name, "arguments": args}}))
                 .collect()
         };
-        let plan = |thinking: Vec<String>, content: Vec<String>, tool_calls: Vec<Value>, ending: Ending| Plan {
+        let plan = |thinking: Vec<String>,
+                    content: Vec<String>,
+                    tool_calls: Vec<Value>,
+                    ending: Ending| Plan {
             thinking: if emit_thinking { thinking } else { Vec::new() },
             content,
             tool_calls,
@@ -131,12 +151,19 @@ impl Plan {
             Reply::Text(text) => plan(vec![], words(text), vec![], Ending::Done),
             Reply::ToolCalls(c) => plan(vec![], vec![], calls(c), Ending::Done),
             Reply::TextThenToolCalls(text, c) => plan(vec![], words(text), calls(c), Ending::Done),
-            Reply::ThinkingThenText { thinking, text } => plan(words(thinking), words(text), vec![], Ending::Done),
-            Reply::ErrorMidStream { after_chunks, message } => plan(
+            Reply::ThinkingThenText { thinking, text } => {
+                plan(words(thinking), words(text), vec![], Ending::Done)
+            }
+            Reply::ErrorMidStream {
+                after_chunks,
+                message,
+            } => plan(
                 vec![],
                 words(FILLER).into_iter().take(*after_chunks).collect(),
                 vec![],
-                Ending::Error { message: message.clone() },
+                Ending::Error {
+                    message: message.clone(),
+                },
             ),
             Reply::DropMidStream { after_chunks } => plan(
                 vec![],
@@ -144,7 +171,10 @@ impl Plan {
                 vec![],
                 Ending::Drop,
             ),
-            Reply::Slow { per_chunk, text } => Plan { per_chunk: *per_chunk, ..plan(vec![], words(text), vec![], Ending::Done) },
+            Reply::Slow { per_chunk, text } => Plan {
+                per_chunk: *per_chunk,
+                ..plan(vec![], words(text), vec![], Ending::Done)
+            },
             Reply::Status { .. } | Reply::Hang | Reply::RawChunks(_) => return None,
         })
     }
@@ -183,7 +213,10 @@ impl Plan {
             })));
         };
         for t in &self.thinking {
-            chunk(&mut steps, json!({"role": "assistant", "content": "", "thinking": t}));
+            chunk(
+                &mut steps,
+                json!({"role": "assistant", "content": "", "thinking": t}),
+            );
         }
         for c in &self.content {
             chunk(&mut steps, json!({"role": "assistant", "content": c}));
@@ -203,7 +236,10 @@ impl Plan {
             Ending::Done => {}
         }
         if !self.tool_calls.is_empty() {
-            chunk(&mut steps, json!({"role": "assistant", "content": "", "tool_calls": self.tool_calls}));
+            chunk(
+                &mut steps,
+                json!({"role": "assistant", "content": "", "tool_calls": self.tool_calls}),
+            );
         }
         let mut last = self.final_fields(model, prompt_tokens);
         last["message"] = json!({"role": "assistant", "content": ""});
@@ -230,7 +266,8 @@ impl Plan {
 
     /// Total artificial delay (slow replies answer `stream: false` after all of it).
     pub fn total_delay(&self) -> Duration {
-        let chunks = self.thinking.len() + self.content.len() + usize::from(!self.tool_calls.is_empty());
+        let chunks =
+            self.thinking.len() + self.content.len() + usize::from(!self.tool_calls.is_empty());
         self.per_chunk * u32::try_from(chunks).unwrap_or(u32::MAX)
     }
 }
@@ -241,7 +278,14 @@ mod tests {
 
     #[test]
     fn words_round_trip() {
-        for text in ["Hello world, how are you?", "  leading", "trailing  ", "", "one", "a\nb\n\nc"] {
+        for text in [
+            "Hello world, how are you?",
+            "  leading",
+            "trailing  ",
+            "",
+            "one",
+            "a\nb\n\nc",
+        ] {
             assert_eq!(words(text).concat(), text);
         }
         assert_eq!(words("Hello big world"), vec!["Hello", " big", " world"]);

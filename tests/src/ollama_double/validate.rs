@@ -39,7 +39,10 @@ impl Kind {
 
 /// `json: cannot unmarshal string into Go struct field ToolCallFunction.messages.tool_calls.function.arguments of type api.ToolCallFunctionArguments`
 fn type_error(v: &Value, go_struct: &str, path: &str, go_type: &str) -> String {
-    format!("json: cannot unmarshal {} into Go struct field {go_struct}.{path} of type {go_type}", json_kind(v))
+    format!(
+        "json: cannot unmarshal {} into Go struct field {go_struct}.{path} of type {go_type}",
+        json_kind(v)
+    )
 }
 
 /// Checks field `key` of `object` (absent and null are fine).
@@ -61,13 +64,30 @@ fn field<'a>(
 /// Validates the body of `POST /api/chat`; `Err` is the message Ollama would put in `error`.
 pub(super) fn chat_request(body: &Value) -> Result<(), String> {
     let Some(request) = body.as_object() else {
-        return Err(format!("json: cannot unmarshal {} into Go value of type api.ChatRequest", json_kind(body)));
+        return Err(format!(
+            "json: cannot unmarshal {} into Go value of type api.ChatRequest",
+            json_kind(body)
+        ));
     };
     let s = "ChatRequest";
     field(request, "model", Kind::Str, s, "model", "string")?;
     field(request, "stream", Kind::Bool, s, "stream", "bool")?;
-    field(request, "options", Kind::Object, s, "options", "map[string]interface {}")?;
-    if let Some(messages) = field(request, "messages", Kind::Array, s, "messages", "[]api.Message")? {
+    field(
+        request,
+        "options",
+        Kind::Object,
+        s,
+        "options",
+        "map[string]interface {}",
+    )?;
+    if let Some(messages) = field(
+        request,
+        "messages",
+        Kind::Array,
+        s,
+        "messages",
+        "[]api.Message",
+    )? {
         for message in messages.as_array().into_iter().flatten() {
             self::message(message)?;
         }
@@ -88,21 +108,44 @@ pub(super) fn chat_request(body: &Value) -> Result<(), String> {
 
 fn message(message: &Value) -> Result<(), String> {
     let Some(m) = message.as_object() else {
-        return if message.is_null() { Ok(()) } else { Err(type_error(message, "ChatRequest", "messages", "api.Message")) };
+        return if message.is_null() {
+            Ok(())
+        } else {
+            Err(type_error(
+                message,
+                "ChatRequest",
+                "messages",
+                "api.Message",
+            ))
+        };
     };
     let s = "Message";
     field(m, "role", Kind::Str, s, "messages.role", "string")?;
     field(m, "content", Kind::Str, s, "messages.content", "string")?;
     field(m, "thinking", Kind::Str, s, "messages.thinking", "string")?;
     field(m, "tool_name", Kind::Str, s, "messages.tool_name", "string")?;
-    if let Some(images) = field(m, "images", Kind::Array, s, "messages.images", "[]api.ImageData")? {
+    if let Some(images) = field(
+        m,
+        "images",
+        Kind::Array,
+        s,
+        "messages.images",
+        "[]api.ImageData",
+    )? {
         for image in images.as_array().into_iter().flatten() {
             if !(image.is_string() || image.is_null()) {
                 return Err(type_error(image, s, "messages.images", "api.ImageData"));
             }
         }
     }
-    if let Some(calls) = field(m, "tool_calls", Kind::Array, s, "messages.tool_calls", "[]api.ToolCall")? {
+    if let Some(calls) = field(
+        m,
+        "tool_calls",
+        Kind::Array,
+        s,
+        "messages.tool_calls",
+        "[]api.ToolCall",
+    )? {
         for call in calls.as_array().into_iter().flatten() {
             tool_call(call)?;
         }
@@ -112,34 +155,87 @@ fn message(message: &Value) -> Result<(), String> {
 
 fn tool_call(call: &Value) -> Result<(), String> {
     let Some(c) = call.as_object() else {
-        return if call.is_null() { Ok(()) } else { Err(type_error(call, "Message", "messages.tool_calls", "api.ToolCall")) };
+        return if call.is_null() {
+            Ok(())
+        } else {
+            Err(type_error(
+                call,
+                "Message",
+                "messages.tool_calls",
+                "api.ToolCall",
+            ))
+        };
     };
-    let Some(function) = field(c, "function", Kind::Object, "ToolCall", "messages.tool_calls.function", "api.ToolCallFunction")?
+    let Some(function) = field(
+        c,
+        "function",
+        Kind::Object,
+        "ToolCall",
+        "messages.tool_calls.function",
+        "api.ToolCallFunction",
+    )?
     else {
         return Ok(());
     };
-    let Some(f) = function.as_object() else { return Ok(()) };
+    let Some(f) = function.as_object() else {
+        return Ok(());
+    };
     let s = "ToolCallFunction";
     let p = "messages.tool_calls.function";
     field(f, "name", Kind::Str, s, &format!("{p}.name"), "string")?;
     field(f, "index", Kind::Int, s, &format!("{p}.index"), "int")?;
-    field(f, "arguments", Kind::Object, s, &format!("{p}.arguments"), "api.ToolCallFunctionArguments")?;
+    field(
+        f,
+        "arguments",
+        Kind::Object,
+        s,
+        &format!("{p}.arguments"),
+        "api.ToolCallFunctionArguments",
+    )?;
     Ok(())
 }
 
 fn tool(tool: &Value) -> Result<(), String> {
     let Some(t) = tool.as_object() else {
-        return if tool.is_null() { Ok(()) } else { Err(type_error(tool, "ChatRequest", "tools", "api.Tool")) };
+        return if tool.is_null() {
+            Ok(())
+        } else {
+            Err(type_error(tool, "ChatRequest", "tools", "api.Tool"))
+        };
     };
     field(t, "type", Kind::Str, "Tool", "tools.type", "string")?;
-    let Some(function) = field(t, "function", Kind::Object, "Tool", "tools.function", "api.ToolFunction")? else {
+    let Some(function) = field(
+        t,
+        "function",
+        Kind::Object,
+        "Tool",
+        "tools.function",
+        "api.ToolFunction",
+    )?
+    else {
         return Ok(());
     };
-    let Some(f) = function.as_object() else { return Ok(()) };
+    let Some(f) = function.as_object() else {
+        return Ok(());
+    };
     let s = "ToolFunction";
     field(f, "name", Kind::Str, s, "tools.function.name", "string")?;
-    field(f, "description", Kind::Str, s, "tools.function.description", "string")?;
-    field(f, "parameters", Kind::Object, s, "tools.function.parameters", "api.ToolFunctionParameters")?;
+    field(
+        f,
+        "description",
+        Kind::Str,
+        s,
+        "tools.function.description",
+        "string",
+    )?;
+    field(
+        f,
+        "parameters",
+        Kind::Object,
+        s,
+        "tools.function.parameters",
+        "api.ToolFunctionParameters",
+    )?;
     Ok(())
 }
 
@@ -148,8 +244,12 @@ fn think_value(v: &Value) -> Result<(), String> {
     match v {
         Value::Null | Value::Bool(_) => Ok(()),
         Value::String(s) if matches!(s.as_str(), "high" | "medium" | "low") => Ok(()),
-        Value::String(s) => Err(format!("invalid think value: {s:?} (must be \"high\", \"medium\", \"low\", true, or false)")),
-        other => Err(format!("invalid think value: {other} (must be \"high\", \"medium\", \"low\", true, or false)")),
+        Value::String(s) => Err(format!(
+            "invalid think value: {s:?} (must be \"high\", \"medium\", \"low\", true, or false)"
+        )),
+        other => Err(format!(
+            "invalid think value: {other} (must be \"high\", \"medium\", \"low\", true, or false)"
+        )),
     }
 }
 
@@ -173,12 +273,17 @@ fn is_go_duration(s: &str) -> bool {
         return false;
     }
     while !rest.is_empty() {
-        let digits = rest.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(rest.len());
+        let digits = rest
+            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+            .unwrap_or(rest.len());
         if digits == 0 {
             return false;
         }
         rest = &rest[digits..];
-        let Some(unit) = ["ns", "us", "µs", "ms", "s", "m", "h"].iter().find(|u| rest.starts_with(**u)) else {
+        let Some(unit) = ["ns", "us", "µs", "ms", "s", "m", "h"]
+            .iter()
+            .find(|u| rest.starts_with(**u))
+        else {
             return false;
         };
         // "ms" must win over "m": the list is ordered so that two-letter units come first.
@@ -197,15 +302,25 @@ mod tests {
 
     #[test]
     fn go_type_errors() {
-        let e = chat_request(&json!({"model": "m", "messages": [{"role": "assistant", "tool_calls": [
-            {"function": {"name": "x", "arguments": "{}"}}]}]}))
+        let e = chat_request(
+            &json!({"model": "m", "messages": [{"role": "assistant", "tool_calls": [
+            {"function": {"name": "x", "arguments": "{}"}}]}]}),
+        )
         .expect_err("string arguments rejected");
         assert_eq!(
             e,
             "json: cannot unmarshal string into Go struct field ToolCallFunction.messages.tool_calls.function.arguments of type api.ToolCallFunctionArguments"
         );
-        assert!(chat_request(&json!({"model": 3})).expect_err("number model").contains("ChatRequest.model"));
-        assert!(chat_request(&json!([])).expect_err("array body").contains("Go value of type api.ChatRequest"));
+        assert!(
+            chat_request(&json!({"model": 3}))
+                .expect_err("number model")
+                .contains("ChatRequest.model")
+        );
+        assert!(
+            chat_request(&json!([]))
+                .expect_err("array body")
+                .contains("Go value of type api.ChatRequest")
+        );
         assert!(chat_request(&json!({"model": "m", "stream": "yes"})).is_err());
         assert!(chat_request(&json!({"model": "m", "think": "very"})).is_err());
         assert!(chat_request(&json!({"model": "m", "keep_alive": "5 minutes"})).is_err());
