@@ -215,6 +215,9 @@ pub(crate) fn excerpt(bytes: &[u8]) -> String {
     out
 }
 
+/// Longest NDJSON line accepted; Ollama's lines are small (one token, or one set of tool calls).
+const MAX_LINE_BYTES: usize = 16 * 1024 * 1024;
+
 /// Turns the bytes of an NDJSON body, in whatever pieces the network delivers them, into
 /// [`ChatEvent`]s. A line may span several pieces and one piece may hold several lines.
 #[derive(Debug, Default)]
@@ -227,6 +230,15 @@ impl LineDecoder {
     /// Feeds one network piece; complete lines become events in `out`.
     pub fn feed(&mut self, piece: &[u8], out: &mut VecDeque<ChatEvent>) -> Result<(), LlmError> {
         self.buf.extend_from_slice(piece);
+        if self.buf.len() > MAX_LINE_BYTES && !self.buf.contains(&b'\n') {
+            // A server that never ends its line must not make us buffer without bound.
+            return Err(LlmError::Protocol {
+                detail: format!(
+                    "a line longer than {MAX_LINE_BYTES} bytes: {}",
+                    excerpt(&self.buf)
+                ),
+            });
+        }
         while !self.done {
             let Some(newline) = self.buf.iter().position(|&b| b == b'\n') else {
                 break;
@@ -489,6 +501,18 @@ mod tests {
             }
             other => panic!("{other:?}"),
         }
+    }
+
+    #[test]
+    fn endless_line_is_a_protocol_error() {
+        let mut d = LineDecoder::default();
+        let mut out = VecDeque::new();
+        let piece = vec![b'x'; 1024 * 1024];
+        let error = (0..32).find_map(|_| d.feed(&piece, &mut out).err());
+        assert!(
+            matches!(error, Some(LlmError::Protocol { .. })),
+            "{error:?}"
+        );
     }
 
     #[test]
