@@ -110,7 +110,8 @@ pub fn config_key(index: usize) -> String {
 }
 
 /// One attempt to connect to `config`, bounded by its start-up timeout (handshake included).
-pub async fn connect(config: &McpServerConfig, index: usize) -> Result<Connection, ConnectError> {
+/// `key` is where the person fixes this server (`mcp.servers[3]`), quoted in error messages.
+pub async fn connect(config: &McpServerConfig, key: &str) -> Result<Connection, ConnectError> {
     let side = ClientSide::new();
     let timeout = config.startup_timeout();
     match config.transport() {
@@ -127,7 +128,7 @@ pub async fn connect(config: &McpServerConfig, index: usize) -> Result<Connectio
             let (process, stderr) = TokioChildProcess::builder(wrapped)
                 .stderr(Stdio::piped())
                 .spawn()
-                .map_err(|e| spawn_error(command, index, &e))?;
+                .map_err(|e| spawn_error(command, key, &e))?;
             let pid = process.id();
             let tail = StderrTail::default();
             let stderr_task = stderr.map(|s| tokio::spawn(forward_stderr(config.name.clone(), s, tail.clone())));
@@ -148,18 +149,18 @@ pub async fn connect(config: &McpServerConfig, index: usize) -> Result<Connectio
                 Some(e) => ConnectError::Handshake(format!(
                     "`{shown}` stopped before completing the MCP handshake: {e}{}; check that it is an MCP server speaking stdio and that its arguments in {}.args are right",
                     tail.suffix(),
-                    config_key(index)
+                    key
                 )),
                 None => ConnectError::Timeout(format!(
                     "`{shown}` did not complete the MCP handshake within {} s{}; raise {}.startup_timeout_secs if it is just slow (a first `npx` run downloads the package)",
                     timeout.as_secs(),
                     tail.suffix(),
-                    config_key(index)
+                    key
                 )),
             })
         }
         McpTransport::Http { url } => {
-            let headers = http_headers(config, index)?;
+            let headers = http_headers(config, key)?;
             let http = http_client()
                 .map_err(|e| ConnectError::Config(format!("building the HTTP client for `{url}`: {e}")))?;
             let transport_config = StreamableHttpClientTransportConfig::with_uri(url.to_string())
@@ -175,12 +176,12 @@ pub async fn connect(config: &McpServerConfig, index: usize) -> Result<Connectio
                 }),
                 Ok(Err(e)) => Err(ConnectError::Handshake(format!(
                     "cannot open an MCP session with `{url}`: {e}; check that the server runs and serves streamable HTTP there, or fix {}.url",
-                    config_key(index)
+                    key
                 ))),
                 Err(_) => Err(ConnectError::Timeout(format!(
                     "`{url}` did not complete the MCP handshake within {} s; check that the server runs, or raise {}.startup_timeout_secs",
                     timeout.as_secs(),
-                    config_key(index)
+                    key
                 ))),
             }
         }
@@ -199,9 +200,8 @@ fn http_client() -> Result<reqwest::Client, reqwest::Error> {
 /// `headers` as given plus `headers_env` read from the environment (values never logged).
 fn http_headers(
     config: &McpServerConfig,
-    index: usize,
+    key: &str,
 ) -> Result<HashMap<http::HeaderName, http::HeaderValue>, ConnectError> {
-    let key = config_key(index);
     let mut out = HashMap::new();
     let name_of = |name: &str, field: &str| {
         http::HeaderName::from_bytes(name.as_bytes())
@@ -234,8 +234,7 @@ fn http_headers(
     Ok(out)
 }
 
-fn spawn_error(command: &str, index: usize, e: &std::io::Error) -> ConnectError {
-    let key = config_key(index);
+fn spawn_error(command: &str, key: &str, e: &std::io::Error) -> ConnectError {
     match e.kind() {
         std::io::ErrorKind::NotFound => {
             let hint = match command.rsplit('/').next().unwrap_or(command) {

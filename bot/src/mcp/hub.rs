@@ -355,9 +355,10 @@ async fn supervise(server: Arc<Server>, shutdown: CancellationToken) {
     let name = server.config.name.clone();
     let mut attempt: u32 = 0;
     let mut ever_ready = false;
+    let key = config_key(server.index);
     loop {
         let result = tokio::select! {
-            r = connection::connect(&server.config, server.index) => r,
+            r = connection::connect(&server.config, &key) => r,
             // Dropping a half-started connection kills its child.
             _ = shutdown.cancelled() => return,
         };

@@ -6,10 +6,11 @@ use std::time::Duration;
 use crate::llm::ToolSpec;
 
 mod adapter;
-mod connection;
+pub(crate) mod connection;
 mod hub;
 mod validate;
 pub use hub::{HubOptions, McpHub};
+pub(crate) use hub::backoff as restart_backoff;
 
 /// Separates server and tool in the names the model sees: `memory__create_entities`.
 pub const NAMESPACE_SEPARATOR: &str = "__";
