@@ -161,7 +161,8 @@ struct Upstream {
 struct UpstreamState {
     peer: Option<Peer<RoleClient>>,
     info: Option<ServerConfig>,
-    /// Why the child is down (`None` while it is up or still starting for the first time).
+    /// Why the child is down, as a predicate ("crashed (it exited)"); `None` while it is up or
+    /// still starting for the first time.
     down: Option<String>,
 }
 
@@ -175,11 +176,15 @@ impl Upstream {
             startup_timeout_secs: args.startup_timeout.as_secs().max(1),
             ..Default::default()
         };
-        let label: Arc<str> = std::iter::once(args.command.as_str())
+        let full = std::iter::once(args.command.as_str())
             .chain(args.args.iter().map(String::as_str))
             .collect::<Vec<_>>()
-            .join(" ")
-            .into();
+            .join(" ");
+        // Quoted in every error message: long wrapper scripts are cut.
+        let label: Arc<str> = match full.char_indices().nth(80) {
+            Some((cut, _)) => format!("{} …", &full[..cut]).into(),
+            None => full.into(),
+        };
         let (tx, rx) = watch::channel(Arc::new(UpstreamState { peer: None, info: None, down: None }));
         let upstream = Upstream {
             state: rx,
@@ -202,7 +207,9 @@ impl Upstream {
         let state = self.snapshot();
         match (&state.peer, &state.down) {
             (Some(_), _) => (axum::http::StatusCode::OK, "ok".into()),
-            (None, Some(why)) => (axum::http::StatusCode::SERVICE_UNAVAILABLE, format!("MCP server down: {why}")),
+            (None, Some(why)) => {
+                (axum::http::StatusCode::SERVICE_UNAVAILABLE, format!("MCP server down: it {why}"))
+            }
             (None, None) => (axum::http::StatusCode::SERVICE_UNAVAILABLE, "MCP server starting".into()),
         }
     }
@@ -213,7 +220,7 @@ impl Upstream {
         match (&state.peer, &state.down) {
             (Some(peer), _) => Ok(peer.clone()),
             (None, Some(why)) => Err(ErrorData::internal_error(
-                format!("the MCP server `{}` is not running ({why}); the bridge is restarting it, retry in a few seconds", self.label),
+                format!("the MCP server `{}` {why}; the bridge is restarting it, retry in a few seconds", self.label),
                 None,
             )),
             (None, None) => Err(ErrorData::internal_error(
@@ -280,6 +287,7 @@ async fn supervise(
     let key = "bridge";
     let mut attempt: u32 = 0;
     let mut restarted = false;
+    let mut ever_up = false;
     loop {
         let connected = tokio::select! {
             r = connection::connect(&config, key) => r,
@@ -312,13 +320,15 @@ async fn supervise(
                 if started.elapsed() >= Duration::from_secs(60) {
                     attempt = 0;
                 }
+                ever_up = true;
                 match quit {
-                    Ok(QuitReason::Closed) => format!("it exited{}", stderr.suffix()),
-                    Ok(other) => format!("{other:?}"),
-                    Err(e) => format!("its client task failed: {e}"),
+                    Ok(QuitReason::Closed) => format!("crashed (it exited{})", stderr.suffix()),
+                    Ok(other) => format!("stopped ({other:?})"),
+                    Err(e) => format!("crashed (its client task failed: {e})"),
                 }
             }
-            Err(e) => e.to_string(),
+            Err(e) if ever_up => format!("crashed and could not be started again yet: {e}"),
+            Err(e) => format!("could not be started: {e}"),
         };
         attempt = attempt.saturating_add(1);
         restarted = true;

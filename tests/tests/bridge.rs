@@ -160,7 +160,7 @@ async fn bridge_serves_memory_over_http_and_survives_a_crash() {
     let failed = client.call_tool(CallToolRequestParams::new("read_graph")).await;
     match failed {
         Err(ServiceError::McpError(e)) => {
-            assert!(e.message.contains("is not running") && e.message.contains("restarting it"), "{e:?}")
+            assert!(e.message.contains("crashed") && e.message.contains("restarting it"), "{e:?}")
         }
         other => panic!("a call while the server is down must fail with a JSON-RPC error, got {other:?}"),
     }
