@@ -16,10 +16,12 @@ use std::time::Duration;
 use rmcp::model::{
     CallToolRequestParams, CallToolResponse, ErrorData, GetPromptRequestParams, GetPromptResponse,
     InitializeRequestParams, InitializeResult, ListPromptsResult, ListResourceTemplatesResult,
-    ListResourcesResult, ListToolsResult, PaginatedRequestParams, ProtocolVersion, ReadResourceRequestParams,
-    ReadResourceResponse, ServerConfig,
+    ListResourcesResult, ListToolsResult, PaginatedRequestParams, ProtocolVersion,
+    ReadResourceRequestParams, ReadResourceResponse, ServerConfig,
 };
-use rmcp::service::{NotificationContext, Peer, QuitReason, RequestContext, RoleClient, RoleServer, ServiceError};
+use rmcp::service::{
+    NotificationContext, Peer, QuitReason, RequestContext, RoleClient, RoleServer, ServiceError,
+};
 use rmcp::transport::streamable_http_server::session::local::LocalSessionManager;
 use rmcp::transport::{StreamableHttpServerConfig, StreamableHttpService};
 use tokio::sync::watch;
@@ -58,10 +60,15 @@ impl BridgeArgs {
 
 #[derive(Debug, thiserror::Error)]
 pub enum BridgeError {
-    #[error("no command given: put the MCP server's command after `--`, e.g. `bridge --port 8101 -- mcp-server-memory`")]
+    #[error(
+        "no command given: put the MCP server's command after `--`, e.g. `bridge --port 8101 -- mcp-server-memory`"
+    )]
     NoCommand,
     #[error("listening on {addr} failed: {source}; choose a free port")]
-    Bind { addr: SocketAddr, source: std::io::Error },
+    Bind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
     #[error("serving HTTP failed: {0}")]
     Serve(std::io::Error),
 }
@@ -87,7 +94,10 @@ pub async fn serve_with(
     }
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
-        .map_err(|source| BridgeError::Bind { addr: args.listen, source })?;
+        .map_err(|source| BridgeError::Bind {
+            addr: args.listen,
+            source,
+        })?;
     serve_on(listener, args, shutdown).await
 }
 
@@ -103,9 +113,13 @@ pub async fn serve_on(
     }
     let stop = CancellationToken::new();
     let upstream = Upstream::start(&args, stop.child_token());
-    let handler = BridgeHandler { upstream: upstream.clone(), startup_timeout: args.startup_timeout };
+    let handler = BridgeHandler {
+        upstream: upstream.clone(),
+        startup_timeout: args.startup_timeout,
+    };
 
-    let mut http_config = StreamableHttpServerConfig::default().with_cancellation_token(stop.child_token());
+    let mut http_config =
+        StreamableHttpServerConfig::default().with_cancellation_token(stop.child_token());
     if args.allowed_hosts.iter().any(|h| h == "*") {
         http_config = http_config.disable_allowed_hosts();
     } else if !args.allowed_hosts.is_empty() {
@@ -169,7 +183,12 @@ struct UpstreamState {
 impl Upstream {
     fn start(args: &BridgeArgs, stop: CancellationToken) -> Upstream {
         let config = McpServerConfig {
-            name: args.command.rsplit('/').next().unwrap_or(&args.command).to_string(),
+            name: args
+                .command
+                .rsplit('/')
+                .next()
+                .unwrap_or(&args.command)
+                .to_string(),
             command: Some(args.command.clone()),
             args: args.args.clone(),
             env: args.env.clone(),
@@ -185,7 +204,11 @@ impl Upstream {
             Some((cut, _)) => format!("{} …", &full[..cut]).into(),
             None => full.into(),
         };
-        let (tx, rx) = watch::channel(Arc::new(UpstreamState { peer: None, info: None, down: None }));
+        let (tx, rx) = watch::channel(Arc::new(UpstreamState {
+            peer: None,
+            info: None,
+            down: None,
+        }));
         let upstream = Upstream {
             state: rx,
             sessions: Arc::new(Mutex::new(Vec::new())),
@@ -207,10 +230,14 @@ impl Upstream {
         let state = self.snapshot();
         match (&state.peer, &state.down) {
             (Some(_), _) => (axum::http::StatusCode::OK, "ok".into()),
-            (None, Some(why)) => {
-                (axum::http::StatusCode::SERVICE_UNAVAILABLE, format!("MCP server down: it {why}"))
-            }
-            (None, None) => (axum::http::StatusCode::SERVICE_UNAVAILABLE, "MCP server starting".into()),
+            (None, Some(why)) => (
+                axum::http::StatusCode::SERVICE_UNAVAILABLE,
+                format!("MCP server down: it {why}"),
+            ),
+            (None, None) => (
+                axum::http::StatusCode::SERVICE_UNAVAILABLE,
+                "MCP server starting".into(),
+            ),
         }
     }
 
@@ -220,11 +247,17 @@ impl Upstream {
         match (&state.peer, &state.down) {
             (Some(peer), _) => Ok(peer.clone()),
             (None, Some(why)) => Err(ErrorData::internal_error(
-                format!("the MCP server `{}` {why}; the bridge is restarting it, retry in a few seconds", self.label),
+                format!(
+                    "the MCP server `{}` {why}; the bridge is restarting it, retry in a few seconds",
+                    self.label
+                ),
                 None,
             )),
             (None, None) => Err(ErrorData::internal_error(
-                format!("the MCP server `{}` is still starting; retry in a few seconds", self.label),
+                format!(
+                    "the MCP server `{}` is still starting; retry in a few seconds",
+                    self.label
+                ),
                 None,
             )),
         }
@@ -245,14 +278,19 @@ impl Upstream {
         match e {
             // The child's own protocol error goes through unchanged.
             ServiceError::McpError(e) => e,
-            ServiceError::TransportClosed | ServiceError::TransportSend(_) => ErrorData::internal_error(
-                format!(
-                    "the MCP server `{}` crashed during the request; the bridge is restarting it, retry in a few seconds",
-                    self.label
-                ),
+            ServiceError::TransportClosed | ServiceError::TransportSend(_) => {
+                ErrorData::internal_error(
+                    format!(
+                        "the MCP server `{}` crashed during the request; the bridge is restarting it, retry in a few seconds",
+                        self.label
+                    ),
+                    None,
+                )
+            }
+            other => ErrorData::internal_error(
+                format!("forwarding to `{}` failed: {other}", self.label),
                 None,
             ),
-            other => ErrorData::internal_error(format!("forwarding to `{}` failed: {other}", self.label), None),
         }
     }
 
@@ -294,11 +332,20 @@ async fn supervise(
             _ = stop.cancelled() => return,
         };
         let why = match connected {
-            Ok(Connection { client, tools_changed, stderr, pid }) => {
+            Ok(Connection {
+                client,
+                tools_changed,
+                stderr,
+                pid,
+            }) => {
                 let peer = client.peer().clone();
                 let info = peer.peer_info().map(|i| downstream_info(&i));
                 tracing::info!(command = %upstream.label, pid, "bridge: MCP server ready");
-                tx.send_replace(Arc::new(UpstreamState { peer: Some(peer), info, down: None }));
+                tx.send_replace(Arc::new(UpstreamState {
+                    peer: Some(peer),
+                    info,
+                    down: None,
+                }));
                 if restarted {
                     upstream.notify_tools_changed().await;
                 }
@@ -334,7 +381,11 @@ async fn supervise(
         restarted = true;
         let delay = crate::mcp::restart_backoff(attempt);
         tracing::warn!(command = %upstream.label, attempt, reason = %why, delay_ms = delay.as_millis() as u64, "bridge: MCP server down; restarting");
-        tx.send_replace(Arc::new(UpstreamState { peer: None, info: None, down: Some(why) }));
+        tx.send_replace(Arc::new(UpstreamState {
+            peer: None,
+            info: None,
+            down: Some(why),
+        }));
         tokio::select! {
             _ = tokio::time::sleep(delay) => {}
             _ = stop.cancelled() => return,
@@ -378,7 +429,9 @@ impl rmcp::ServerHandler for BridgeHandler {
 
     fn supported_protocol_versions(&self) -> std::borrow::Cow<'static, [ProtocolVersion]> {
         // Session-based versions only: the bridge keeps one session per downstream client.
-        std::borrow::Cow::Borrowed(ProtocolVersion::known_up_to(&ProtocolVersion::LATEST_WITH_INITIALIZE))
+        std::borrow::Cow::Borrowed(ProtocolVersion::known_up_to(
+            &ProtocolVersion::LATEST_WITH_INITIALIZE,
+        ))
     }
 
     async fn initialize(
@@ -405,7 +458,9 @@ impl rmcp::ServerHandler for BridgeHandler {
         _context: RequestContext<RoleServer>,
     ) -> Result<ListToolsResult, ErrorData> {
         let peer = self.upstream.peer()?;
-        peer.list_tools(request).await.map_err(|e| self.upstream.forward_error(e))
+        peer.list_tools(request)
+            .await
+            .map_err(|e| self.upstream.forward_error(e))
     }
 
     async fn call_tool(
@@ -427,7 +482,9 @@ impl rmcp::ServerHandler for BridgeHandler {
         _context: RequestContext<RoleServer>,
     ) -> Result<ListPromptsResult, ErrorData> {
         let peer = self.upstream.peer()?;
-        peer.list_prompts(request).await.map_err(|e| self.upstream.forward_error(e))
+        peer.list_prompts(request)
+            .await
+            .map_err(|e| self.upstream.forward_error(e))
     }
 
     async fn get_prompt(
@@ -436,7 +493,9 @@ impl rmcp::ServerHandler for BridgeHandler {
         _context: RequestContext<RoleServer>,
     ) -> Result<GetPromptResponse, ErrorData> {
         let peer = self.upstream.peer()?;
-        peer.get_prompt_once(request).await.map_err(|e| self.upstream.forward_error(e))
+        peer.get_prompt_once(request)
+            .await
+            .map_err(|e| self.upstream.forward_error(e))
     }
 
     async fn list_resources(
@@ -445,7 +504,9 @@ impl rmcp::ServerHandler for BridgeHandler {
         _context: RequestContext<RoleServer>,
     ) -> Result<ListResourcesResult, ErrorData> {
         let peer = self.upstream.peer()?;
-        peer.list_resources(request).await.map_err(|e| self.upstream.forward_error(e))
+        peer.list_resources(request)
+            .await
+            .map_err(|e| self.upstream.forward_error(e))
     }
 
     async fn list_resource_templates(
@@ -454,7 +515,9 @@ impl rmcp::ServerHandler for BridgeHandler {
         _context: RequestContext<RoleServer>,
     ) -> Result<ListResourceTemplatesResult, ErrorData> {
         let peer = self.upstream.peer()?;
-        peer.list_resource_templates(request).await.map_err(|e| self.upstream.forward_error(e))
+        peer.list_resource_templates(request)
+            .await
+            .map_err(|e| self.upstream.forward_error(e))
     }
 
     async fn read_resource(
@@ -463,6 +526,8 @@ impl rmcp::ServerHandler for BridgeHandler {
         _context: RequestContext<RoleServer>,
     ) -> Result<ReadResourceResponse, ErrorData> {
         let peer = self.upstream.peer()?;
-        peer.read_resource_once(request).await.map_err(|e| self.upstream.forward_error(e))
+        peer.read_resource_once(request)
+            .await
+            .map_err(|e| self.upstream.forward_error(e))
     }
 }

@@ -43,7 +43,9 @@ pub fn installed(relative: &str) -> PathBuf {
 }
 
 fn node_bin(name: &str) -> String {
-    installed(&format!("node/node_modules/.bin/{name}")).display().to_string()
+    installed(&format!("node/node_modules/.bin/{name}"))
+        .display()
+        .to_string()
 }
 
 fn stdio(name: &str, command: String, args: &[&str], env: &[(&str, &str)]) -> McpServerConfig {
@@ -51,7 +53,10 @@ fn stdio(name: &str, command: String, args: &[&str], env: &[(&str, &str)]) -> Mc
         name: name.into(),
         command: Some(command),
         args: args.iter().map(|s| s.to_string()).collect(),
-        env: env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect::<BTreeMap<_, _>>(),
+        env: env
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect::<BTreeMap<_, _>>(),
         // Generous: a loaded 2-core CI machine starts node slowly.
         startup_timeout_secs: 60,
         ..Default::default()
@@ -61,7 +66,12 @@ fn stdio(name: &str, command: String, args: &[&str], env: &[(&str, &str)]) -> Mc
 /// `@modelcontextprotocol/server-memory`, keeping its graph in `dir/memory.json`.
 pub fn memory(dir: &Path) -> McpServerConfig {
     let file = dir.join("memory.json").display().to_string();
-    stdio("memory", node_bin("mcp-server-memory"), &[], &[("MEMORY_FILE_PATH", &file)])
+    stdio(
+        "memory",
+        node_bin("mcp-server-memory"),
+        &[],
+        &[("MEMORY_FILE_PATH", &file)],
+    )
 }
 
 /// `@modelcontextprotocol/server-sequential-thinking` (thought logging to stderr off).
@@ -76,7 +86,12 @@ pub fn sequential_thinking() -> McpServerConfig {
 
 /// `@modelcontextprotocol/server-everything` over stdio.
 pub fn everything_stdio() -> McpServerConfig {
-    stdio("everything", node_bin("mcp-server-everything"), &["stdio"], &[])
+    stdio(
+        "everything",
+        node_bin("mcp-server-everything"),
+        &["stdio"],
+        &[],
+    )
 }
 
 /// `mcp-server-fetch` (PyPI) allowed to fetch from 127.0.0.1. Its first fetch may install things
@@ -150,7 +165,10 @@ pub async fn everything_http() -> (HttpServerGuard, McpServerConfig) {
             .expect("spawn mcp-server-everything streamableHttp");
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
-            if tokio::net::TcpStream::connect(("127.0.0.1", port)).await.is_ok() {
+            if tokio::net::TcpStream::connect(("127.0.0.1", port))
+                .await
+                .is_ok()
+            {
                 let url = format!("http://127.0.0.1:{port}/mcp");
                 let config = McpServerConfig {
                     name: "everything_http".into(),
@@ -158,12 +176,21 @@ pub async fn everything_http() -> (HttpServerGuard, McpServerConfig) {
                     startup_timeout_secs: 60,
                     ..Default::default()
                 };
-                return (HttpServerGuard { child: Some(child), url }, config);
+                return (
+                    HttpServerGuard {
+                        child: Some(child),
+                        url,
+                    },
+                    config,
+                );
             }
             if child.try_wait().ok().flatten().is_some() {
                 break; // exited: most likely the port was taken; try another
             }
-            assert!(Instant::now() < deadline, "mcp-server-everything streamableHttp did not listen on {port} within 60 s");
+            assert!(
+                Instant::now() < deadline,
+                "mcp-server-everything streamableHttp did not listen on {port} within 60 s"
+            );
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
@@ -188,18 +215,32 @@ impl PageServer {
     /// Serves `pages` (path such as `/hello.html` → HTML body) with `text/html`.
     pub async fn start(pages: &[(&str, String)]) -> PageServer {
         use axum::http::{StatusCode, Uri, header};
-        let pages: std::sync::Arc<BTreeMap<String, String>> =
-            std::sync::Arc::new(pages.iter().map(|(p, b)| (p.to_string(), b.clone())).collect());
+        let pages: std::sync::Arc<BTreeMap<String, String>> = std::sync::Arc::new(
+            pages
+                .iter()
+                .map(|(p, b)| (p.to_string(), b.clone()))
+                .collect(),
+        );
         let app = axum::Router::new().fallback(move |uri: Uri| {
             let pages = pages.clone();
             async move {
                 match pages.get(uri.path()) {
-                    Some(body) => (StatusCode::OK, [(header::CONTENT_TYPE, "text/html; charset=utf-8")], body.clone()),
-                    None => (StatusCode::NOT_FOUND, [(header::CONTENT_TYPE, "text/plain")], "not found".to_string()),
+                    Some(body) => (
+                        StatusCode::OK,
+                        [(header::CONTENT_TYPE, "text/html; charset=utf-8")],
+                        body.clone(),
+                    ),
+                    None => (
+                        StatusCode::NOT_FOUND,
+                        [(header::CONTENT_TYPE, "text/plain")],
+                        "not found".to_string(),
+                    ),
                 }
             }
         });
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind page server");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind page server");
         let addr = listener.local_addr().expect("page server address");
         let task = tokio::spawn(async move {
             let _ = axum::serve(listener, app).await;
@@ -233,18 +274,26 @@ pub fn process_alive(pid: u32) -> bool {
 
 /// Every live process whose process group is `pgid` (a stdio server's whole tree).
 pub fn process_group_members(pgid: u32) -> Vec<u32> {
-    let Ok(entries) = std::fs::read_dir("/proc") else { return Vec::new() };
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
     entries
         .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
         .filter(|pid| {
-            std::fs::read_to_string(format!("/proc/{pid}/stat")).ok().is_some_and(|stat| {
-                // After "comm)": state ppid pgrp ...
-                let mut fields = stat.rsplit_once(')').map(|(_, r)| r.split_whitespace()).into_iter().flatten();
-                let state = fields.next();
-                let _ppid = fields.next();
-                let pgrp = fields.next().and_then(|p| p.parse::<u32>().ok());
-                pgrp == Some(pgid) && !matches!(state, Some("Z") | Some("X"))
-            })
+            std::fs::read_to_string(format!("/proc/{pid}/stat"))
+                .ok()
+                .is_some_and(|stat| {
+                    // After "comm)": state ppid pgrp ...
+                    let mut fields = stat
+                        .rsplit_once(')')
+                        .map(|(_, r)| r.split_whitespace())
+                        .into_iter()
+                        .flatten();
+                    let state = fields.next();
+                    let _ppid = fields.next();
+                    let pgrp = fields.next().and_then(|p| p.parse::<u32>().ok());
+                    pgrp == Some(pgid) && !matches!(state, Some("Z") | Some("X"))
+                })
         })
         .collect()
 }
@@ -252,7 +301,9 @@ pub fn process_group_members(pgid: u32) -> Vec<u32> {
 /// Every live process below `pid` in the process tree (children, grandchildren, ...), including
 /// those that moved to a process group of their own (puppeteer starts Chromium detached).
 pub fn descendants(pid: u32) -> Vec<u32> {
-    let Ok(entries) = std::fs::read_dir("/proc") else { return Vec::new() };
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
     let parents: Vec<(u32, u32)> = entries
         .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
         .filter_map(|p| {
@@ -267,7 +318,12 @@ pub fn descendants(pid: u32) -> Vec<u32> {
     let mut i = 0;
     while i < found.len() {
         let parent = found[i];
-        found.extend(parents.iter().filter(|(_, pp)| *pp == parent).map(|(p, _)| *p));
+        found.extend(
+            parents
+                .iter()
+                .filter(|(_, pp)| *pp == parent)
+                .map(|(p, _)| *p),
+        );
         i += 1;
     }
     found.remove(0);
@@ -280,7 +336,11 @@ pub fn my_descendants_running(needle: &str) -> Vec<u32> {
         .into_iter()
         .filter(|pid| {
             std::fs::read(format!("/proc/{pid}/cmdline"))
-                .map(|c| String::from_utf8_lossy(&c).replace('\0', " ").contains(needle))
+                .map(|c| {
+                    String::from_utf8_lossy(&c)
+                        .replace('\0', " ")
+                        .contains(needle)
+                })
                 .unwrap_or(false)
         })
         .collect()
@@ -300,13 +360,20 @@ pub async fn http_get(addr: SocketAddr, path: &str) -> std::io::Result<(u16, Str
         .nth(1)
         .and_then(|s| s.parse::<u16>().ok())
         .ok_or_else(|| std::io::Error::other(format!("not an HTTP response: {text:?}")))?;
-    let body = text.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
+    let body = text
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default();
     Ok((status, body))
 }
 
 /// Sends SIGKILL to `pid` (simulating a crash).
 pub fn kill_hard(pid: u32) {
-    let status = std::process::Command::new("kill").arg("-9").arg(pid.to_string()).status().expect("run kill");
+    let status = std::process::Command::new("kill")
+        .arg("-9")
+        .arg(pid.to_string())
+        .status()
+        .expect("run kill");
     assert!(status.success(), "kill -9 {pid} failed");
 }
 

@@ -29,9 +29,13 @@ pub fn parameters(input_schema: &Map<String, Value>) -> Value {
     schema.remove("$schema");
     // Ollama's function `parameters` must be an object schema; some servers omit `type` or
     // `properties` for tools without arguments.
-    schema.entry("type").or_insert_with(|| Value::String("object".into()));
+    schema
+        .entry("type")
+        .or_insert_with(|| Value::String("object".into()));
     if schema.get("type").and_then(Value::as_str) == Some("object") {
-        schema.entry("properties").or_insert_with(|| Value::Object(Map::new()));
+        schema
+            .entry("properties")
+            .or_insert_with(|| Value::Object(Map::new()));
     }
     Value::Object(schema)
 }
@@ -40,7 +44,10 @@ pub fn parameters(input_schema: &Map<String, Value>) -> Value {
 /// briefly, `structuredContent` as JSON when there is no text at all.
 pub fn result_text(result: &CallToolResult) -> String {
     let parts: Vec<String> = result.content.iter().map(describe_block).collect();
-    let has_text = result.content.iter().any(|c| matches!(c, ContentBlock::Text(_)));
+    let has_text = result
+        .content
+        .iter()
+        .any(|c| matches!(c, ContentBlock::Text(_)));
     let mut text = parts.join("\n");
     if !has_text && let Some(structured) = &result.structured_content {
         let json = serde_json::to_string(structured).unwrap_or_default();
@@ -59,13 +66,22 @@ pub fn result_text(result: &CallToolResult) -> String {
 fn describe_block(block: &ContentBlock) -> String {
     match block {
         ContentBlock::Text(t) => t.text.clone(),
-        ContentBlock::Image(i) => format!("[image: {}, {} bytes]", i.mime_type, base64_len(&i.data)),
-        ContentBlock::Audio(a) => format!("[audio: {}, {} bytes]", a.mime_type, base64_len(&a.data)),
+        ContentBlock::Image(i) => {
+            format!("[image: {}, {} bytes]", i.mime_type, base64_len(&i.data))
+        }
+        ContentBlock::Audio(a) => {
+            format!("[audio: {}, {} bytes]", a.mime_type, base64_len(&a.data))
+        }
         ContentBlock::Resource(r) => match &r.resource {
             ResourceContents::TextResourceContents { uri, text, .. } => {
                 format!("[resource {uri}]\n{text}")
             }
-            ResourceContents::BlobResourceContents { uri, mime_type, blob, .. } => format!(
+            ResourceContents::BlobResourceContents {
+                uri,
+                mime_type,
+                blob,
+                ..
+            } => format!(
                 "[resource {uri}: {}, {} bytes]",
                 mime_type.as_deref().unwrap_or("application/octet-stream"),
                 base64_len(blob)
@@ -106,7 +122,9 @@ pub fn truncate(text: String, max_chars: usize) -> String {
     let total = text.chars().count();
     let mut out = String::with_capacity(cut + 64);
     out.push_str(&text[..cut]);
-    out.push_str(&format!("\n[truncated: {max_chars} of {total} characters shown]"));
+    out.push_str(&format!(
+        "\n[truncated: {max_chars} of {total} characters shown]"
+    ));
     out
 }
 
@@ -116,8 +134,10 @@ mod tests {
     use serde_json::json;
 
     fn tool(schema: Value) -> Tool {
-        serde_json::from_value(json!({"name": "get-sum", "description": "Adds", "inputSchema": schema}))
-            .expect("tool")
+        serde_json::from_value(
+            json!({"name": "get-sum", "description": "Adds", "inputSchema": schema}),
+        )
+        .expect("tool")
     }
 
     #[test]
@@ -142,7 +162,10 @@ mod tests {
     #[test]
     fn empty_schema_becomes_object_schema() {
         let t = tool(json!({}));
-        assert_eq!(tool_spec("s", &t).parameters, json!({"type": "object", "properties": {}}));
+        assert_eq!(
+            tool_spec("s", &t).parameters,
+            json!({"type": "object", "properties": {}})
+        );
     }
 
     fn result(v: Value) -> CallToolResult {

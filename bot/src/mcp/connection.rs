@@ -25,7 +25,9 @@ pub struct ClientSide {
 
 impl ClientSide {
     pub fn new() -> Self {
-        Self { tools_changed: Arc::new(Notify::new()) }
+        Self {
+            tools_changed: Arc::new(Notify::new()),
+        }
     }
 }
 
@@ -67,8 +69,16 @@ impl StderrTail {
 
     /// " (its last stderr lines: ...)" or "" when it wrote nothing.
     pub fn suffix(&self) -> String {
-        let lines: Vec<String> = self.0.lock().map(|t| t.iter().cloned().collect()).unwrap_or_default();
-        if lines.is_empty() { String::new() } else { format!(" (its last stderr lines: {})", lines.join(" | ")) }
+        let lines: Vec<String> = self
+            .0
+            .lock()
+            .map(|t| t.iter().cloned().collect())
+            .unwrap_or_default();
+        if lines.is_empty() {
+            String::new()
+        } else {
+            format!(" (its last stderr lines: {})", lines.join(" | "))
+        }
     }
 }
 
@@ -115,7 +125,12 @@ pub async fn connect(config: &McpServerConfig, key: &str) -> Result<Connection, 
     let side = ClientSide::new();
     let timeout = config.startup_timeout();
     match config.transport() {
-        McpTransport::Stdio { command, args, env, cwd } => {
+        McpTransport::Stdio {
+            command,
+            args,
+            env,
+            cwd,
+        } => {
             let mut cmd = tokio::process::Command::new(command);
             cmd.args(args).envs(env);
             if let Some(dir) = cwd {
@@ -131,11 +146,17 @@ pub async fn connect(config: &McpServerConfig, key: &str) -> Result<Connection, 
                 .map_err(|e| spawn_error(command, key, &e))?;
             let pid = process.id();
             let tail = StderrTail::default();
-            let stderr_task = stderr.map(|s| tokio::spawn(forward_stderr(config.name.clone(), s, tail.clone())));
+            let stderr_task =
+                stderr.map(|s| tokio::spawn(forward_stderr(config.name.clone(), s, tail.clone())));
             let handshake = tokio::time::timeout(timeout, side.clone().serve(process)).await;
             let failure = match handshake {
                 Ok(Ok(client)) => {
-                    return Ok(Connection { client, tools_changed: side.tools_changed, pid, stderr: tail });
+                    return Ok(Connection {
+                        client,
+                        tools_changed: side.tools_changed,
+                        pid,
+                        stderr: tail,
+                    });
                 }
                 Ok(Err(e)) => Some(e.to_string()),
                 Err(_) => None,
@@ -161,8 +182,9 @@ pub async fn connect(config: &McpServerConfig, key: &str) -> Result<Connection, 
         }
         McpTransport::Http { url } => {
             let headers = http_headers(config, key)?;
-            let http = http_client()
-                .map_err(|e| ConnectError::Config(format!("building the HTTP client for `{url}`: {e}")))?;
+            let http = http_client().map_err(|e| {
+                ConnectError::Config(format!("building the HTTP client for `{url}`: {e}"))
+            })?;
             let transport_config = StreamableHttpClientTransportConfig::with_uri(url.to_string())
                 .custom_headers(headers)
                 .reinit_on_expired_session(true);
@@ -204,13 +226,18 @@ fn http_headers(
 ) -> Result<HashMap<http::HeaderName, http::HeaderValue>, ConnectError> {
     let mut out = HashMap::new();
     let name_of = |name: &str, field: &str| {
-        http::HeaderName::from_bytes(name.as_bytes())
-            .map_err(|_| ConnectError::Config(format!("{key}.{field}: `{name}` is not a valid HTTP header name")))
+        http::HeaderName::from_bytes(name.as_bytes()).map_err(|_| {
+            ConnectError::Config(format!(
+                "{key}.{field}: `{name}` is not a valid HTTP header name"
+            ))
+        })
     };
     for (name, value) in &config.headers {
         let header = name_of(name, "headers")?;
         let value = http::HeaderValue::from_str(value).map_err(|_| {
-            ConnectError::Config(format!("{key}.headers.{name}: the value is not a valid HTTP header value"))
+            ConnectError::Config(format!(
+                "{key}.headers.{name}: the value is not a valid HTTP header value"
+            ))
         })?;
         out.insert(header, value);
     }
@@ -244,17 +271,24 @@ fn spawn_error(command: &str, key: &str, e: &std::io::Error) -> ConnectError {
                 "docker" | "podman" => "install a container runtime",
                 _ => "install it or give its full path",
             };
-            ConnectError::Spawn(format!("`{command}` not found: {hint}, or fix {key}.command"))
+            ConnectError::Spawn(format!(
+                "`{command}` not found: {hint}, or fix {key}.command"
+            ))
         }
         std::io::ErrorKind::PermissionDenied => ConnectError::Spawn(format!(
             "`{command}` may not be run (permission denied): make it executable, or fix {key}.command"
         )),
-        _ => ConnectError::Spawn(format!("starting `{command}` failed: {e}; check {key}.command and {key}.cwd")),
+        _ => ConnectError::Spawn(format!(
+            "starting `{command}` failed: {e}; check {key}.command and {key}.cwd"
+        )),
     }
 }
 
 fn shell_words(command: &str, args: &[String]) -> String {
-    std::iter::once(command).chain(args.iter().map(String::as_str)).collect::<Vec<_>>().join(" ")
+    std::iter::once(command)
+        .chain(args.iter().map(String::as_str))
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 /// A child's stderr goes to our tracing at debug level: our stdout is the chat's output.

@@ -38,7 +38,9 @@ impl Default for HubOptions {
 
 impl HubOptions {
     pub fn from_chat(chat: &ChatConfig) -> Self {
-        Self { max_result_chars: chat.max_tool_result_chars }
+        Self {
+            max_result_chars: chat.max_tool_result_chars,
+        }
     }
 }
 
@@ -107,8 +109,13 @@ impl Server {
             .filter(|t| self.config.tools.allows(&t.name))
             .map(|t| {
                 let spec = adapter::tool_spec(&self.config.name, t);
-                let validator = ArgumentValidator::new(&spec.name, &t.input_schema, &spec.parameters);
-                ToolEntry { name: t.name.to_string(), spec, validator }
+                let validator =
+                    ArgumentValidator::new(&spec.name, &t.input_schema, &spec.parameters);
+                ToolEntry {
+                    name: t.name.to_string(),
+                    spec,
+                    validator,
+                }
             })
             .collect()
     }
@@ -139,7 +146,11 @@ impl McpHub {
                 pid: None,
                 tools: Arc::from(Vec::new()),
             }));
-            let server = Arc::new(Server { config: config.clone(), index, live });
+            let server = Arc::new(Server {
+                config: config.clone(),
+                index,
+                live,
+            });
             metrics().set_server_up(&config.name, false);
             tasks.push(tokio::spawn(supervise(server.clone(), shutdown.clone())));
             list.push(server);
@@ -149,9 +160,17 @@ impl McpHub {
             // The supervisor bounds each attempt by the start-up timeout, so this ends.
             let _ = rx.wait_for(|l| l.state != ServerState::Starting).await;
         }
-        let hub = Arc::new(McpHub { servers: list, options, shutdown, tasks: Mutex::new(tasks) });
+        let hub = Arc::new(McpHub {
+            servers: list,
+            options,
+            shutdown,
+            tasks: Mutex::new(tasks),
+        });
         let status = hub.status();
-        let ready = status.iter().filter(|s| s.state == ServerState::Ready).count();
+        let ready = status
+            .iter()
+            .filter(|s| s.state == ServerState::Ready)
+            .count();
         tracing::info!(
             ready,
             failed = status.len() - ready,
@@ -180,7 +199,10 @@ impl McpHub {
 
     /// Process id of a stdio server's child while it runs (diagnostics and tests).
     pub fn server_pid(&self, server: &str) -> Option<u32> {
-        self.servers.iter().find(|s| s.config.name == server).and_then(|s| s.snapshot().pid)
+        self.servers
+            .iter()
+            .find(|s| s.config.name == server)
+            .and_then(|s| s.snapshot().pid)
     }
 
     /// Stops every server: clients are cancelled, stdio children (and their process groups)
@@ -209,7 +231,11 @@ impl McpHub {
             let live = s.snapshot();
             return match live.tools.iter().find(|t| t.name == tool) {
                 Some(entry) => Resolved::Tool(s.clone(), live.clone(), entry.clone()),
-                None if matches!(live.state, ServerState::Failed { .. } | ServerState::Starting) => {
+                None if matches!(
+                    live.state,
+                    ServerState::Failed { .. } | ServerState::Starting
+                ) =>
+                {
                     Resolved::Unavailable(s.clone(), live.state.clone())
                 }
                 None => Resolved::Unknown(Some(s.clone())),
@@ -229,19 +255,41 @@ impl McpHub {
     }
 
     fn all_tool_names(&self) -> Vec<String> {
-        self.servers.iter().flat_map(|s| s.snapshot().tools.iter().map(|t| t.spec.name.clone()).collect::<Vec<_>>()).collect()
+        self.servers
+            .iter()
+            .flat_map(|s| {
+                s.snapshot()
+                    .tools
+                    .iter()
+                    .map(|t| t.spec.name.clone())
+                    .collect::<Vec<_>>()
+            })
+            .collect()
     }
 
-    async fn run_call(&self, name: &str, arguments: serde_json::Value) -> (String, String, OutcomeKind, String) {
+    async fn run_call(
+        &self,
+        name: &str,
+        arguments: serde_json::Value,
+    ) -> (String, String, OutcomeKind, String) {
         let (server, live, entry) = match self.resolve(name) {
             Resolved::Tool(s, live, entry) => (s, live, entry),
             Resolved::Unavailable(s, state) => {
                 let text = unavailable_text(&s.config.name, &state);
-                return (s.config.name.clone(), "unknown".into(), OutcomeKind::ServerUnavailable, text);
+                return (
+                    s.config.name.clone(),
+                    "unknown".into(),
+                    OutcomeKind::ServerUnavailable,
+                    text,
+                );
             }
             Resolved::Unknown(server) => {
                 let names = self.all_tool_names();
-                let list = if names.is_empty() { "none".to_string() } else { names.join(", ") };
+                let list = if names.is_empty() {
+                    "none".to_string()
+                } else {
+                    names.join(", ")
+                };
                 let text = match &server {
                     Some(s) => format!(
                         "Unknown tool `{name}`: server `{}` has no such tool (or it is not allowed). Available tools: {list}",
@@ -250,7 +298,9 @@ impl McpHub {
                     None => format!("Unknown tool `{name}`. Available tools: {list}"),
                 };
                 // Unknown names come from the model: never use them as metric labels.
-                let label = server.map(|s| s.config.name.clone()).unwrap_or_else(|| "unknown".into());
+                let label = server
+                    .map(|s| s.config.name.clone())
+                    .unwrap_or_else(|| "unknown".into());
                 return (label, "unknown".into(), OutcomeKind::UnknownTool, text);
             }
         };
@@ -277,16 +327,26 @@ impl McpHub {
                 ),
             ),
             Ok(Ok(result)) => {
-                let text = adapter::truncate(adapter::result_text(&result), self.options.max_result_chars);
-                if result.is_error == Some(true) { (OutcomeKind::ToolError, text) } else { (OutcomeKind::Ok, text) }
+                let text =
+                    adapter::truncate(adapter::result_text(&result), self.options.max_result_chars);
+                if result.is_error == Some(true) {
+                    (OutcomeKind::ToolError, text)
+                } else {
+                    (OutcomeKind::Ok, text)
+                }
             }
-            Ok(Err(ServiceError::McpError(e))) => {
-                (OutcomeKind::ToolError, format!("Server `{server_name}` rejected the call: {}", e.message))
-            }
-            Ok(Err(ServiceError::TransportClosed | ServiceError::TransportSend(_))) => {
-                (OutcomeKind::ServerUnavailable, lost_text(&server_name, server.transport()))
-            }
-            Ok(Err(e)) => (OutcomeKind::ServerUnavailable, format!("Calling `{}` failed: {e}", entry.spec.name)),
+            Ok(Err(ServiceError::McpError(e))) => (
+                OutcomeKind::ToolError,
+                format!("Server `{server_name}` rejected the call: {}", e.message),
+            ),
+            Ok(Err(ServiceError::TransportClosed | ServiceError::TransportSend(_))) => (
+                OutcomeKind::ServerUnavailable,
+                lost_text(&server_name, server.transport()),
+            ),
+            Ok(Err(e)) => (
+                OutcomeKind::ServerUnavailable,
+                format!("Calling `{}` failed: {e}", entry.spec.name),
+            ),
         };
         (server_name, tool, kind, text)
     }
@@ -304,16 +364,24 @@ fn unavailable_text(server: &str, state: &ServerState) -> String {
             "Server `{server}` is restarting (attempt {attempt}) after it stopped: {reason}. Try again in a few seconds."
         ),
         ServerState::Failed { reason } => format!("Server `{server}` is not available: {reason}"),
-        ServerState::Starting => format!("Server `{server}` is still starting. Try again in a few seconds."),
-        ServerState::Ready => format!("Server `{server}` is not connected. Try again in a few seconds."),
+        ServerState::Starting => {
+            format!("Server `{server}` is still starting. Try again in a few seconds.")
+        }
+        ServerState::Ready => {
+            format!("Server `{server}` is not connected. Try again in a few seconds.")
+        }
     }
 }
 
 fn lost_text(server: &str, transport: &str) -> String {
     if transport == "stdio" {
-        format!("Server `{server}` crashed during the call; it is being restarted. Try again in a few seconds.")
+        format!(
+            "Server `{server}` crashed during the call; it is being restarted. Try again in a few seconds."
+        )
     } else {
-        format!("Server `{server}` could not be reached or dropped the connection during the call. Try again later.")
+        format!(
+            "Server `{server}` could not be reached or dropped the connection during the call. Try again later."
+        )
     }
 }
 
@@ -327,7 +395,16 @@ impl Drop for McpHub {
 #[async_trait::async_trait]
 impl ToolHost for McpHub {
     fn tools(&self) -> Vec<ToolSpec> {
-        self.servers.iter().flat_map(|s| s.snapshot().tools.iter().map(|t| t.spec.clone()).collect::<Vec<_>>()).collect()
+        self.servers
+            .iter()
+            .flat_map(|s| {
+                s.snapshot()
+                    .tools
+                    .iter()
+                    .map(|t| t.spec.clone())
+                    .collect::<Vec<_>>()
+            })
+            .collect()
     }
 
     fn needs_approval(&self, name: &str) -> bool {
@@ -345,7 +422,13 @@ impl ToolHost for McpHub {
         if kind != OutcomeKind::Ok {
             tracing::info!(server = %server, tool = %tool, outcome = kind.as_str(), "tool call did not succeed");
         }
-        ToolOutcome { server, tool, content, kind, duration }
+        ToolOutcome {
+            server,
+            tool,
+            content,
+            kind,
+            duration,
+        }
     }
 }
 
@@ -387,7 +470,12 @@ async fn supervise(server: Arc<Server>, shutdown: CancellationToken) {
                     if up_since.elapsed() >= STABLE_AFTER {
                         attempt = 0;
                     }
-                    metrics().mcp_server_restarts.get_or_create(&ServerLabels { server: name.clone() }).inc();
+                    metrics()
+                        .mcp_server_restarts
+                        .get_or_create(&ServerLabels {
+                            server: name.clone(),
+                        })
+                        .inc();
                     reason
                 }
                 Err(reason) => {
@@ -432,15 +520,30 @@ async fn list_tools(server: &Server, conn: &Connection) -> Result<Vec<Tool>, Str
     let timeout = server.config.startup_timeout();
     match tokio::time::timeout(timeout, conn.client.peer().list_all_tools()).await {
         Ok(Ok(tools)) => Ok(tools),
-        Ok(Err(e)) => Err(format!("listing its tools failed: {e}{}", conn.stderr.suffix())),
-        Err(_) => Err(format!("listing its tools took longer than {} s", timeout.as_secs())),
+        Ok(Err(e)) => Err(format!(
+            "listing its tools failed: {e}{}",
+            conn.stderr.suffix()
+        )),
+        Err(_) => Err(format!(
+            "listing its tools took longer than {} s",
+            timeout.as_secs()
+        )),
     }
 }
 
 /// Serves a connected server: refreshes its tools when it says they changed. Returns why it
 /// stopped, or `None` on shutdown (after closing it cleanly).
-async fn serve_until_stopped(server: &Server, conn: Connection, shutdown: &CancellationToken) -> Option<String> {
-    let Connection { client, tools_changed, stderr, .. } = conn;
+async fn serve_until_stopped(
+    server: &Server,
+    conn: Connection,
+    shutdown: &CancellationToken,
+) -> Option<String> {
+    let Connection {
+        client,
+        tools_changed,
+        stderr,
+        ..
+    } = conn;
     let peer = client.peer().clone();
     let cancel = client.cancellation_token();
     let mut waiting = std::pin::pin!(client.waiting());

@@ -29,7 +29,10 @@ impl ArgumentValidator {
             }
         };
         let schema_text = serde_json::to_string(parameters).unwrap_or_default();
-        Self { validator, schema_text: schema_text.into() }
+        Self {
+            validator,
+            schema_text: schema_text.into(),
+        }
     }
 
     /// `Ok(arguments as an object)`, or `Err(message for the model)`.
@@ -40,7 +43,11 @@ impl ArgumentValidator {
             // Some models send the arguments as a JSON string; accept it when it holds an object.
             Value::String(s) => match serde_json::from_str::<Value>(&s) {
                 Ok(Value::Object(o)) => o,
-                _ => return Err(self.message(vec!["arguments must be a JSON object, not a string".into()])),
+                _ => {
+                    return Err(
+                        self.message(vec!["arguments must be a JSON object, not a string".into()])
+                    );
+                }
             },
             other => {
                 return Err(self.message(vec![format!(
@@ -49,14 +56,20 @@ impl ArgumentValidator {
                 )]));
             }
         };
-        let Some(validator) = &self.validator else { return Ok(object) };
+        let Some(validator) = &self.validator else {
+            return Ok(object);
+        };
         let instance = Value::Object(object);
         let errors: Vec<String> = validator
             .iter_errors(&instance)
             .take(MAX_ERRORS)
             .map(|e| {
                 let path = e.instance_path().to_string();
-                if path.is_empty() { e.to_string() } else { format!("at `{path}`: {e}") }
+                if path.is_empty() {
+                    e.to_string()
+                } else {
+                    format!("at `{path}`: {e}")
+                }
             })
             .collect();
         if !errors.is_empty() {
@@ -108,7 +121,10 @@ mod tests {
             "$schema": "http://json-schema.org/draft-07/schema#",
             "type": "object", "properties": {"a": {"type": "number"}}, "required": ["a"]
         }));
-        assert_eq!(v.check(json!({"a": 1})).expect("valid"), json!({"a": 1}).as_object().cloned().expect("o"));
+        assert_eq!(
+            v.check(json!({"a": 1})).expect("valid"),
+            json!({"a": 1}).as_object().cloned().expect("o")
+        );
     }
 
     #[test]
@@ -128,15 +144,32 @@ mod tests {
     #[test]
     fn non_objects_rejected_and_json_strings_accepted() {
         let v = validator(json!({"type": "object", "properties": {"x": {"type": "string"}}}));
-        assert!(v.check(json!([1])).expect_err("array").contains("not an array"));
-        assert!(v.check(json!("plain")).expect_err("string").contains("not a string"));
-        assert_eq!(v.check(json!(r#"{"x": "y"}"#)).expect("json string")["x"], "y");
-        assert!(v.check(Value::Null).expect("null is no arguments").is_empty());
+        assert!(
+            v.check(json!([1]))
+                .expect_err("array")
+                .contains("not an array")
+        );
+        assert!(
+            v.check(json!("plain"))
+                .expect_err("string")
+                .contains("not a string")
+        );
+        assert_eq!(
+            v.check(json!(r#"{"x": "y"}"#)).expect("json string")["x"],
+            "y"
+        );
+        assert!(
+            v.check(Value::Null)
+                .expect("null is no arguments")
+                .is_empty()
+        );
     }
 
     #[test]
     fn uncompilable_schema_is_not_checked() {
-        let v = validator(json!({"type": "object", "properties": {"a": {"$ref": "https://example.invalid/x.json"}}}));
+        let v = validator(
+            json!({"type": "object", "properties": {"a": {"$ref": "https://example.invalid/x.json"}}}),
+        );
         assert!(v.check(json!({"a": 1})).is_ok());
     }
 }
