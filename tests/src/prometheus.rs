@@ -25,18 +25,28 @@ const START_TIMEOUT: Duration = Duration::from_secs(60);
 
 #[derive(Debug, thiserror::Error)]
 pub enum PrometheusError {
-    #[error("no `prometheus` binary on PATH ({0}): run scripts/setup-test-deps.sh (Debian package prometheus)")]
+    #[error(
+        "no `prometheus` binary on PATH ({0}): run scripts/setup-test-deps.sh (Debian package prometheus)"
+    )]
     Missing(std::io::Error),
     #[error("preparing the Prometheus directory failed: {0}")]
     Prepare(std::io::Error),
     #[error("prometheus exited before it was ready ({status}); its log:\n{log}")]
     Exited { status: String, log: String },
     #[error("timed out after {after:?} waiting for {what}; prometheus log tail:\n{log}")]
-    Timeout { what: String, after: Duration, log: String },
+    Timeout {
+        what: String,
+        after: Duration,
+        log: String,
+    },
     #[error("HTTP request to Prometheus failed: {0}")]
     Http(#[from] reqwest::Error),
     #[error("Prometheus rejected the query `{query}`: {error_type}: {error}")]
-    Query { query: String, error_type: String, error: String },
+    Query {
+        query: String,
+        error_type: String,
+        error: String,
+    },
     #[error("Prometheus answered something unexpected: {0}")]
     Unexpected(String),
 }
@@ -53,7 +63,12 @@ pub struct ScrapeTarget {
 
 impl ScrapeTarget {
     pub fn new(job: &str, address: SocketAddr) -> Self {
-        Self { job: job.to_string(), address, metrics_path: "/metrics".into(), labels: BTreeMap::new() }
+        Self {
+            job: job.to_string(),
+            address,
+            metrics_path: "/metrics".into(),
+            labels: BTreeMap::new(),
+        }
     }
 
     pub fn label(mut self, name: &str, value: &str) -> Self {
@@ -84,10 +99,15 @@ impl Prometheus {
     pub async fn start(targets: &[ScrapeTarget]) -> Result<Self, PrometheusError> {
         // reqwest is built without a default TLS provider (see the workspace notes).
         let _ = rustls::crypto::ring::default_provider().install_default();
-        let dir = tempfile::Builder::new().prefix("prometheus-").tempdir().map_err(PrometheusError::Prepare)?;
+        let dir = tempfile::Builder::new()
+            .prefix("prometheus-")
+            .tempdir()
+            .map_err(PrometheusError::Prepare)?;
         let config = dir.path().join("prometheus.yml");
         std::fs::write(&config, config_yaml(targets)).map_err(PrometheusError::Prepare)?;
-        let http = reqwest::Client::builder().timeout(Duration::from_secs(10)).build()?;
+        let http = reqwest::Client::builder()
+            .timeout(Duration::from_secs(10))
+            .build()?;
         // Another process may take the probed port before Prometheus binds it: try a few.
         let mut attempt = 0;
         loop {
@@ -97,8 +117,17 @@ impl Prometheus {
             let mut child = spawn(dir.path(), &config, port, &log_path)?;
             let base = format!("http://127.0.0.1:{port}");
             match wait_ready(&mut child, &http, &base, &log_path).await {
-                Ok(()) => return Ok(Self { child, base, http, log_path, _dir: dir }),
-                Err(PrometheusError::Exited { log, .. }) if attempt < 3 && log.contains("address already in use") => {}
+                Ok(()) => {
+                    return Ok(Self {
+                        child,
+                        base,
+                        http,
+                        log_path,
+                        _dir: dir,
+                    });
+                }
+                Err(PrometheusError::Exited { log, .. })
+                    if attempt < 3 && log.contains("address already in use") => {}
                 Err(e) => return Err(e),
             }
         }
@@ -115,24 +144,45 @@ impl Prometheus {
     }
 
     fn timeout(&self, what: &str, after: Duration) -> PrometheusError {
-        PrometheusError::Timeout { what: what.to_string(), after, log: self.log_tail() }
+        PrometheusError::Timeout {
+            what: what.to_string(),
+            after,
+            log: self.log_tail(),
+        }
     }
 
-    fn api_url(&self, path: &str, params: &[(&str, &str)]) -> Result<reqwest::Url, PrometheusError> {
+    fn api_url(
+        &self,
+        path: &str,
+        params: &[(&str, &str)],
+    ) -> Result<reqwest::Url, PrometheusError> {
         reqwest::Url::parse_with_params(&format!("{}{path}", self.base), params)
             .map_err(|e| PrometheusError::Unexpected(format!("building the URL of {path}: {e}")))
     }
 
     /// The active targets of `job` as Prometheus reports them (`health`, `lastScrape`, `lastError`).
     async fn targets(&self, job: &str) -> Result<Vec<TargetState>, PrometheusError> {
-        let body: ApiResponse<TargetsData> =
-            self.http.get(format!("{}/api/v1/targets?state=active", self.base)).send().await?.json().await?;
+        let body: ApiResponse<TargetsData> = self
+            .http
+            .get(format!("{}/api/v1/targets?state=active", self.base))
+            .send()
+            .await?
+            .json()
+            .await?;
         let data = body.into_data("targets")?;
-        Ok(data.active_targets.into_iter().filter(|t| t.labels.get("job").map(String::as_str) == Some(job)).collect())
+        Ok(data
+            .active_targets
+            .into_iter()
+            .filter(|t| t.labels.get("job").map(String::as_str) == Some(job))
+            .collect())
     }
 
     /// Waits until every target of `job` has been scraped successfully.
-    pub async fn wait_for_target_up(&self, job: &str, timeout: Duration) -> Result<(), PrometheusError> {
+    pub async fn wait_for_target_up(
+        &self,
+        job: &str,
+        timeout: Duration,
+    ) -> Result<(), PrometheusError> {
         let deadline = Instant::now() + timeout;
         loop {
             let targets = self.targets(job).await?;
@@ -140,9 +190,14 @@ impl Prometheus {
                 return Ok(());
             }
             if Instant::now() > deadline {
-                let state: Vec<String> =
-                    targets.iter().map(|t| format!("{} {} {}", t.scrape_url, t.health, t.last_error)).collect();
-                return Err(self.timeout(&format!("job `{job}` to be up (last state: {state:?})"), timeout));
+                let state: Vec<String> = targets
+                    .iter()
+                    .map(|t| format!("{} {} {}", t.scrape_url, t.health, t.last_error))
+                    .collect();
+                return Err(self.timeout(
+                    &format!("job `{job}` to be up (last state: {state:?})"),
+                    timeout,
+                ));
             }
             tokio::time::sleep(POLL).await;
         }
@@ -150,16 +205,33 @@ impl Prometheus {
 
     /// Waits until every target of `job` has completed a scrape that started after this call, so
     /// that what the test did before is in the TSDB.
-    pub async fn wait_for_fresh_scrape(&self, job: &str, timeout: Duration) -> Result<(), PrometheusError> {
+    pub async fn wait_for_fresh_scrape(
+        &self,
+        job: &str,
+        timeout: Duration,
+    ) -> Result<(), PrometheusError> {
         let deadline = Instant::now() + timeout;
-        let initial: Vec<String> = self.targets(job).await?.into_iter().map(|t| t.last_scrape).collect();
+        let initial: Vec<String> = self
+            .targets(job)
+            .await?
+            .into_iter()
+            .map(|t| t.last_scrape)
+            .collect();
         // The first change may be a scrape that was already running; the second one started later.
         let mut changes = 0;
         let mut seen = initial;
         loop {
             tokio::time::sleep(POLL).await;
-            let now: Vec<String> = self.targets(job).await?.into_iter().map(|t| t.last_scrape).collect();
-            if !now.is_empty() && now.len() == seen.len() && now.iter().zip(&seen).all(|(a, b)| a != b) {
+            let now: Vec<String> = self
+                .targets(job)
+                .await?
+                .into_iter()
+                .map(|t| t.last_scrape)
+                .collect();
+            if !now.is_empty()
+                && now.len() == seen.len()
+                && now.iter().zip(&seen).all(|(a, b)| a != b)
+            {
                 changes += 1;
                 seen = now;
                 if changes == 2 {
@@ -174,7 +246,11 @@ impl Prometheus {
 
     /// Runs an instant query at the current time.
     pub async fn query(&self, promql: &str) -> Result<Vec<Sample>, PrometheusError> {
-        let response = self.http.get(self.api_url("/api/v1/query", &[("query", promql)])?).send().await?;
+        let response = self
+            .http
+            .get(self.api_url("/api/v1/query", &[("query", promql)])?)
+            .send()
+            .await?;
         let body: ApiResponse<QueryData> = response.json().await?;
         if body.status != "success" {
             return Err(PrometheusError::Query {
@@ -190,20 +266,34 @@ impl Prometheus {
                     .map_err(|e| PrometheusError::Unexpected(format!("vector result: {e}")))?;
                 series
                     .into_iter()
-                    .map(|s| Ok(Sample { labels: s.metric, value: parse_value(&s.value.1)? }))
+                    .map(|s| {
+                        Ok(Sample {
+                            labels: s.metric,
+                            value: parse_value(&s.value.1)?,
+                        })
+                    })
                     .collect()
             }
             "scalar" => {
                 let (_, v): (f64, String) = serde_json::from_value(data.result)
                     .map_err(|e| PrometheusError::Unexpected(format!("scalar result: {e}")))?;
-                Ok(vec![Sample { labels: BTreeMap::new(), value: parse_value(&v)? }])
+                Ok(vec![Sample {
+                    labels: BTreeMap::new(),
+                    value: parse_value(&v)?,
+                }])
             }
-            other => Err(PrometheusError::Unexpected(format!("result type `{other}` for an instant query"))),
+            other => Err(PrometheusError::Unexpected(format!(
+                "result type `{other}` for an instant query"
+            ))),
         }
     }
 
     /// Polls `promql` until it returns at least one series with a finite value, or `timeout`.
-    pub async fn query_until_finite(&self, promql: &str, timeout: Duration) -> Result<Vec<Sample>, PrometheusError> {
+    pub async fn query_until_finite(
+        &self,
+        promql: &str,
+        timeout: Duration,
+    ) -> Result<Vec<Sample>, PrometheusError> {
         let deadline = Instant::now() + timeout;
         loop {
             let samples = self.query(promql).await?;
@@ -221,8 +311,15 @@ impl Prometheus {
     }
 
     /// The values of `label` over the series that match `selector` (Grafana's `label_values`).
-    pub async fn label_values(&self, selector: &str, label: &str) -> Result<Vec<String>, PrometheusError> {
-        let url = self.api_url(&format!("/api/v1/label/{label}/values"), &[("match[]", selector)])?;
+    pub async fn label_values(
+        &self,
+        selector: &str,
+        label: &str,
+    ) -> Result<Vec<String>, PrometheusError> {
+        let url = self.api_url(
+            &format!("/api/v1/label/{label}/values"),
+            &[("match[]", selector)],
+        )?;
         let response = self.http.get(url).send().await?;
         let body: ApiResponse<Vec<String>> = response.json().await?;
         if body.status != "success" {
@@ -247,7 +344,10 @@ fn spawn(dir: &Path, config: &Path, port: u16, log_path: &Path) -> Result<Child,
     let log = std::fs::File::create(log_path).map_err(PrometheusError::Prepare)?;
     Command::new("prometheus")
         .arg(format!("--config.file={}", config.display()))
-        .arg(format!("--storage.tsdb.path={}", dir.join("data").display()))
+        .arg(format!(
+            "--storage.tsdb.path={}",
+            dir.join("data").display()
+        ))
         .arg(format!("--web.listen-address=127.0.0.1:{port}"))
         .arg("--storage.tsdb.retention.time=1h")
         .current_dir(dir)
@@ -259,11 +359,19 @@ fn spawn(dir: &Path, config: &Path, port: u16, log_path: &Path) -> Result<Child,
         .map_err(PrometheusError::Missing)
 }
 
-async fn wait_ready(child: &mut Child, http: &reqwest::Client, base: &str, log_path: &Path) -> Result<(), PrometheusError> {
+async fn wait_ready(
+    child: &mut Child,
+    http: &reqwest::Client,
+    base: &str,
+    log_path: &Path,
+) -> Result<(), PrometheusError> {
     let deadline = Instant::now() + START_TIMEOUT;
     loop {
         if let Ok(Some(status)) = child.try_wait() {
-            return Err(PrometheusError::Exited { status: status.to_string(), log: log_tail(log_path) });
+            return Err(PrometheusError::Exited {
+                status: status.to_string(),
+                log: log_tail(log_path),
+            });
         }
         if let Ok(r) = http.get(format!("{base}/-/ready")).send().await
             && r.status().is_success()
@@ -289,7 +397,8 @@ fn log_tail(path: &Path) -> String {
 
 fn parse_value(v: &str) -> Result<f64, PrometheusError> {
     // Prometheus writes NaN, +Inf and -Inf as strings that Rust parses as well.
-    v.parse::<f64>().map_err(|_| PrometheusError::Unexpected(format!("sample value `{v}`")))
+    v.parse::<f64>()
+        .map_err(|_| PrometheusError::Unexpected(format!("sample value `{v}`")))
 }
 
 /// The configuration: a 1 s scrape interval so that tests wait seconds, not minutes.
@@ -320,7 +429,9 @@ fn config_yaml(targets: &[ScrapeTarget]) -> String {
 }
 
 fn free_port() -> std::io::Result<u16> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port())
 }
 
 #[derive(Deserialize)]

@@ -24,7 +24,10 @@ const REQUIRED_LABELS: [&str; 5] = [
 ];
 
 fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("the workspace root").to_path_buf()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("the workspace root")
+        .to_path_buf()
 }
 
 fn chart_dir() -> PathBuf {
@@ -33,7 +36,11 @@ fn chart_dir() -> PathBuf {
 
 fn helm() -> PathBuf {
     let path = root().join(".test-deps/node/node_modules/.bin/helm");
-    assert!(path.exists(), "{} is missing: run scripts/setup-test-deps.sh", path.display());
+    assert!(
+        path.exists(),
+        "{} is missing: run scripts/setup-test-deps.sh",
+        path.display()
+    );
     path
 }
 
@@ -42,8 +49,14 @@ fn chart_yaml() -> Value {
 }
 
 fn run(cmd: &mut Command) -> (bool, String, String) {
-    let out = cmd.output().unwrap_or_else(|e| panic!("running {cmd:?}: {e}"));
-    (out.status.success(), String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned())
+    let out = cmd
+        .output()
+        .unwrap_or_else(|e| panic!("running {cmd:?}: {e}"));
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
 }
 
 fn template_cmd(args: &[&str]) -> Command {
@@ -77,17 +90,28 @@ fn docs(yaml: &str) -> Vec<Value> {
 }
 
 fn of_kind<'a>(docs: &'a [Value], kind: &str) -> Vec<&'a Value> {
-    docs.iter().filter(|d| d["kind"].as_str() == Some(kind)).collect()
+    docs.iter()
+        .filter(|d| d["kind"].as_str() == Some(kind))
+        .collect()
 }
 
 fn one<'a>(docs: &'a [Value], kind: &str) -> &'a Value {
     let found = of_kind(docs, kind);
-    assert_eq!(found.len(), 1, "expected exactly one {kind}, found {}", found.len());
+    assert_eq!(
+        found.len(),
+        1,
+        "expected exactly one {kind}, found {}",
+        found.len()
+    );
     found[0]
 }
 
 fn name(doc: &Value) -> String {
-    format!("{}/{}", doc["kind"].as_str().unwrap_or("?"), doc["metadata"]["name"].as_str().unwrap_or("?"))
+    format!(
+        "{}/{}",
+        doc["kind"].as_str().unwrap_or("?"),
+        doc["metadata"]["name"].as_str().unwrap_or("?")
+    )
 }
 
 /// `v` with every number as a float, so that `1` and `1.0` compare equal.
@@ -95,7 +119,11 @@ fn numbers_as_f64(v: &Value) -> Value {
     match v {
         Value::Number(n) => Value::from(n.as_f64().unwrap()),
         Value::Sequence(s) => Value::Sequence(s.iter().map(numbers_as_f64).collect()),
-        Value::Mapping(m) => Value::Mapping(m.iter().map(|(k, v)| (k.clone(), numbers_as_f64(v))).collect()),
+        Value::Mapping(m) => Value::Mapping(
+            m.iter()
+                .map(|(k, v)| (k.clone(), numbers_as_f64(v)))
+                .collect(),
+        ),
         other => other.clone(),
     }
 }
@@ -110,8 +138,20 @@ fn value_sets() -> Vec<Vec<&'static str>> {
         vec![],
         vec!["-f", "VALUES_ALL"],
         vec!["--set", "watchNamespace=bots", "--set", "replicaCount=2"],
-        vec!["--set", "crds.create=false", "--set", "grafanaDashboard.enabled=false"],
-        vec!["--set", "nameOverride=mcp", "--set", "rbac.create=false", "--set", "serviceAccount.create=false"],
+        vec![
+            "--set",
+            "crds.create=false",
+            "--set",
+            "grafanaDashboard.enabled=false",
+        ],
+        vec![
+            "--set",
+            "nameOverride=mcp",
+            "--set",
+            "rbac.create=false",
+            "--set",
+            "serviceAccount.create=false",
+        ],
     ]
 }
 
@@ -138,7 +178,16 @@ grafanaDashboard: {namespace: monitoring, folder: Chat bots}
 }
 
 fn render_set(set: &[&str], all: &Path) -> Vec<Value> {
-    let args: Vec<&str> = set.iter().map(|a| if *a == "VALUES_ALL" { all.to_str().unwrap() } else { a }).collect();
+    let args: Vec<&str> = set
+        .iter()
+        .map(|a| {
+            if *a == "VALUES_ALL" {
+                all.to_str().unwrap()
+            } else {
+                a
+            }
+        })
+        .collect();
     render(&args)
 }
 
@@ -146,8 +195,14 @@ fn render_set(set: &[&str], all: &Path) -> Vec<Value> {
 fn helm_lint_strict_passes() {
     let all = all_enabled_values();
     for args in [vec![], vec!["-f", all.path().to_str().unwrap()]] {
-        let (ok, stdout, stderr) = run(Command::new(helm()).args(["lint", "--strict"]).arg(chart_dir()).args(&args));
-        assert!(ok, "helm lint --strict {args:?} failed:\n{stdout}\n{stderr}");
+        let (ok, stdout, stderr) = run(Command::new(helm())
+            .args(["lint", "--strict"])
+            .arg(chart_dir())
+            .args(&args));
+        assert!(
+            ok,
+            "helm lint --strict {args:?} failed:\n{stdout}\n{stderr}"
+        );
         assert!(stdout.contains("0 chart(s) failed"), "{stdout}");
     }
 }
@@ -164,13 +219,26 @@ fn every_object_has_the_recommended_labels() {
         for doc in &docs {
             let l = labels(&doc["metadata"]["labels"]);
             for key in REQUIRED_LABELS {
-                assert!(l.contains_key(key), "{} lacks label {key} with {set:?}: {l:?}", name(doc));
+                assert!(
+                    l.contains_key(key),
+                    "{} lacks label {key} with {set:?}: {l:?}",
+                    name(doc)
+                );
             }
             assert_eq!(l["helm.sh/chart"], want_chart, "{}", name(doc));
             assert_eq!(l["app.kubernetes.io/instance"], RELEASE, "{}", name(doc));
-            assert_eq!(l["app.kubernetes.io/version"], want_version, "{}", name(doc));
+            assert_eq!(
+                l["app.kubernetes.io/version"],
+                want_version,
+                "{}",
+                name(doc)
+            );
             assert_eq!(l["app.kubernetes.io/managed-by"], "Helm", "{}", name(doc));
-            let expected_name = if set.contains(&"nameOverride=mcp") { "mcp" } else { "ollama-mcp-operator" };
+            let expected_name = if set.contains(&"nameOverride=mcp") {
+                "mcp"
+            } else {
+                "ollama-mcp-operator"
+            };
             assert_eq!(l["app.kubernetes.io/name"], expected_name, "{}", name(doc));
         }
         // The pods carry them too, and the selector uses only name and instance.
@@ -179,10 +247,15 @@ fn every_object_has_the_recommended_labels() {
         for key in REQUIRED_LABELS {
             assert!(pod_labels.contains_key(key), "pod template lacks {key}");
         }
-        let selector: BTreeSet<String> = labels(&deploy["spec"]["selector"]["matchLabels"]).into_keys().collect();
+        let selector: BTreeSet<String> = labels(&deploy["spec"]["selector"]["matchLabels"])
+            .into_keys()
+            .collect();
         assert_eq!(
             selector,
-            BTreeSet::from(["app.kubernetes.io/name".to_string(), "app.kubernetes.io/instance".to_string()])
+            BTreeSet::from([
+                "app.kubernetes.io/name".to_string(),
+                "app.kubernetes.io/instance".to_string()
+            ])
         );
     }
 }
@@ -190,8 +263,16 @@ fn every_object_has_the_recommended_labels() {
 #[test]
 fn monitoring_objects_exist_only_when_enabled() {
     let docs = render(&[]);
-    for kind in ["ServiceMonitor", "PodMonitor", "PrometheusRule", "NetworkPolicy"] {
-        assert!(of_kind(&docs, kind).is_empty(), "{kind} rendered with default values");
+    for kind in [
+        "ServiceMonitor",
+        "PodMonitor",
+        "PrometheusRule",
+        "NetworkPolicy",
+    ] {
+        assert!(
+            of_kind(&docs, kind).is_empty(),
+            "{kind} rendered with default values"
+        );
     }
     let docs = render(&["--set", "metrics.serviceMonitor.enabled=true"]);
     let sm = one(&docs, "ServiceMonitor");
@@ -199,7 +280,10 @@ fn monitoring_objects_exist_only_when_enabled() {
     assert_eq!(sm["spec"]["endpoints"][0]["port"], "metrics");
     let service = one(&docs, "Service");
     assert_eq!(service["spec"]["ports"][0]["name"], "metrics");
-    assert_eq!(labels(&sm["spec"]["selector"]["matchLabels"]), labels(&service["spec"]["selector"]));
+    assert_eq!(
+        labels(&sm["spec"]["selector"]["matchLabels"]),
+        labels(&service["spec"]["selector"])
+    );
 
     let docs = render(&["--set", "metrics.prometheusRule.enabled=true"]);
     one(&docs, "PrometheusRule");
@@ -210,9 +294,15 @@ fn monitoring_objects_exist_only_when_enabled() {
     // Bot series get the `bot` label the dashboard and the alerts use.
     let relabel = &pm["spec"]["podMetricsEndpoints"][0]["relabelings"][0];
     assert_eq!(relabel["targetLabel"], "bot");
-    assert_eq!(relabel["sourceLabels"][0], "__meta_kubernetes_pod_label_app_kubernetes_io_instance");
+    assert_eq!(
+        relabel["sourceLabels"][0],
+        "__meta_kubernetes_pod_label_app_kubernetes_io_instance"
+    );
     assert_eq!(pm["spec"]["namespaceSelector"]["any"], true);
-    assert_eq!(pm["spec"]["selector"]["matchLabels"]["app.kubernetes.io/name"], "ollama-mcp-bot");
+    assert_eq!(
+        pm["spec"]["selector"]["matchLabels"]["app.kubernetes.io/name"],
+        "ollama-mcp-bot"
+    );
 }
 
 /// The CRD the chart and the kubectl manifests carry is the generated one in `crds/`.
@@ -223,29 +313,51 @@ fn crd_copies_match_the_generated_crd() {
     let install_copy = root().join("manifests/install").join(CRD_FILE);
     let chart_text = std::fs::read_to_string(&chart_copy).unwrap();
     let generated_text = std::fs::read_to_string(&generated).unwrap_or_else(|e| {
-        panic!("{}: {e}; the operator generates it (`ollama-mcp-operator crd`)", generated.display())
+        panic!(
+            "{}: {e}; the operator generates it (`ollama-mcp-operator crd`)",
+            generated.display()
+        )
     });
-    assert!(chart_text == generated_text, "{} differs from crds/: run scripts/sync-crds.sh", chart_copy.display());
+    assert!(
+        chart_text == generated_text,
+        "{} differs from crds/: run scripts/sync-crds.sh",
+        chart_copy.display()
+    );
     let install_text = std::fs::read_to_string(&install_copy).unwrap();
-    assert!(install_text == generated_text, "{} differs from crds/: run scripts/sync-crds.sh", install_copy.display());
+    assert!(
+        install_text == generated_text,
+        "{} differs from crds/: run scripts/sync-crds.sh",
+        install_copy.display()
+    );
 }
 
 #[test]
 fn crd_follows_crds_create_and_keep() {
-    let source: Value =
-        serde_yaml::from_str(&std::fs::read_to_string(chart_dir().join("files/crds").join(CRD_FILE)).unwrap()).unwrap();
+    let source: Value = serde_yaml::from_str(
+        &std::fs::read_to_string(chart_dir().join("files/crds").join(CRD_FILE)).unwrap(),
+    )
+    .unwrap();
     let docs = render(&[]);
     let crd = one(&docs, "CustomResourceDefinition");
     assert_eq!(crd["metadata"]["name"], "botdeployments.ollama-mcp.io");
-    assert_eq!(crd["metadata"]["annotations"]["helm.sh/resource-policy"], "keep");
+    assert_eq!(
+        crd["metadata"]["annotations"]["helm.sh/resource-policy"],
+        "keep"
+    );
     // Templating adds labels and annotations only: the schema is the generated one, unchanged
     // (Helm's YAML round trip writes `1.0` as `1`, the same number to the API server).
-    assert_eq!(numbers_as_f64(&crd["spec"]), numbers_as_f64(&source["spec"]));
+    assert_eq!(
+        numbers_as_f64(&crd["spec"]),
+        numbers_as_f64(&source["spec"])
+    );
     assert_eq!(crd["apiVersion"], source["apiVersion"]);
 
     let docs = render(&["--set", "crds.keep=false"]);
     let crd = one(&docs, "CustomResourceDefinition");
-    assert!(crd["metadata"]["annotations"]["helm.sh/resource-policy"].is_null(), "keep annotation with crds.keep=false");
+    assert!(
+        crd["metadata"]["annotations"]["helm.sh/resource-policy"].is_null(),
+        "keep annotation with crds.keep=false"
+    );
 
     let docs = render(&["--set", "crds.create=false"]);
     assert!(of_kind(&docs, "CustomResourceDefinition").is_empty());
@@ -253,15 +365,23 @@ fn crd_follows_crds_create_and_keep() {
 
 #[test]
 fn dashboard_configmap_is_labelled_for_the_grafana_sidecar() {
-    let dashboard = std::fs::read_to_string(chart_dir().join("dashboards/ollama-mcp.json")).unwrap();
+    let dashboard =
+        std::fs::read_to_string(chart_dir().join("dashboards/ollama-mcp.json")).unwrap();
     let docs = render(&[]);
     let cm = one(&docs, "ConfigMap");
     assert_eq!(cm["metadata"]["labels"]["grafana_dashboard"], "1");
-    assert_eq!(cm["metadata"]["annotations"]["grafana_folder"], "Ollama MCP");
+    assert_eq!(
+        cm["metadata"]["annotations"]["grafana_folder"],
+        "Ollama MCP"
+    );
     assert_eq!(cm["metadata"]["namespace"], NAMESPACE);
     let shipped = cm["data"]["ollama-mcp.json"].as_str().unwrap();
-    let shipped: serde_json::Value = serde_json::from_str(shipped).expect("the ConfigMap holds valid JSON");
-    assert_eq!(shipped, serde_json::from_str::<serde_json::Value>(&dashboard).unwrap());
+    let shipped: serde_json::Value =
+        serde_json::from_str(shipped).expect("the ConfigMap holds valid JSON");
+    assert_eq!(
+        shipped,
+        serde_json::from_str::<serde_json::Value>(&dashboard).unwrap()
+    );
 
     let docs = render(&[
         "--set",
@@ -278,7 +398,10 @@ fn dashboard_configmap_is_labelled_for_the_grafana_sidecar() {
     let cm = one(&docs, "ConfigMap");
     assert_eq!(cm["metadata"]["labels"]["dashboards"], "ollama");
     assert!(cm["metadata"]["labels"]["grafana_dashboard"].is_null());
-    assert_eq!(cm["metadata"]["annotations"]["k8s-sidecar-target-directory"], "Bots");
+    assert_eq!(
+        cm["metadata"]["annotations"]["k8s-sidecar-target-directory"],
+        "Bots"
+    );
     assert_eq!(cm["metadata"]["namespace"], "monitoring");
 
     let docs = render(&["--set", "grafanaDashboard.enabled=false"]);
@@ -290,17 +413,32 @@ fn network_policy_switch() {
     assert!(of_kind(&render(&[]), "NetworkPolicy").is_empty());
     let docs = render(&["--set", "networkPolicy.enabled=true"]);
     let np = one(&docs, "NetworkPolicy");
-    assert_eq!(np["spec"]["policyTypes"], serde_yaml::from_str::<Value>("[Ingress, Egress]").unwrap());
-    assert_eq!(np["spec"]["podSelector"]["matchLabels"]["app.kubernetes.io/instance"], RELEASE);
+    assert_eq!(
+        np["spec"]["policyTypes"],
+        serde_yaml::from_str::<Value>("[Ingress, Egress]").unwrap()
+    );
+    assert_eq!(
+        np["spec"]["podSelector"]["matchLabels"]["app.kubernetes.io/instance"],
+        RELEASE
+    );
     let ingress = np["spec"]["ingress"].as_sequence().unwrap();
     assert_eq!(ingress.len(), 1);
     assert_eq!(ingress[0]["ports"][0]["port"], "metrics");
-    assert!(ingress[0]["from"].is_null(), "no metricsFrom: any source may scrape");
+    assert!(
+        ingress[0]["from"].is_null(),
+        "no metricsFrom: any source may scrape"
+    );
     let egress_ports: BTreeSet<i64> = np["spec"]["egress"]
         .as_sequence()
         .unwrap()
         .iter()
-        .flat_map(|r| r["ports"].as_sequence().unwrap().iter().map(|p| p["port"].as_i64().unwrap()))
+        .flat_map(|r| {
+            r["ports"]
+                .as_sequence()
+                .unwrap()
+                .iter()
+                .map(|p| p["port"].as_i64().unwrap())
+        })
         .collect();
     assert_eq!(egress_ports, BTreeSet::from([53, 443, 6443, 11434]));
 
@@ -308,10 +446,20 @@ fn network_policy_switch() {
     let docs = render(&["-f", all.path().to_str().unwrap()]);
     let np = one(&docs, "NetworkPolicy");
     let from = np["spec"]["ingress"][0]["from"].as_sequence().unwrap();
-    assert_eq!(from.len(), 2, "the configured peer and the helm test pod: {from:?}");
-    assert_eq!(from[1]["podSelector"]["matchLabels"]["app.kubernetes.io/component"], "test");
+    assert_eq!(
+        from.len(),
+        2,
+        "the configured peer and the helm test pod: {from:?}"
+    );
+    assert_eq!(
+        from[1]["podSelector"]["matchLabels"]["app.kubernetes.io/component"],
+        "test"
+    );
     let egress = serde_yaml::to_string(&np["spec"]["egress"]).unwrap();
-    assert!(egress.contains("4317"), "OTLP egress when tracing is on: {egress}");
+    assert!(
+        egress.contains("4317"),
+        "OTLP egress when tracing is on: {egress}"
+    );
 }
 
 #[test]
@@ -320,17 +468,28 @@ fn values_schema_rejects_wrong_values() {
         ("replicaCount=many", "replicaCount"),
         ("logging.format=yaml", "logging.format"),
         ("metrics.port=99999", "metrics.port"),
-        ("metrics.serviceMonitor.interval=soon", "metrics.serviceMonitor.interval"),
+        (
+            "metrics.serviceMonitor.interval=soon",
+            "metrics.serviceMonitor.interval",
+        ),
         ("tracing.protocol=http/json", "tracing.protocol"),
         ("crds.create=maybe", "crds.create"),
         ("replicas=2", "replicas"),
         ("image.digest=latest", "image.digest"),
     ] {
         let err = render_error(&["--set", set]);
-        assert!(err.contains("schema") && err.contains(field), "--set {set}: {err}");
+        assert!(
+            err.contains("schema") && err.contains(field),
+            "--set {set}: {err}"
+        );
     }
     // Right types pass.
-    render(&["--set", "replicaCount=3", "--set", "metrics.serviceMonitor.interval=1m30s"]);
+    render(&[
+        "--set",
+        "replicaCount=3",
+        "--set",
+        "metrics.serviceMonitor.interval=1m30s",
+    ]);
 }
 
 #[test]
@@ -339,7 +498,10 @@ fn deployment_is_restricted_and_wires_the_values() {
     let deploy = one(&docs, "Deployment");
     let pod = &deploy["spec"]["template"]["spec"];
     assert_eq!(pod["securityContext"]["runAsNonRoot"], true);
-    assert_eq!(pod["securityContext"]["seccompProfile"]["type"], "RuntimeDefault");
+    assert_eq!(
+        pod["securityContext"]["seccompProfile"]["type"],
+        "RuntimeDefault"
+    );
     let c = &pod["containers"][0];
     assert_eq!(c["securityContext"]["allowPrivilegeEscalation"], false);
     assert_eq!(c["securityContext"]["readOnlyRootFilesystem"], true);
@@ -348,16 +510,37 @@ fn deployment_is_restricted_and_wires_the_values() {
     assert_eq!(c["readinessProbe"]["httpGet"]["path"], "/readyz");
     assert!(c["resources"]["requests"]["memory"].is_string());
     let app_version = chart_yaml()["appVersion"].as_str().unwrap().to_string();
-    assert_eq!(c["image"], format!("ghcr.io/ollama-mcp/ollama-mcp-operator:{app_version}").as_str());
+    assert_eq!(
+        c["image"],
+        format!("ghcr.io/ollama-mcp/ollama-mcp-operator:{app_version}").as_str()
+    );
     let args: Vec<String> = serde_yaml::from_value(c["args"].clone()).unwrap();
-    assert_eq!(args, ["run", "--metrics-addr=0.0.0.0:8080", "--log-format=json"]);
+    assert_eq!(
+        args,
+        ["run", "--metrics-addr=0.0.0.0:8080", "--log-format=json"]
+    );
     let env = |c: &Value, n: &str| {
-        c["env"].as_sequence().unwrap().iter().find(|e| e["name"] == n).cloned().unwrap_or(Value::Null)
+        c["env"]
+            .as_sequence()
+            .unwrap()
+            .iter()
+            .find(|e| e["name"] == n)
+            .cloned()
+            .unwrap_or(Value::Null)
     };
-    assert_eq!(env(c, "BOT_IMAGE")["value"], format!("ghcr.io/ollama-mcp/ollama-mcp-bot:{app_version}").as_str());
-    assert_eq!(env(c, "POD_NAMESPACE")["valueFrom"]["fieldRef"]["fieldPath"], "metadata.namespace");
+    assert_eq!(
+        env(c, "BOT_IMAGE")["value"],
+        format!("ghcr.io/ollama-mcp/ollama-mcp-bot:{app_version}").as_str()
+    );
+    assert_eq!(
+        env(c, "POD_NAMESPACE")["valueFrom"]["fieldRef"]["fieldPath"],
+        "metadata.namespace"
+    );
     assert!(env(c, "OTEL_EXPORTER_OTLP_ENDPOINT").is_null());
-    assert_eq!(deploy["spec"]["strategy"]["type"], "Recreate", "one replica without election must not overlap");
+    assert_eq!(
+        deploy["spec"]["strategy"]["type"], "Recreate",
+        "one replica without election must not overlap"
+    );
 
     let docs = render(&[
         "--set",
@@ -376,11 +559,31 @@ fn deployment_is_restricted_and_wires_the_values() {
     let deploy = one(&docs, "Deployment");
     let c = &deploy["spec"]["template"]["spec"]["containers"][0];
     let args: Vec<String> = serde_yaml::from_value(c["args"].clone()).unwrap();
-    assert_eq!(args, ["run", "--metrics-addr=0.0.0.0:8080", "--log-format=text", "--namespace=bots", "--leader-elect"]);
+    assert_eq!(
+        args,
+        [
+            "run",
+            "--metrics-addr=0.0.0.0:8080",
+            "--log-format=text",
+            "--namespace=bots",
+            "--leader-elect"
+        ]
+    );
     assert_eq!(deploy["spec"]["strategy"]["type"], "RollingUpdate");
-    assert!(c["image"].as_str().unwrap().ends_with("@sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"));
-    assert_eq!(env(c, "BOT_IMAGE")["value"], "ghcr.io/ollama-mcp/ollama-mcp-bot:9.9.9");
-    assert_eq!(env(c, "OTEL_EXPORTER_OTLP_ENDPOINT")["value"], "http://collector:4317");
+    assert!(
+        c["image"]
+            .as_str()
+            .unwrap()
+            .ends_with("@sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef")
+    );
+    assert_eq!(
+        env(c, "BOT_IMAGE")["value"],
+        "ghcr.io/ollama-mcp/ollama-mcp-bot:9.9.9"
+    );
+    assert_eq!(
+        env(c, "OTEL_EXPORTER_OTLP_ENDPOINT")["value"],
+        "http://collector:4317"
+    );
 }
 
 fn rules_of(doc: &Value) -> BTreeSet<(String, String, String)> {
@@ -408,9 +611,26 @@ fn expected_namespaced_rules() -> BTreeSet<(String, String, String)> {
         }
     };
     let crud = ["get", "list", "watch", "create", "patch", "delete"];
-    add("ollama-mcp.io", &["botdeployments"], &["get", "list", "watch", "patch"]);
-    add("ollama-mcp.io", &["botdeployments/status"], &["get", "patch"]);
-    add("", &["configmaps", "services", "serviceaccounts", "persistentvolumeclaims"], &crud);
+    add(
+        "ollama-mcp.io",
+        &["botdeployments"],
+        &["get", "list", "watch", "patch"],
+    );
+    add(
+        "ollama-mcp.io",
+        &["botdeployments/status"],
+        &["get", "patch"],
+    );
+    add(
+        "",
+        &[
+            "configmaps",
+            "services",
+            "serviceaccounts",
+            "persistentvolumeclaims",
+        ],
+        &crud,
+    );
     add("apps", &["deployments"], &crud);
     add("networking.k8s.io", &["networkpolicies"], &crud);
     add("", &["secrets"], &["get", "list", "watch"]);
@@ -424,32 +644,70 @@ fn rbac_is_the_least_the_operator_needs() {
     let docs = render(&[]);
     let roles = of_kind(&docs, "ClusterRole");
     assert_eq!(roles.len(), 2);
-    let main = roles.iter().find(|r| !r["metadata"]["name"].as_str().unwrap().ends_with("-crds")).unwrap();
+    let main = roles
+        .iter()
+        .find(|r| !r["metadata"]["name"].as_str().unwrap().ends_with("-crds"))
+        .unwrap();
     assert_eq!(rules_of(main), expected_namespaced_rules());
-    let crds = roles.iter().find(|r| r["metadata"]["name"].as_str().unwrap().ends_with("-crds")).unwrap();
+    let crds = roles
+        .iter()
+        .find(|r| r["metadata"]["name"].as_str().unwrap().ends_with("-crds"))
+        .unwrap();
     assert_eq!(
         rules_of(crds),
         BTreeSet::from([
-            ("apiextensions.k8s.io".into(), "customresourcedefinitions".into(), "get".into()),
-            ("apiextensions.k8s.io".into(), "customresourcedefinitions".into(), "list".into()),
+            (
+                "apiextensions.k8s.io".into(),
+                "customresourcedefinitions".into(),
+                "get".into()
+            ),
+            (
+                "apiextensions.k8s.io".into(),
+                "customresourcedefinitions".into(),
+                "list".into()
+            ),
         ])
     );
     let all_yaml = serde_yaml::to_string(&docs).unwrap();
-    assert!(!all_yaml.contains("'*'") && !all_yaml.contains("\"*\""), "no wildcard in RBAC");
-    assert!(of_kind(&docs, "Role").is_empty(), "no Lease permission without leader election");
+    assert!(
+        !all_yaml.contains("'*'") && !all_yaml.contains("\"*\""),
+        "no wildcard in RBAC"
+    );
+    assert!(
+        of_kind(&docs, "Role").is_empty(),
+        "no Lease permission without leader election"
+    );
     let binding = of_kind(&docs, "ClusterRoleBinding");
-    assert!(binding.iter().all(|b| b["subjects"][0]["namespace"] == NAMESPACE));
+    assert!(
+        binding
+            .iter()
+            .all(|b| b["subjects"][0]["namespace"] == NAMESPACE)
+    );
 
     // One namespace: a Role there, a Lease Role at home when electing, only CRD reads cluster-wide.
     let docs = render(&["--set", "watchNamespace=bots", "--set", "replicaCount=2"]);
     let roles = of_kind(&docs, "ClusterRole");
     assert_eq!(roles.len(), 1);
-    assert!(roles[0]["metadata"]["name"].as_str().unwrap().ends_with("-crds"));
+    assert!(
+        roles[0]["metadata"]["name"]
+            .as_str()
+            .unwrap()
+            .ends_with("-crds")
+    );
     let roles = of_kind(&docs, "Role");
-    let watched = roles.iter().find(|r| r["metadata"]["namespace"] == "bots").unwrap();
+    let watched = roles
+        .iter()
+        .find(|r| r["metadata"]["namespace"] == "bots")
+        .unwrap();
     assert_eq!(rules_of(watched), expected_namespaced_rules());
-    let lease = roles.iter().find(|r| r["metadata"]["namespace"] == NAMESPACE).unwrap();
-    let lease_rules: BTreeSet<String> = rules_of(lease).into_iter().map(|(g, r, v)| format!("{g}/{r}:{v}")).collect();
+    let lease = roles
+        .iter()
+        .find(|r| r["metadata"]["namespace"] == NAMESPACE)
+        .unwrap();
+    let lease_rules: BTreeSet<String> = rules_of(lease)
+        .into_iter()
+        .map(|(g, r, v)| format!("{g}/{r}:{v}"))
+        .collect();
     assert_eq!(
         lease_rules,
         BTreeSet::from([
@@ -473,8 +731,14 @@ fn helm_test_pod_checks_readyz() {
     let pod = pods[0];
     assert_eq!(pod["metadata"]["annotations"]["helm.sh/hook"], "test");
     let script = pod["spec"]["containers"][0]["args"][0].as_str().unwrap();
-    let service = one(&docs, "Service")["metadata"]["name"].as_str().unwrap().to_string();
-    assert!(script.contains(&format!("http://{service}.{NAMESPACE}.svc:8080/readyz")), "{script}");
+    let service = one(&docs, "Service")["metadata"]["name"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(
+        script.contains(&format!("http://{service}.{NAMESPACE}.svc:8080/readyz")),
+        "{script}"
+    );
     assert_eq!(pod["spec"]["securityContext"]["runAsNonRoot"], true);
 }
 
@@ -582,7 +846,12 @@ tests:
 "#
     );
     // alertLabels from the values reach every alert (`team` in every expectation above).
-    let docs = render(&["--set", "metrics.prometheusRule.enabled=true", "--set", "metrics.prometheusRule.alertLabels.team=chat"]);
+    let docs = render(&[
+        "--set",
+        "metrics.prometheusRule.enabled=true",
+        "--set",
+        "metrics.prometheusRule.alertLabels.team=chat",
+    ]);
     let mut spec = one(&docs, "PrometheusRule")["spec"].clone();
     // Unit tests compare annotations too; their wording is checked by `promtool check rules`.
     for group in spec["groups"].as_sequence_mut().unwrap() {
@@ -590,10 +859,15 @@ tests:
             rule.as_mapping_mut().unwrap().remove("annotations");
         }
     }
-    std::fs::write(dir.path().join("rules.yaml"), serde_yaml::to_string(&spec).unwrap()).unwrap();
+    std::fs::write(
+        dir.path().join("rules.yaml"),
+        serde_yaml::to_string(&spec).unwrap(),
+    )
+    .unwrap();
     std::fs::write(dir.path().join("tests.yaml"), tests).unwrap();
-    let (ok, stdout, stderr) =
-        run(Command::new("promtool").args(["test", "rules", "tests.yaml"]).current_dir(dir.path()));
+    let (ok, stdout, stderr) = run(Command::new("promtool")
+        .args(["test", "rules", "tests.yaml"])
+        .current_dir(dir.path()));
     assert!(ok, "promtool test rules:\n{stdout}\n{stderr}");
 }
 
@@ -603,15 +877,20 @@ tests:
 fn install_manifests_are_complete_and_consistent() {
     let dir = root().join("manifests/install");
     let kustomization: Value =
-        serde_yaml::from_str(&std::fs::read_to_string(dir.join("kustomization.yaml")).unwrap()).unwrap();
+        serde_yaml::from_str(&std::fs::read_to_string(dir.join("kustomization.yaml")).unwrap())
+            .unwrap();
     assert_eq!(kustomization["kind"], "Kustomization");
-    let listed: BTreeSet<String> = serde_yaml::from_value(kustomization["resources"].clone()).unwrap();
+    let listed: BTreeSet<String> =
+        serde_yaml::from_value(kustomization["resources"].clone()).unwrap();
     let present: BTreeSet<String> = std::fs::read_dir(&dir)
         .unwrap()
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
         .filter(|n| n.ends_with(".yaml") && n != "kustomization.yaml")
         .collect();
-    assert_eq!(listed, present, "kustomization.yaml must list every manifest");
+    assert_eq!(
+        listed, present,
+        "kustomization.yaml must list every manifest"
+    );
     let namespace = kustomization["namespace"].as_str().unwrap();
     let common: BTreeMap<String, String> = kustomization["labels"]
         .as_sequence()
@@ -624,17 +903,31 @@ fn install_manifests_are_complete_and_consistent() {
     for file in &present {
         let text = std::fs::read_to_string(dir.join(file)).unwrap();
         for doc in docs(&text) {
-            assert!(doc["apiVersion"].is_string() && doc["kind"].is_string(), "{file}: an object without apiVersion/kind");
+            assert!(
+                doc["apiVersion"].is_string() && doc["kind"].is_string(),
+                "{file}: an object without apiVersion/kind"
+            );
             objects.push(doc);
         }
     }
-    let required = ["app.kubernetes.io/name", "app.kubernetes.io/instance", "app.kubernetes.io/version", "app.kubernetes.io/managed-by", "app.kubernetes.io/part-of"];
+    let required = [
+        "app.kubernetes.io/name",
+        "app.kubernetes.io/instance",
+        "app.kubernetes.io/version",
+        "app.kubernetes.io/managed-by",
+        "app.kubernetes.io/part-of",
+    ];
     for obj in &objects {
         let mut l = labels(&obj["metadata"]["labels"]);
         // kustomize adds the common labels; an object's own label must not contradict them.
         for (k, v) in &common {
             if let Some(own) = l.get(k) {
-                assert_eq!(own, v, "{}: label {k} differs from the kustomization's", name(obj));
+                assert_eq!(
+                    own,
+                    v,
+                    "{}: label {k} differs from the kustomization's",
+                    name(obj)
+                );
             }
             l.insert(k.clone(), v.clone());
         }
@@ -645,27 +938,57 @@ fn install_manifests_are_complete_and_consistent() {
             assert_eq!(ns, namespace, "{}", name(obj));
         }
     }
-    assert_eq!(common["app.kubernetes.io/version"], chart_yaml()["appVersion"].as_str().unwrap());
+    assert_eq!(
+        common["app.kubernetes.io/version"],
+        chart_yaml()["appVersion"].as_str().unwrap()
+    );
 
     let chart = render(&[]);
     let chart_roles = of_kind(&chart, "ClusterRole");
     for role in of_kind(&objects, "ClusterRole") {
-        let suffix = role["metadata"]["name"].as_str().unwrap().ends_with("-crds");
+        let suffix = role["metadata"]["name"]
+            .as_str()
+            .unwrap()
+            .ends_with("-crds");
         let twin = chart_roles
             .iter()
             .find(|r| r["metadata"]["name"].as_str().unwrap().ends_with("-crds") == suffix)
             .unwrap();
-        assert_eq!(rules_of(role), rules_of(twin), "{} differs from the chart's", name(role));
+        assert_eq!(
+            rules_of(role),
+            rules_of(twin),
+            "{} differs from the chart's",
+            name(role)
+        );
     }
     let deploy = one(&objects, "Deployment");
     let chart_deploy = one(&chart, "Deployment");
-    let (c, cc) = (&deploy["spec"]["template"]["spec"]["containers"][0], &chart_deploy["spec"]["template"]["spec"]["containers"][0]);
-    for key in ["securityContext", "livenessProbe", "readinessProbe", "ports", "args", "resources"] {
-        assert_eq!(c[key], cc[key], "manifests/install Deployment {key} differs from the chart's");
+    let (c, cc) = (
+        &deploy["spec"]["template"]["spec"]["containers"][0],
+        &chart_deploy["spec"]["template"]["spec"]["containers"][0],
+    );
+    for key in [
+        "securityContext",
+        "livenessProbe",
+        "readinessProbe",
+        "ports",
+        "args",
+        "resources",
+    ] {
+        assert_eq!(
+            c[key], cc[key],
+            "manifests/install Deployment {key} differs from the chart's"
+        );
     }
-    assert_eq!(deploy["spec"]["template"]["spec"]["securityContext"], chart_deploy["spec"]["template"]["spec"]["securityContext"]);
+    assert_eq!(
+        deploy["spec"]["template"]["spec"]["securityContext"],
+        chart_deploy["spec"]["template"]["spec"]["securityContext"]
+    );
     let sa = one(&objects, "ServiceAccount")["metadata"]["name"].clone();
     assert_eq!(deploy["spec"]["template"]["spec"]["serviceAccountName"], sa);
     let crd = one(&objects, "CustomResourceDefinition");
-    assert_eq!(numbers_as_f64(&crd["spec"]), numbers_as_f64(&one(&chart, "CustomResourceDefinition")["spec"]));
+    assert_eq!(
+        numbers_as_f64(&crd["spec"]),
+        numbers_as_f64(&one(&chart, "CustomResourceDefinition")["spec"])
+    );
 }
