@@ -634,6 +634,7 @@ fn expected_namespaced_rules() -> BTreeSet<(String, String, String)> {
     add("apps", &["deployments"], &crud);
     add("networking.k8s.io", &["networkpolicies"], &crud);
     add("", &["secrets"], &["get", "list", "watch"]);
+    add("", &["pods"], &["get", "list", "watch"]);
     add("events.k8s.io", &["events"], &["create", "patch"]);
     add("monitoring.coreos.com", &["servicemonitors"], &crud);
     want

@@ -77,7 +77,8 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 {{/*
 The namespaced permissions of the operator: the least it needs to keep BotDeployments. It reads
 Secrets only to see that they exist and to hash their resourceVersion (metadata-only watches);
-RBAC cannot grant metadata alone, so get/list/watch are needed, never create or update.
+RBAC cannot grant metadata alone, so get/list/watch are needed, never create or update. Pods are
+only read, to report the bot's and its MCP sidecars' readiness in the status.
 */}}
 {{- define "ollama-mcp-operator.namespacedRules" -}}
 - apiGroups: ["ollama-mcp.io"]
@@ -97,6 +98,9 @@ RBAC cannot grant metadata alone, so get/list/watch are needed, never create or 
   verbs: ["get", "list", "watch", "create", "patch", "delete"]
 - apiGroups: [""]
   resources: ["secrets"]
+  verbs: ["get", "list", "watch"]
+- apiGroups: [""]
+  resources: ["pods"]
   verbs: ["get", "list", "watch"]
 - apiGroups: ["events.k8s.io"]
   resources: ["events"]
