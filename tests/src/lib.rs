@@ -2,3 +2,5 @@
 pub mod ollama_double;
 
 pub mod servers;
+
+pub mod prometheus;
