@@ -59,6 +59,10 @@ async fn start_bridge(script: String) -> RunningBridge {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .expect("bind");
+    start_bridge_on(listener, script).await
+}
+
+async fn start_bridge_on(listener: tokio::net::TcpListener, script: String) -> RunningBridge {
     let addr = listener.local_addr().expect("addr");
     let mut args = BridgeArgs::new(addr, "sh", vec!["-c".into(), script]);
     args.startup_timeout = Duration::from_secs(60);
@@ -122,7 +126,7 @@ async fn bridge_serves_memory_over_http_and_survives_a_crash() {
         file = memory.env["MEMORY_FILE_PATH"],
         bin = memory.command.as_deref().unwrap(),
     );
-    let mut running = start_bridge(script).await;
+    let mut running = start_bridge(script.clone()).await;
     let url = format!("http://{}/mcp", running.addr);
 
     // initialize: the child's identity and capabilities come through.
@@ -247,7 +251,6 @@ async fn bridge_serves_memory_over_http_and_survives_a_crash() {
     assert_eq!(hub.status()[0].state, ServerState::Ready);
 
     // Shutdown stops the child.
-    hub.shutdown().await;
     let _ = client.cancel().await;
     let child = my_descendants_running("mcp-server-memory");
     assert_eq!(child.len(), 1, "{child:?}");
@@ -260,6 +263,39 @@ async fn bridge_serves_memory_over_http_and_survives_a_crash() {
         wait_until(Duration::from_secs(10), || !process_alive(child[0])).await,
         "child left running"
     );
+
+    // The hub notices that its remote server went away, and reconnects when it is back.
+    let gone = hub.call("memory__read_graph", json!({})).await;
+    assert_eq!(
+        gone.kind,
+        OutcomeKind::ServerUnavailable,
+        "{}",
+        gone.content
+    );
+    let noticed = wait_until(Duration::from_secs(20), || {
+        matches!(hub.status()[0].state, ServerState::Restarting { .. })
+    })
+    .await;
+    assert!(noticed, "{:?}", hub.status()[0].state);
+    let listener = tokio::net::TcpListener::bind(running.addr)
+        .await
+        .expect("bind the same address again");
+    let mut again = start_bridge_on(listener, script).await;
+    let back = wait_until(Duration::from_secs(60), || {
+        hub.status()[0].state == ServerState::Ready
+    })
+    .await;
+    assert!(back, "hub did not reconnect: {:?}", hub.status()[0].state);
+    let graph = hub.call("memory__read_graph", json!({})).await;
+    assert_eq!(graph.kind, OutcomeKind::Ok, "{}", graph.content);
+    assert!(graph.content.contains("Grace"), "{}", graph.content);
+
+    hub.shutdown().await;
+    let _ = again.stop.take().map(|s| s.send(()));
+    let result = tokio::time::timeout(Duration::from_secs(30), &mut again.task)
+        .await
+        .expect("bridge stops");
+    assert!(matches!(result, Ok(Ok(()))), "{result:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
