@@ -14,7 +14,8 @@ use ollama_mcp_tests::servers::{
 };
 use rmcp::ServiceExt as _;
 use rmcp::model::{
-    CallToolRequestParams, ClientCapabilities, ClientConfig, Implementation, ProtocolVersion,
+    CallToolRequestParams, ClientCapabilities, ClientConfig, GetPromptRequestParams,
+    Implementation, ProtocolVersion, ReadResourceRequestParams,
 };
 use rmcp::service::{NotificationContext, RoleClient, ServiceError};
 use rmcp::transport::StreamableHttpClientTransport;
@@ -329,4 +330,56 @@ async fn bridge_reports_a_command_that_cannot_start() {
     )
     .await;
     assert!(matches!(empty, Err(BridgeError::NoCommand)), "{empty:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bridge_forwards_prompts_and_resources() {
+    init();
+    let everything = servers::everything_stdio();
+    let script = format!("exec '{}' stdio", everything.command.as_deref().unwrap());
+    let mut running = start_bridge(script).await;
+    let url = format!("http://{}/mcp", running.addr);
+    let client = ClientConfig::new(
+        ClientCapabilities::default(),
+        Implementation::new("bridge-test", "1"),
+    )
+    .with_protocol_version(ProtocolVersion::LATEST_WITH_INITIALIZE)
+    .serve(StreamableHttpClientTransport::from_uri(url))
+    .await
+    .expect("initialize");
+    let info = client.peer_info().expect("server info");
+    assert!(
+        info.capabilities.prompts.is_some() && info.capabilities.resources.is_some(),
+        "{info:?}"
+    );
+
+    let prompts = client.list_all_prompts().await.expect("prompts/list");
+    let simple = prompts
+        .iter()
+        .find(|p| {
+            p.arguments
+                .as_ref()
+                .is_none_or(|a| a.iter().all(|a| a.required != Some(true)))
+        })
+        .expect("a prompt without required arguments");
+    let prompt = client
+        .get_prompt(GetPromptRequestParams::new(simple.name.clone()))
+        .await
+        .expect("prompts/get");
+    assert!(!prompt.messages.is_empty(), "{prompt:?}");
+
+    let resources = client.list_all_resources().await.expect("resources/list");
+    let first = resources.first().expect("a resource");
+    let read = client
+        .read_resource(ReadResourceRequestParams::new(first.uri.clone()))
+        .await
+        .expect("resources/read");
+    assert!(!read.contents.is_empty(), "{read:?}");
+
+    let _ = client.cancel().await;
+    let _ = running.stop.take().map(|s| s.send(()));
+    let result = tokio::time::timeout(Duration::from_secs(30), &mut running.task)
+        .await
+        .expect("bridge stops");
+    assert!(matches!(result, Ok(Ok(()))), "{result:?}");
 }
