@@ -5,6 +5,7 @@
 //! cargo bench -p ollama-mcp-tests --bench engine                 # everything (~5 min)
 //! cargo bench -p ollama-mcp-tests --bench engine -- cpu prompt   # some sections
 //! cargo bench -p ollama-mcp-tests --bench engine -- --quick      # fewer repetitions
+//! cargo bench -p ollama-mcp-tests --bench engine -- --reply-words=5 cpu   # shorter replies
 //! ```
 //!
 //! Sections: `startup` (target 1), `cpu` (target 2), `prompt` (target 3), `memory` (target 4).
@@ -34,6 +35,12 @@ fn main() -> anyhow::Result<()> {
     // `cargo bench` passes `--bench`; other flags are ours.
     let args: Vec<String> = std::env::args().skip(1).collect();
     let quick = args.iter().any(|a| a == "--quick");
+    if let Some(words) = args.iter().find_map(|a| a.strip_prefix("--reply-words=")) {
+        let words = words
+            .parse()
+            .map_err(|e| anyhow::anyhow!("--reply-words={words}: {e}"))?;
+        let _ = support::REPLY_WORDS.set(words);
+    }
     let unknown: Vec<&String> = args
         .iter()
         .filter(|a| !a.starts_with("--") && !SECTIONS.contains(&a.as_str()))

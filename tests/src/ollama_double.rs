@@ -526,6 +526,9 @@ async fn serve(listener: TcpListener, router: Router, mut stop: watch::Receiver<
             _ = stop.changed() => break,
             accepted = listener.accept() => match accepted {
                 Ok((stream, _)) => {
+                    // Go (Ollama) turns Nagle off on every TCP connection; left on, each streamed
+                    // chunk would wait for the client's delayed ACK (~40 ms).
+                    let _ = stream.set_nodelay(true);
                     let service = hyper_util::service::TowerToHyperService::new(router.clone());
                     connections.spawn(async move {
                         let io = hyper_util::rt::TokioIo::new(stream);

@@ -123,6 +123,9 @@ pub fn four_servers(dir: &Path) -> Vec<McpServerConfig> {
     ]
 }
 
+/// Words in the double's plain replies (`--reply-words=N` on the benchmark's command line).
+pub static REPLY_WORDS: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+
 /// The Ollama double in a process of its own, so that its CPU is not counted as ours.
 pub struct DoubleProcess {
     // Killed on drop.
@@ -137,6 +140,9 @@ impl DoubleProcess {
     pub async fn spawn(record: Option<&Path>) -> anyhow::Result<Self> {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_ollama-double"));
         cmd.args(["--port", "0", "--instant", "--exit-on-eof"]);
+        if let Some(words) = REPLY_WORDS.get() {
+            cmd.arg("--reply-words").arg(words.to_string());
+        }
         if let Some(path) = record {
             cmd.arg("--record").arg(path);
         }
