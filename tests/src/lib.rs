@@ -1,1 +1,4 @@
 //! Test doubles (Ollama, Discord) and helpers for the end-to-end tests.
+#![recursion_limit = "256"]
+
+pub mod discord_double;
