@@ -2,3 +2,9 @@
 #![recursion_limit = "256"]
 
 pub mod discord_double;
+
+pub mod ollama_double;
+
+pub mod servers;
+
+pub mod prometheus;

@@ -1,0 +1,258 @@
+//! Status: conditions derived from what was applied, what the pods report and the model check,
+//! written with server-side apply on the status subresource.
+
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+use kube::api::{Api, Patch, PatchParams};
+
+use super::FIELD_MANAGER;
+use super::build::{Children, EndpointKind, sidecars::container_name};
+use super::model_check::ModelReport;
+use crate::crd::{BotDeployment, BotDeploymentStatus, McpServerStatus};
+
+pub const READY: &str = "Ready";
+pub const PROGRESSING: &str = "Progressing";
+pub const DEGRADED: &str = "Degraded";
+pub const MODEL_READY: &str = "ModelReady";
+
+/// What happened to the requested ServiceMonitor.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ServiceMonitorState {
+    NotRequested,
+    Applied,
+    /// Requested, but the cluster has no ServiceMonitor CRD.
+    CrdMissing,
+}
+
+/// Everything status is derived from after a successful apply.
+pub struct Observed<'a> {
+    pub generation: Option<i64>,
+    pub children: &'a Children,
+    /// The bot Deployment as the API server returned it from the apply (with its status).
+    pub deployment: &'a Deployment,
+    pub pods: &'a [Pod],
+    pub model: &'a ModelReport,
+    pub service_monitor: ServiceMonitorState,
+}
+
+/// A condition to set; the transition time is kept when the status does not change.
+struct Cond<'a> {
+    type_: &'a str,
+    status: &'a str,
+    reason: &'a str,
+    message: String,
+}
+
+fn conditions(prev: Option<&BotDeploymentStatus>, generation: Option<i64>, now: &Time, conds: Vec<Cond<'_>>) -> Vec<Condition> {
+    conds
+        .into_iter()
+        .map(|c| {
+            let previous = prev.and_then(|p| p.conditions.iter().find(|x| x.type_ == c.type_));
+            let last_transition_time = match previous {
+                Some(p) if p.status == c.status => p.last_transition_time.clone(),
+                _ => now.clone(),
+            };
+            Condition {
+                type_: c.type_.into(),
+                status: c.status.into(),
+                reason: c.reason.into(),
+                message: c.message,
+                observed_generation: generation,
+                last_transition_time,
+            }
+        })
+        .collect()
+}
+
+/// Whether the Deployment has rolled out its current spec and its pod is ready.
+pub fn deployment_ready(d: &Deployment) -> bool {
+    let Some(s) = &d.status else { return false };
+    let rolled_out = match (s.observed_generation, d.metadata.generation) {
+        (Some(observed), Some(generation)) => observed >= generation,
+        _ => false,
+    };
+    rolled_out && s.updated_replicas.unwrap_or(0) >= 1 && s.ready_replicas.unwrap_or(0) >= 1
+}
+
+/// Problems the bot's pods report that a person must fix (bad image, missing Secret key, crash
+/// loop, unschedulable), one line each.
+pub fn pod_problems(pods: &[Pod]) -> Vec<String> {
+    const FATAL: &[&str] = &[
+        "CreateContainerConfigError",
+        "CreateContainerError",
+        "ErrImagePull",
+        "ImagePullBackOff",
+        "InvalidImageName",
+        "CrashLoopBackOff",
+        "RunContainerError",
+    ];
+    let mut out = Vec::new();
+    for pod in pods.iter().filter(|p| p.metadata.deletion_timestamp.is_none()) {
+        let Some(status) = &pod.status else { continue };
+        for cond in status.conditions.iter().flatten() {
+            if cond.type_ == "PodScheduled" && cond.status == "False" && cond.reason.as_deref() == Some("Unschedulable") {
+                out.push(format!("the bot's pod cannot be scheduled: {}", cond.message.as_deref().unwrap_or("no reason given")));
+            }
+        }
+        let all = status.init_container_statuses.iter().flatten().chain(status.container_statuses.iter().flatten());
+        for cs in all {
+            if let Some(w) = cs.state.as_ref().and_then(|s| s.waiting.as_ref())
+                && let Some(reason) = w.reason.as_deref().filter(|r| FATAL.contains(r))
+            {
+                let msg = w.message.as_deref().map(|m| format!(": {m}")).unwrap_or_default();
+                out.push(format!("container `{}` is {reason}{msg}", cs.name));
+            }
+        }
+    }
+    out.sort();
+    out.dedup();
+    out
+}
+
+/// Whether container `name` (a sidecar, i.e. an init container) is ready in a live pod.
+fn sidecar_ready(pods: &[Pod], name: &str) -> bool {
+    pods.iter()
+        .filter(|p| p.metadata.deletion_timestamp.is_none())
+        .filter_map(|p| p.status.as_ref())
+        .flat_map(|s| s.init_container_statuses.iter().flatten())
+        .any(|cs| cs.name == name && cs.ready)
+}
+
+/// The status after a successful apply.
+pub fn observed_status(prev: Option<&BotDeploymentStatus>, o: &Observed<'_>, now: &Time) -> BotDeploymentStatus {
+    let ready_replicas = o.deployment.status.as_ref().and_then(|s| s.ready_replicas).unwrap_or(0);
+    let deploy_ready = deployment_ready(o.deployment);
+    let problems = pod_problems(o.pods);
+
+    let (degraded, degraded_reason, degraded_message) = if !problems.is_empty() {
+        (true, "PodFailing", problems.join("; "))
+    } else if o.service_monitor == ServiceMonitorState::CrdMissing {
+        (
+            true,
+            "ServiceMonitorUnavailable",
+            "spec.metrics.serviceMonitor is true but the ServiceMonitor CRD (monitoring.coreos.com/v1) is not installed: \
+             install the Prometheus operator or set serviceMonitor to false"
+                .to_string(),
+        )
+    } else {
+        (false, "AsExpected", String::new())
+    };
+
+    let model = o.model;
+    let (model_status, model_reason) = match model.ready {
+        None => ("Unknown", model.reason.as_str()),
+        Some(true) => ("True", model.reason.as_str()),
+        Some(false) => ("False", model.reason.as_str()),
+    };
+
+    let (ready, ready_reason, ready_message) = if degraded {
+        (false, degraded_reason, degraded_message.clone())
+    } else if model.ready == Some(false) {
+        (false, "ModelNotReady", model.message.clone())
+    } else if !deploy_ready {
+        (false, "DeploymentNotReady", format!("waiting for the bot's pod to become ready ({ready_replicas}/1 ready)"))
+    } else if model.ready.is_none() {
+        (false, "ModelNotReady", model.message.clone())
+    } else {
+        (true, "Ready", "the bot's pod is ready and its models can call tools".to_string())
+    };
+
+    let (progressing, progressing_reason, progressing_message) = if !deploy_ready {
+        (true, "RollingOut", format!("the bot's Deployment is rolling out ({ready_replicas}/1 ready)"))
+    } else if model.checking && model.ready.is_none() {
+        (true, "CheckingModels", model.message.clone())
+    } else {
+        (false, "Complete", "every child is applied and the bot's pod is available".to_string())
+    };
+
+    let bool_str = |b: bool| if b { "True" } else { "False" };
+    let conds = vec![
+        Cond { type_: READY, status: bool_str(ready), reason: ready_reason, message: ready_message },
+        Cond { type_: PROGRESSING, status: bool_str(progressing), reason: progressing_reason, message: progressing_message },
+        Cond { type_: DEGRADED, status: bool_str(degraded), reason: degraded_reason, message: degraded_message },
+        Cond { type_: MODEL_READY, status: model_status, reason: model_reason, message: model.message.clone() },
+    ];
+
+    let mcp_servers = o
+        .children
+        .endpoints
+        .iter()
+        .map(|e| McpServerStatus {
+            name: e.name.clone(),
+            transport: e.kind.transport().into(),
+            url: Some(e.url.clone()),
+            ready: match e.kind {
+                EndpointKind::Remote => true,
+                _ => sidecar_ready(o.pods, &container_name(&e.name)),
+            },
+            tools: prev
+                .and_then(|p| p.mcp_servers.iter().find(|s| s.name == e.name))
+                .map(|s| s.tools.clone())
+                .unwrap_or_default(),
+        })
+        .collect();
+
+    BotDeploymentStatus {
+        observed_generation: o.generation,
+        conditions: conditions(prev, o.generation, now, conds),
+        ready_replicas: Some(ready_replicas),
+        mcp_servers,
+        ollama_url: Some(o.children.ollama_url.clone()),
+        models: model.models.clone(),
+        config_hash: Some(o.children.config_hash.clone()),
+    }
+}
+
+/// The status of a spec that cannot be applied: `Degraded` says what to fix; what was observed
+/// before is kept.
+pub fn failed_status(
+    prev: Option<&BotDeploymentStatus>,
+    generation: Option<i64>,
+    reason: &str,
+    message: &str,
+    now: &Time,
+) -> BotDeploymentStatus {
+    let mut status = prev.cloned().unwrap_or_default();
+    let model = prev.and_then(|p| p.conditions.iter().find(|c| c.type_ == MODEL_READY));
+    let conds = vec![
+        Cond { type_: READY, status: "False", reason, message: message.to_string() },
+        Cond {
+            type_: PROGRESSING,
+            status: "False",
+            reason,
+            message: "waiting for the spec to be fixed".into(),
+        },
+        Cond { type_: DEGRADED, status: "True", reason, message: message.to_string() },
+        Cond {
+            type_: MODEL_READY,
+            status: model.map_or("Unknown", |c| c.status.as_str()),
+            reason: model.map_or("NotChecked", |c| c.reason.as_str()),
+            message: model.map_or_else(String::new, |c| c.message.clone()),
+        },
+    ];
+    status.conditions = conditions(prev, generation, now, conds);
+    status.observed_generation = generation;
+    status
+}
+
+/// The Degraded message currently in status, if Degraded is True (events are published only
+/// when it changes).
+pub fn current_degraded_message(status: Option<&BotDeploymentStatus>) -> Option<&str> {
+    status?
+        .conditions
+        .iter()
+        .find(|c| c.type_ == DEGRADED && c.status == "True")
+        .map(|c| c.message.as_str())
+}
+
+/// Writes the status with server-side apply.
+pub async fn patch(api: &Api<BotDeployment>, name: &str, status: &BotDeploymentStatus) -> kube::Result<()> {
+    let body = serde_json::json!({
+        "apiVersion": "ollama-mcp.io/v1alpha1",
+        "kind": "BotDeployment",
+        "status": status,
+    });
+    api.patch_status(name, &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(&body)).await?;
+    Ok(())
+}
