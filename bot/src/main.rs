@@ -233,10 +233,14 @@ async fn run(config: BotConfig) -> anyhow::Result<ExitCode> {
         });
     }
     let (engine, hub) = start_engine(&config).await?;
-    // TEMPORARY until the discord branch lands.
-    let _ = (engine, ready);
-    hub.shutdown().await;
-    anyhow::bail!("the Discord adapter is not merged yet")
+    match ollama_mcp_bot::discord::run(config, engine, hub, ready).await {
+        Ok(()) => Ok(ExitCode::SUCCESS),
+        Err(e) => {
+            // One line, and exit code 2 for a refused token: a restart will not fix it.
+            eprintln!("error: {e}");
+            Ok(ExitCode::from(u8::try_from(e.exit_code()).unwrap_or(1)))
+        }
+    }
 }
 
 async fn run_bridge(listen: SocketAddr, command: Vec<String>) -> anyhow::Result<ExitCode> {
