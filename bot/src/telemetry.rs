@@ -329,8 +329,13 @@ mod tests {
 
     #[test]
     fn websocket_frames_never_log_at_trace() {
-        let f = env_filter(Some("trace,tungstenite=trace"), "info").unwrap().to_string();
-        assert!(f.contains("tungstenite=debug") && f.contains("tokio_tungstenite=debug"), "{f}");
+        let f = env_filter(Some("trace,tungstenite=trace"), "info")
+            .unwrap()
+            .to_string();
+        assert!(
+            f.contains("tungstenite=debug") && f.contains("tokio_tungstenite=debug"),
+            "{f}"
+        );
         assert!(!f.contains("tungstenite=trace"), "{f}");
     }
 

@@ -18,7 +18,12 @@ fn client() -> reqwest::Client {
     reqwest::Client::new()
 }
 
-async fn call(method: reqwest::Method, url: String, token: Option<&str>, body: Option<Value>) -> (u16, reqwest::header::HeaderMap, Value) {
+async fn call(
+    method: reqwest::Method,
+    url: String,
+    token: Option<&str>,
+    body: Option<Value>,
+) -> (u16, reqwest::header::HeaderMap, Value) {
     let mut req = client().request(method, url);
     if let Some(t) = token {
         req = req.header("Authorization", format!("Bot {t}"));
@@ -30,7 +35,11 @@ async fn call(method: reqwest::Method, url: String, token: Option<&str>, body: O
     let status = res.status().as_u16();
     let headers = res.headers().clone();
     let text = res.text().await.expect("body");
-    let body = if text.is_empty() { Value::Null } else { serde_json::from_str(&text).expect("JSON body") };
+    let body = if text.is_empty() {
+        Value::Null
+    } else {
+        serde_json::from_str(&text).expect("JSON body")
+    };
     (status, headers, body)
 }
 
@@ -39,19 +48,25 @@ fn api(d: &DiscordDouble, path: &str) -> String {
 }
 
 struct Gateway {
-    ws: tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>,
+    ws: tokio_tungstenite::WebSocketStream<
+        tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>,
+    >,
 }
 
 impl Gateway {
     async fn connect(d: &DiscordDouble) -> Gateway {
-        let (ws, _) = tokio_tungstenite::connect_async(format!("{}?v=10", d.gateway_url())).await.expect("connect");
+        let (ws, _) = tokio_tungstenite::connect_async(format!("{}?v=10", d.gateway_url()))
+            .await
+            .expect("connect");
         Gateway { ws }
     }
 
     /// The next frame, checked against serenity's gateway model; Err(close code) on close.
     async fn next(&mut self) -> Result<Value, u16> {
         loop {
-            let msg = tokio::time::timeout(WAIT, self.ws.next()).await.expect("a frame in time");
+            let msg = tokio::time::timeout(WAIT, self.ws.next())
+                .await
+                .expect("a frame in time");
             match msg {
                 Some(Ok(WsMessage::Text(t))) => {
                     let event: Result<GatewayEvent, _> = serde_json::from_str(t.as_str());
@@ -69,12 +84,18 @@ impl Gateway {
     }
 
     async fn send(&mut self, v: Value) {
-        self.ws.send(WsMessage::Text(v.to_string().into())).await.expect("send");
+        self.ws
+            .send(WsMessage::Text(v.to_string().into()))
+            .await
+            .expect("send");
     }
 
     async fn dispatch(&mut self, name: &str) -> Value {
         loop {
-            let f = self.next().await.unwrap_or_else(|c| panic!("closed {c} while waiting for {name}"));
+            let f = self
+                .next()
+                .await
+                .unwrap_or_else(|c| panic!("closed {c} while waiting for {name}"));
             if f["t"] == name {
                 return f;
             }
@@ -86,15 +107,18 @@ impl Gateway {
         let hello = g.next().await.unwrap();
         assert_eq!(hello["op"], 10);
         assert!(hello["d"]["heartbeat_interval"].as_u64().unwrap() > 0);
-        g.send(json!({"op": 2, "d": {"token": format!("Bot {TOKEN}"), "intents": intents,
-            "properties": {"os": "linux", "browser": "t", "device": "t"}, "shard": [0, 1]}}))
-            .await;
+        g.send(
+            json!({"op": 2, "d": {"token": format!("Bot {TOKEN}"), "intents": intents,
+            "properties": {"os": "linux", "browser": "t", "device": "t"}, "shard": [0, 1]}}),
+        )
+        .await;
         let ready = g.dispatch("READY").await;
         (g, ready)
     }
 }
 
-const ALL: u64 = intents::GUILDS | intents::GUILD_MESSAGES | intents::DIRECT_MESSAGES | intents::MESSAGE_CONTENT;
+const ALL: u64 =
+    intents::GUILDS | intents::GUILD_MESSAGES | intents::DIRECT_MESSAGES | intents::MESSAGE_CONTENT;
 
 #[tokio::test]
 async fn rest_requires_the_bot_token() {
@@ -102,39 +126,123 @@ async fn rest_requires_the_bot_token() {
     let (status, _, body) = call(reqwest::Method::GET, api(&d, "/users/@me"), None, None).await;
     assert_eq!(status, 401);
     assert_eq!(body, json!({"message": "401: Unauthorized", "code": 0}));
-    let (status, _, _) = call(reqwest::Method::GET, api(&d, "/users/@me"), Some("wrong"), None).await;
+    let (status, _, _) = call(
+        reqwest::Method::GET,
+        api(&d, "/users/@me"),
+        Some("wrong"),
+        None,
+    )
+    .await;
     assert_eq!(status, 401);
-    let (status, _, body) = call(reqwest::Method::GET, api(&d, "/users/@me"), Some(TOKEN), None).await;
+    let (status, _, body) = call(
+        reqwest::Method::GET,
+        api(&d, "/users/@me"),
+        Some(TOKEN),
+        None,
+    )
+    .await;
     assert_eq!(status, 200);
     let me: serenity::model::user::CurrentUser = serde_json::from_value(body).expect("CurrentUser");
     assert_eq!(me.id.get(), d.bot_id());
-    let (_, _, body) = call(reqwest::Method::GET, api(&d, "/oauth2/applications/@me"), Some(TOKEN), None).await;
-    let app: serenity::model::application::CurrentApplicationInfo = serde_json::from_value(body).expect("app info");
+    let (_, _, body) = call(
+        reqwest::Method::GET,
+        api(&d, "/oauth2/applications/@me"),
+        Some(TOKEN),
+        None,
+    )
+    .await;
+    let app: serenity::model::application::CurrentApplicationInfo =
+        serde_json::from_value(body).expect("app info");
     assert_eq!(app.id.get(), d.application_id());
     // The gateway URL needs no token, as on Discord.
     let (status, _, body) = call(reqwest::Method::GET, api(&d, "/gateway"), None, None).await;
-    assert_eq!((status, body["url"].as_str()), (200, Some(d.gateway_url().as_str())));
-    let (_, _, body) = call(reqwest::Method::GET, api(&d, "/gateway/bot"), Some(TOKEN), None).await;
+    assert_eq!(
+        (status, body["url"].as_str()),
+        (200, Some(d.gateway_url().as_str()))
+    );
+    let (_, _, body) = call(
+        reqwest::Method::GET,
+        api(&d, "/gateway/bot"),
+        Some(TOKEN),
+        None,
+    )
+    .await;
     let _: serenity::model::gateway::BotGateway = serde_json::from_value(body).expect("BotGateway");
     // After a token reset only the new token works.
     d.rotate_token("new-token");
-    assert_eq!(call(reqwest::Method::GET, api(&d, "/users/@me"), Some(TOKEN), None).await.0, 401);
-    assert_eq!(call(reqwest::Method::GET, api(&d, "/users/@me"), Some("new-token"), None).await.0, 200);
+    assert_eq!(
+        call(
+            reqwest::Method::GET,
+            api(&d, "/users/@me"),
+            Some(TOKEN),
+            None
+        )
+        .await
+        .0,
+        401
+    );
+    assert_eq!(
+        call(
+            reqwest::Method::GET,
+            api(&d, "/users/@me"),
+            Some("new-token"),
+            None
+        )
+        .await
+        .0,
+        200
+    );
 }
 
 #[tokio::test]
 async fn unknown_routes_and_methods_get_discord_errors() {
     let d = DiscordDouble::start(TOKEN).await;
     let (status, _, body) = call(reqwest::Method::GET, api(&d, "/nope"), Some(TOKEN), None).await;
-    assert_eq!((status, body), (404, json!({"message": "404: Not Found", "code": 0})));
-    let (status, _, body) = call(reqwest::Method::GET, format!("{}/api/v9/users/@me", d.api_base()), Some(TOKEN), None).await;
+    assert_eq!(
+        (status, body),
+        (404, json!({"message": "404: Not Found", "code": 0}))
+    );
+    let (status, _, body) = call(
+        reqwest::Method::GET,
+        format!("{}/api/v9/users/@me", d.api_base()),
+        Some(TOKEN),
+        None,
+    )
+    .await;
     assert_eq!((status, body["code"].as_u64()), (404, Some(0)));
-    let (status, _, body) = call(reqwest::Method::DELETE, api(&d, "/users/@me"), Some(TOKEN), None).await;
-    assert_eq!((status, body), (405, json!({"message": "405: Method Not Allowed", "code": 0})));
-    let (status, _, body) = call(reqwest::Method::POST, api(&d, "/channels/abc/messages"), Some(TOKEN), Some(json!({"content": "x"}))).await;
+    let (status, _, body) = call(
+        reqwest::Method::DELETE,
+        api(&d, "/users/@me"),
+        Some(TOKEN),
+        None,
+    )
+    .await;
+    assert_eq!(
+        (status, body),
+        (
+            405,
+            json!({"message": "405: Method Not Allowed", "code": 0})
+        )
+    );
+    let (status, _, body) = call(
+        reqwest::Method::POST,
+        api(&d, "/channels/abc/messages"),
+        Some(TOKEN),
+        Some(json!({"content": "x"})),
+    )
+    .await;
     assert_eq!((status, body["code"].as_u64()), (400, Some(50035)));
-    let (status, _, body) = call(reqwest::Method::POST, api(&d, "/channels/1/messages"), Some(TOKEN), Some(json!({"content": "x"}))).await;
-    assert_eq!((status, body), (404, json!({"message": "Unknown Channel", "code": 10003})));
+    let (status, _, body) = call(
+        reqwest::Method::POST,
+        api(&d, "/channels/1/messages"),
+        Some(TOKEN),
+        Some(json!({"content": "x"})),
+    )
+    .await;
+    assert_eq!(
+        (status, body),
+        (404, json!({"message": "Unknown Channel", "code": 10003}))
+    );
 }
 
 #[tokio::test]
@@ -153,15 +261,25 @@ async fn messages_are_validated_like_discord() {
     assert_eq!(status, 400);
     assert_eq!(body["code"], 50035);
     assert_eq!(body["message"], "Invalid Form Body");
-    assert_eq!(body["errors"]["content"]["_errors"][0]["code"], "BASE_TYPE_MAX_LENGTH");
+    assert_eq!(
+        body["errors"]["content"]["_errors"][0]["code"],
+        "BASE_TYPE_MAX_LENGTH"
+    );
     let (status, _, body) = post(json!({"content": ""})).await;
-    assert_eq!((status, body), (400, json!({"message": "Cannot send an empty message", "code": 50006})));
+    assert_eq!(
+        (status, body),
+        (
+            400,
+            json!({"message": "Cannot send an empty message", "code": 50006})
+        )
+    );
     let (status, _, body) = post(json!({"content": " \n "})).await;
     assert_eq!((status, body["code"].as_u64()), (400, Some(50006)));
     let (status, _, body) =
         post(json!({"content": "hi", "allowed_mentions": {"parse": ["users"], "users": [alice.to_string()]}})).await;
     assert_eq!((status, body["code"].as_u64()), (400, Some(50035)));
-    let (status, _, body) = post(json!({"content": "hi", "message_reference": {"message_id": "12345"}})).await;
+    let (status, _, body) =
+        post(json!({"content": "hi", "message_reference": {"message_id": "12345"}})).await;
     assert_eq!((status, body["code"].as_u64()), (400, Some(50035)));
     let (status, _, body) = post(json!({"content": "x".repeat(2000)})).await;
     assert_eq!(status, 200);
@@ -170,7 +288,14 @@ async fn messages_are_validated_like_discord() {
 
     // Edits: only the author's messages, never to empty.
     let user_msg = d.user_says(alice, ch, "hello");
-    let edit = |id: u64, body: Value| call(reqwest::Method::PATCH, api(&d, &format!("/channels/{ch}/messages/{id}")), Some(TOKEN), Some(body));
+    let edit = |id: u64, body: Value| {
+        call(
+            reqwest::Method::PATCH,
+            api(&d, &format!("/channels/{ch}/messages/{id}")),
+            Some(TOKEN),
+            Some(body),
+        )
+    };
     let (status, _, body) = edit(user_msg, json!({"content": "hacked"})).await;
     assert_eq!((status, body["code"].as_u64()), (403, Some(50005)));
     let (status, _, _) = edit(m.id.get(), json!({"content": ""})).await;
@@ -198,7 +323,13 @@ async fn allowed_mentions_decide_who_is_pinged() {
     let text = format!("@everyone <@{bob}> <@&{role}> answer");
     let url = api(&d, &format!("/channels/{ch}/messages"));
     // Without allowed_mentions everything pings.
-    let (_, _, loud) = call(reqwest::Method::POST, url.clone(), Some(TOKEN), Some(json!({"content": text}))).await;
+    let (_, _, loud) = call(
+        reqwest::Method::POST,
+        url.clone(),
+        Some(TOKEN),
+        Some(json!({"content": text})),
+    )
+    .await;
     assert_eq!(loud["mention_everyone"], true);
     // Restricted: only the replied user.
     let quiet = json!({"content": text, "message_reference": {"message_id": asked.to_string()},
@@ -218,16 +349,29 @@ async fn allowed_mentions_decide_who_is_pinged() {
 #[tokio::test]
 async fn rate_limit_headers_and_429() {
     let mut config = DoubleConfig::new(TOKEN);
-    config.limits.insert("create_message", Limit::new(2, Duration::from_secs(30)));
+    config
+        .limits
+        .insert("create_message", Limit::new(2, Duration::from_secs(30)));
     let d = DiscordDouble::start_with(config).await;
     let g = d.add_guild("g");
     let (a, b) = (d.add_text_channel(g, "a"), d.add_text_channel(g, "b"));
-    let post = |ch: u64| call(reqwest::Method::POST, api(&d, &format!("/channels/{ch}/messages")), Some(TOKEN), Some(json!({"content": "x"})));
+    let post = |ch: u64| {
+        call(
+            reqwest::Method::POST,
+            api(&d, &format!("/channels/{ch}/messages")),
+            Some(TOKEN),
+            Some(json!({"content": "x"})),
+        )
+    };
     let (status, h, _) = post(a).await;
     assert_eq!(status, 200);
     assert_eq!(h["x-ratelimit-limit"], "2");
     assert_eq!(h["x-ratelimit-remaining"], "1");
-    let reset_after: f64 = h["x-ratelimit-reset-after"].to_str().unwrap().parse().unwrap();
+    let reset_after: f64 = h["x-ratelimit-reset-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
     assert!(reset_after > 0.0 && reset_after <= 30.0);
     assert!(h.contains_key("x-ratelimit-bucket") && h.contains_key("x-ratelimit-reset"));
     assert_eq!(post(a).await.1["x-ratelimit-remaining"], "0");
@@ -282,7 +426,11 @@ async fn gateway_identify_ready_heartbeat_and_dispatches() {
     let m = gw.dispatch("MESSAGE_CREATE").await;
     assert!(m["d"].get("guild_id").is_none());
     let seqs: Vec<u64> = d.with(|w| w.dispatched.iter().map(|(s, _)| *s).collect());
-    assert_eq!(seqs, (1..=seqs.len() as u64).collect::<Vec<_>>(), "sequence numbers count up by one");
+    assert_eq!(
+        seqs,
+        (1..=seqs.len() as u64).collect::<Vec<_>>(),
+        "sequence numbers count up by one"
+    );
 }
 
 #[tokio::test]
@@ -290,7 +438,8 @@ async fn gateway_refuses_bad_token_and_intents() {
     let d = DiscordDouble::start(TOKEN).await;
     let mut gw = Gateway::connect(&d).await;
     gw.next().await.unwrap();
-    gw.send(json!({"op": 2, "d": {"token": "Bot wrong", "intents": 513, "properties": {}}})).await;
+    gw.send(json!({"op": 2, "d": {"token": "Bot wrong", "intents": 513, "properties": {}}}))
+        .await;
     assert_eq!(gw.next().await, Err(4004));
 
     let mut config = DoubleConfig::new(TOKEN);
@@ -298,7 +447,8 @@ async fn gateway_refuses_bad_token_and_intents() {
     let d = DiscordDouble::start_with(config).await;
     let mut gw = Gateway::connect(&d).await;
     gw.next().await.unwrap();
-    gw.send(json!({"op": 2, "d": {"token": TOKEN, "intents": ALL, "properties": {}}})).await;
+    gw.send(json!({"op": 2, "d": {"token": TOKEN, "intents": ALL, "properties": {}}}))
+        .await;
     assert_eq!(gw.next().await, Err(4014));
 
     let mut gw = Gateway::connect(&d).await;
@@ -306,7 +456,9 @@ async fn gateway_refuses_bad_token_and_intents() {
     gw.send(json!({"op": 42, "d": null})).await;
     assert_eq!(gw.next().await, Err(4001));
 
-    let (mut ws, _) = tokio_tungstenite::connect_async(d.gateway_url()).await.expect("connect");
+    let (mut ws, _) = tokio_tungstenite::connect_async(d.gateway_url())
+        .await
+        .expect("connect");
     match ws.next().await {
         Some(Ok(WsMessage::Close(Some(f)))) => assert_eq!(u16::from(f.code), 4012),
         other => panic!("expected close 4012 without ?v=10, got {other:?}"),
@@ -324,7 +476,10 @@ async fn message_content_needs_the_intent() {
     d.user_says(alice, ch, "hey bot, secret words");
     assert_eq!(gw.dispatch("MESSAGE_CREATE").await["d"]["content"], "");
     d.user_says(alice, ch, &format!("<@{}> visible", d.bot_id()));
-    assert_eq!(gw.dispatch("MESSAGE_CREATE").await["d"]["content"], format!("<@{}> visible", d.bot_id()));
+    assert_eq!(
+        gw.dispatch("MESSAGE_CREATE").await["d"]["content"],
+        format!("<@{}> visible", d.bot_id())
+    );
 }
 
 #[tokio::test]
@@ -340,22 +495,33 @@ async fn resume_replays_missed_events() {
     d.force_reconnect();
     assert_eq!(gw.next().await.unwrap()["op"], 7);
     drop(gw);
-    d.wait_for("the connection to detach", WAIT, |w| (!w.attached).then_some(())).await;
+    d.wait_for("the connection to detach", WAIT, |w| {
+        (!w.attached).then_some(())
+    })
+    .await;
     let missed = d.user_says(alice, ch, "while away");
 
     let mut gw = Gateway::connect(&d).await;
     gw.next().await.unwrap();
-    gw.send(json!({"op": 6, "d": {"token": TOKEN, "session_id": session, "seq": last}})).await;
+    gw.send(json!({"op": 6, "d": {"token": TOKEN, "session_id": session, "seq": last}}))
+        .await;
     let replayed = gw.next().await.unwrap();
-    assert_eq!((replayed["t"].as_str(), replayed["d"]["id"].as_str()), (Some("MESSAGE_CREATE"), Some(missed.to_string().as_str())));
+    assert_eq!(
+        (replayed["t"].as_str(), replayed["d"]["id"].as_str()),
+        (Some("MESSAGE_CREATE"), Some(missed.to_string().as_str()))
+    );
     assert_eq!(replayed["s"], last + 1);
     assert_eq!(gw.next().await.unwrap()["t"], "RESUMED");
 
     // A RESUME of an unknown session is refused with op 9.
     let mut gw2 = Gateway::connect(&d).await;
     gw2.next().await.unwrap();
-    gw2.send(json!({"op": 6, "d": {"token": TOKEN, "session_id": "nope", "seq": 1}})).await;
-    assert_eq!(gw2.next().await.unwrap(), json!({"op": 9, "d": false, "s": null, "t": null}));
+    gw2.send(json!({"op": 6, "d": {"token": TOKEN, "session_id": "nope", "seq": 1}}))
+        .await;
+    assert_eq!(
+        gw2.next().await.unwrap(),
+        json!({"op": 9, "d": false, "s": null, "t": null})
+    );
 }
 
 #[tokio::test]
@@ -374,38 +540,85 @@ async fn interactions_need_registered_commands_and_one_response() {
             {"name": "user", "description": "A user", "type": 1, "options": [{"name": "who", "description": "w", "type": 6, "required": true}]},
             {"name": "role", "description": "A role", "type": 1, "options": [{"name": "which", "description": "w", "type": 8, "required": true}]}]}
     ]);
-    let (status, _, body) = call(reqwest::Method::PUT, api(&d, &format!("/applications/{}/commands", d.application_id())), Some(TOKEN), Some(commands)).await;
+    let (status, _, body) = call(
+        reqwest::Method::PUT,
+        api(
+            &d,
+            &format!("/applications/{}/commands", d.application_id()),
+        ),
+        Some(TOKEN),
+        Some(commands),
+    )
+    .await;
     assert_eq!(status, 200);
-    let _: Vec<serenity::model::application::Command> = serde_json::from_value(body).expect("Command list");
+    let _: Vec<serenity::model::application::Command> =
+        serde_json::from_value(body).expect("Command list");
 
     let id = d.slash(alice, ch, &["chat"], json!({"text": "hello"}));
     let ev = gw.dispatch("INTERACTION_CREATE").await;
-    assert_eq!(ev["d"]["data"]["options"][0], json!({"name": "text", "type": 3, "value": "hello"}));
+    assert_eq!(
+        ev["d"]["data"]["options"][0],
+        json!({"name": "text", "type": 3, "value": "hello"})
+    );
     let token = ev["d"]["token"].as_str().unwrap().to_string();
     d.slash(alice, ch, &["trigger", "add"], json!({"word": "hey"}));
     let sub = gw.dispatch("INTERACTION_CREATE").await;
     assert_eq!(sub["d"]["data"]["options"][0]["options"][0]["value"], "hey");
     // User and role options come with `resolved` data.
     let role = d.add_role(g, "mods");
-    d.slash(alice, ch, &["deny", "user"], json!({"who": alice.to_string()}));
+    d.slash(
+        alice,
+        ch,
+        &["deny", "user"],
+        json!({"who": alice.to_string()}),
+    );
     let ev = gw.dispatch("INTERACTION_CREATE").await;
-    assert_eq!(ev["d"]["data"]["resolved"]["users"][alice.to_string()]["username"], "alice");
-    d.slash(alice, ch, &["deny", "role"], json!({"which": role.to_string()}));
+    assert_eq!(
+        ev["d"]["data"]["resolved"]["users"][alice.to_string()]["username"],
+        "alice"
+    );
+    d.slash(
+        alice,
+        ch,
+        &["deny", "role"],
+        json!({"which": role.to_string()}),
+    );
     let ev = gw.dispatch("INTERACTION_CREATE").await;
-    assert_eq!(ev["d"]["data"]["resolved"]["roles"][role.to_string()]["name"], "mods");
+    assert_eq!(
+        ev["d"]["data"]["resolved"]["roles"][role.to_string()]["name"],
+        "mods"
+    );
 
     let cb = api(&d, &format!("/interactions/{id}/{token}/callback"));
-    let (status, _, _) = call(reqwest::Method::POST, cb.clone(), None, Some(json!({"type": 5}))).await;
+    let (status, _, _) = call(
+        reqwest::Method::POST,
+        cb.clone(),
+        None,
+        Some(json!({"type": 5})),
+    )
+    .await;
     assert_eq!(status, 204);
     let (status, _, body) = call(reqwest::Method::POST, cb, None, Some(json!({"type": 5}))).await;
     assert_eq!((status, body["code"].as_u64()), (400, Some(40060)));
-    let original = api(&d, &format!("/webhooks/{}/{token}/messages/@original", d.application_id()));
+    let original = api(
+        &d,
+        &format!(
+            "/webhooks/{}/{token}/messages/@original",
+            d.application_id()
+        ),
+    );
     let (status, _, body) = call(reqwest::Method::PATCH, original, None, Some(json!({"content": "done",
         "components": [{"type": 1, "components": [{"type": 2, "style": 3, "label": "Approve", "custom_id": "approve:1"}]}]}))).await;
     assert_eq!(status, 200, "{body}");
     let msg: serenity::model::channel::Message = serde_json::from_value(body).expect("Message");
     assert_eq!(msg.content, "done");
-    let (status, _, _) = call(reqwest::Method::POST, api(&d, &format!("/webhooks/{}/{token}", d.application_id())), None, Some(json!({"content": "more"}))).await;
+    let (status, _, _) = call(
+        reqwest::Method::POST,
+        api(&d, &format!("/webhooks/{}/{token}", d.application_id())),
+        None,
+        Some(json!({"content": "more"})),
+    )
+    .await;
     assert_eq!(status, 200);
 
     // Buttons: only on the message that has them.
@@ -413,8 +626,13 @@ async fn interactions_need_registered_commands_and_one_response() {
     let ev = gw.dispatch("INTERACTION_CREATE").await;
     assert_eq!(ev["d"]["data"]["custom_id"], "approve:1");
     let ptoken = ev["d"]["token"].as_str().unwrap();
-    let (status, _, _) = call(reqwest::Method::POST, api(&d, &format!("/interactions/{press}/{ptoken}/callback")), None,
-        Some(json!({"type": 7, "data": {"content": "approved", "components": []}}))).await;
+    let (status, _, _) = call(
+        reqwest::Method::POST,
+        api(&d, &format!("/interactions/{press}/{ptoken}/callback")),
+        None,
+        Some(json!({"type": 7, "data": {"content": "approved", "components": []}})),
+    )
+    .await;
     assert_eq!(status, 204);
     d.with(|w| {
         assert_eq!(w.messages[&msg.id.get()].content, "approved");
@@ -431,13 +649,29 @@ async fn late_interaction_responses_are_refused() {
     let ch = d.add_text_channel(g, "general");
     let alice = d.add_user("alice");
     let (mut gw, _) = Gateway::identify(&d, ALL).await;
-    call(reqwest::Method::PUT, api(&d, &format!("/applications/{}/guilds/{g}/commands", d.application_id())), Some(TOKEN),
-        Some(json!([{"name": "help", "description": "Help"}]))).await;
+    call(
+        reqwest::Method::PUT,
+        api(
+            &d,
+            &format!("/applications/{}/guilds/{g}/commands", d.application_id()),
+        ),
+        Some(TOKEN),
+        Some(json!([{"name": "help", "description": "Help"}])),
+    )
+    .await;
     let id = d.slash(alice, ch, &["help"], json!({}));
-    let token = gw.dispatch("INTERACTION_CREATE").await["d"]["token"].as_str().unwrap().to_string();
+    let token = gw.dispatch("INTERACTION_CREATE").await["d"]["token"]
+        .as_str()
+        .unwrap()
+        .to_string();
     tokio::time::sleep(Duration::from_millis(120)).await;
-    let (status, _, body) = call(reqwest::Method::POST, api(&d, &format!("/interactions/{id}/{token}/callback")), None,
-        Some(json!({"type": 4, "data": {"content": "late"}}))).await;
+    let (status, _, body) = call(
+        reqwest::Method::POST,
+        api(&d, &format!("/interactions/{id}/{token}/callback")),
+        None,
+        Some(json!({"type": 4, "data": {"content": "late"}})),
+    )
+    .await;
     assert_eq!((status, body["code"].as_u64()), (404, Some(10062)));
 }
 
@@ -449,7 +683,11 @@ async fn users_in_the_world_can_send_replies_without_ping() {
     let alice = d.add_user("alice");
     let bob = d.add_user("bob");
     let first = d.user_says(alice, ch, "hello");
-    let reply = d.send(UserMessage::new(bob, ch, "re").reply_to(first).without_ping());
+    let reply = d.send(
+        UserMessage::new(bob, ch, "re")
+            .reply_to(first)
+            .without_ping(),
+    );
     d.with(|w| assert!(w.messages[&reply].pinged_users.is_empty()));
     let pinging = d.user_replies(bob, ch, first, "re2");
     d.with(|w| assert_eq!(w.messages[&pinging].pinged_users, vec![alice]));

@@ -58,7 +58,8 @@ impl Lists {
     }
 
     pub fn is_admin(&self, who: &Who) -> bool {
-        self.admin_users.contains(&who.user) || who.roles.iter().any(|r| self.admin_roles.contains(r))
+        self.admin_users.contains(&who.user)
+            || who.roles.iter().any(|r| self.admin_roles.contains(r))
     }
 
     /// May `who` use the bot here? Deny wins; admins pass the allow lists.
@@ -70,7 +71,11 @@ impl Lists {
             return Decision::Denied("one of your roles is on this bot's deny list");
         }
         let channels = [Some(who.channel), who.parent_channel];
-        if channels.iter().flatten().any(|c| self.denied_channels.contains(c)) {
+        if channels
+            .iter()
+            .flatten()
+            .any(|c| self.denied_channels.contains(c))
+        {
             return Decision::Denied("the bot is switched off in this channel");
         }
         if self.is_admin(who) {
@@ -80,13 +85,21 @@ impl Lists {
             if !self.allowed_guilds.is_empty() && !self.allowed_guilds.contains(&guild) {
                 return Decision::Denied("the bot is not enabled in this server");
             }
-            if !self.allowed_channels.is_empty() && !channels.iter().flatten().any(|c| self.allowed_channels.contains(c)) {
+            if !self.allowed_channels.is_empty()
+                && !channels
+                    .iter()
+                    .flatten()
+                    .any(|c| self.allowed_channels.contains(c))
+            {
                 return Decision::Denied("the bot is not enabled in this channel");
             }
         }
         let by_user = self.allowed_users.contains(&who.user);
         let by_role = who.roles.iter().any(|r| self.allowed_roles.contains(r));
-        if (!self.allowed_users.is_empty() || !self.allowed_roles.is_empty()) && !by_user && !by_role {
+        if (!self.allowed_users.is_empty() || !self.allowed_roles.is_empty())
+            && !by_user
+            && !by_role
+        {
             return Decision::Denied("you are not on this bot's allow list");
         }
         Decision::Allowed
@@ -130,7 +143,12 @@ async fn load_set(store: &Store, scope: &str, key: &str) -> Result<BTreeSet<u64>
         .unwrap_or_default())
 }
 
-async fn save_set(store: &Store, scope: &str, key: &str, set: &BTreeSet<u64>) -> Result<(), StoreError> {
+async fn save_set(
+    store: &Store,
+    scope: &str,
+    key: &str,
+    set: &BTreeSet<u64>,
+) -> Result<(), StoreError> {
     if set.is_empty() {
         store.delete_setting(scope, key).await?;
         return Ok(());
@@ -140,7 +158,11 @@ async fn save_set(store: &Store, scope: &str, key: &str, set: &BTreeSet<u64>) ->
 }
 
 /// The lists that apply in `guild`: the configuration's plus the guild's own.
-pub async fn lists_for(store: &Store, config: &Lists, guild: Option<u64>) -> Result<Lists, StoreError> {
+pub async fn lists_for(
+    store: &Store,
+    config: &Lists,
+    guild: Option<u64>,
+) -> Result<Lists, StoreError> {
     let mut lists = config.clone();
     if let Some(g) = guild {
         let scope = guild_scope(g);
@@ -163,7 +185,13 @@ pub async fn lists_for(store: &Store, config: &Lists, guild: Option<u64>) -> Res
 /// `allow` (true) or `deny` (false) `id` in `guild`: adds it to one list and removes it from the
 /// other. Returns whether the guild's allow list for this kind is now non-empty (which restricts
 /// everyone else).
-pub async fn set_access(store: &Store, guild: u64, subject: Subject, id: u64, allow: bool) -> Result<bool, StoreError> {
+pub async fn set_access(
+    store: &Store,
+    guild: u64,
+    subject: Subject,
+    id: u64,
+    allow: bool,
+) -> Result<bool, StoreError> {
     let scope = guild_scope(guild);
     let (allow_key, deny_key) = subject.keys();
     let mut allowed = load_set(store, &scope, allow_key).await?;
@@ -181,7 +209,12 @@ pub async fn set_access(store: &Store, guild: u64, subject: Subject, id: u64, al
 }
 
 /// Removes `id` from both of the guild's lists for `subject`.
-pub async fn clear_access(store: &Store, guild: u64, subject: Subject, id: u64) -> Result<(), StoreError> {
+pub async fn clear_access(
+    store: &Store,
+    guild: u64,
+    subject: Subject,
+    id: u64,
+) -> Result<(), StoreError> {
     let scope = guild_scope(guild);
     let (allow_key, deny_key) = subject.keys();
     for key in [allow_key, deny_key] {
@@ -197,7 +230,13 @@ mod tests {
     use super::*;
 
     fn who(user: u64, roles: &[u64]) -> Who {
-        Who { user, roles: roles.to_vec(), guild: Some(1), channel: 10, parent_channel: None }
+        Who {
+            user,
+            roles: roles.to_vec(),
+            guild: Some(1),
+            channel: 10,
+            parent_channel: None,
+        }
     }
 
     #[test]
@@ -235,9 +274,16 @@ mod tests {
         let mut l = Lists::default();
         l.allowed_channels.insert(10);
         assert_eq!(l.decide(&who(5, &[])), Decision::Allowed);
-        let thread = Who { channel: 99, parent_channel: Some(10), ..who(5, &[]) };
+        let thread = Who {
+            channel: 99,
+            parent_channel: Some(10),
+            ..who(5, &[])
+        };
         assert_eq!(l.decide(&thread), Decision::Allowed);
-        let elsewhere = Who { channel: 11, ..who(5, &[]) };
+        let elsewhere = Who {
+            channel: 11,
+            ..who(5, &[])
+        };
         assert!(matches!(l.decide(&elsewhere), Decision::Denied(_)));
         l.denied_channels.insert(10);
         assert!(matches!(l.decide(&thread), Decision::Denied(_)));
@@ -248,7 +294,10 @@ mod tests {
         let mut l = Lists::default();
         l.allowed_guilds.insert(2);
         assert!(matches!(l.decide(&who(5, &[])), Decision::Denied(_)));
-        let dm = Who { guild: None, ..who(5, &[]) };
+        let dm = Who {
+            guild: None,
+            ..who(5, &[])
+        };
         assert_eq!(l.decide(&dm), Decision::Allowed);
     }
 
@@ -269,18 +318,34 @@ mod tests {
         let store = Store::open(path.to_str().expect("utf-8")).expect("store");
         let mut config = Lists::default();
         config.denied_users.insert(3);
-        assert!(set_access(&store, 1, Subject::User, 5, true).await.expect("allow"));
-        set_access(&store, 1, Subject::Role, 7, false).await.expect("deny");
+        assert!(
+            set_access(&store, 1, Subject::User, 5, true)
+                .await
+                .expect("allow")
+        );
+        set_access(&store, 1, Subject::Role, 7, false)
+            .await
+            .expect("deny");
         let l = lists_for(&store, &config, Some(1)).await.expect("lists");
-        assert!(l.allowed_users.contains(&5) && l.denied_users.contains(&3) && l.denied_roles.contains(&7));
+        assert!(
+            l.allowed_users.contains(&5)
+                && l.denied_users.contains(&3)
+                && l.denied_roles.contains(&7)
+        );
         // Other guilds are unaffected.
         let other = lists_for(&store, &config, Some(2)).await.expect("lists");
         assert!(other.allowed_users.is_empty());
         // Deny moves the user from one list to the other.
-        assert!(!set_access(&store, 1, Subject::User, 5, false).await.expect("deny"));
+        assert!(
+            !set_access(&store, 1, Subject::User, 5, false)
+                .await
+                .expect("deny")
+        );
         let l = lists_for(&store, &config, Some(1)).await.expect("lists");
         assert!(!l.allowed_users.contains(&5) && l.denied_users.contains(&5));
-        clear_access(&store, 1, Subject::User, 5).await.expect("clear");
+        clear_access(&store, 1, Subject::User, 5)
+            .await
+            .expect("clear");
         let l = lists_for(&store, &config, Some(1)).await.expect("lists");
         assert!(!l.denied_users.contains(&5));
         drop(store);

@@ -28,7 +28,11 @@ impl UserLimiter {
         let quota = Quota::with_period(period.max(Duration::from_millis(1)))
             .unwrap_or_else(|| Quota::per_second(messages))
             .allow_burst(messages);
-        Self { limiter: RateLimiter::keyed(quota), clock: DefaultClock::default(), checks: AtomicU64::new(0) }
+        Self {
+            limiter: RateLimiter::keyed(quota),
+            clock: DefaultClock::default(),
+            checks: AtomicU64::new(0),
+        }
     }
 
     /// Counts one message of `user`; `Err(wait)` when over the limit, with the time until the next
@@ -38,7 +42,9 @@ impl UserLimiter {
         if self.checks.fetch_add(1, Ordering::Relaxed) % 1024 == 1023 {
             self.limiter.retain_recent();
         }
-        self.limiter.check_key(&user).map_err(|not_until| not_until.wait_time_from(self.clock.now()))
+        self.limiter
+            .check_key(&user)
+            .map_err(|not_until| not_until.wait_time_from(self.clock.now()))
     }
 }
 
@@ -80,8 +86,17 @@ impl Gate {
             if current >= self.max_pending {
                 return None;
             }
-            match self.pending.compare_exchange(current, current + 1, Ordering::AcqRel, Ordering::Acquire) {
-                Ok(_) => return Some(Ticket { pending: self.pending.clone() }),
+            match self.pending.compare_exchange(
+                current,
+                current + 1,
+                Ordering::AcqRel,
+                Ordering::Acquire,
+            ) {
+                Ok(_) => {
+                    return Some(Ticket {
+                        pending: self.pending.clone(),
+                    });
+                }
                 Err(now) => current = now,
             }
         }
@@ -92,16 +107,23 @@ impl Gate {
     pub async fn slot(&self, _ticket: &Ticket, guild: u64) -> Option<OwnedSemaphorePermit> {
         let semaphore = {
             let mut guilds = self.guilds.lock().unwrap_or_else(|p| p.into_inner());
-            guilds.entry(guild).or_insert_with(|| Arc::new(Semaphore::new(self.per_guild))).clone()
+            guilds
+                .entry(guild)
+                .or_insert_with(|| Arc::new(Semaphore::new(self.per_guild)))
+                .clone()
         };
         if let Ok(permit) = semaphore.clone().try_acquire_owned() {
             return Some(permit);
         }
         let waiting = self.waiting.fetch_add(1, Ordering::AcqRel) + 1;
-        metrics().queue_depth.set(i64::try_from(waiting).unwrap_or(i64::MAX));
+        metrics()
+            .queue_depth
+            .set(i64::try_from(waiting).unwrap_or(i64::MAX));
         let permit = semaphore.acquire_owned().await;
         let waiting = self.waiting.fetch_sub(1, Ordering::AcqRel) - 1;
-        metrics().queue_depth.set(i64::try_from(waiting).unwrap_or(i64::MAX));
+        metrics()
+            .queue_depth
+            .set(i64::try_from(waiting).unwrap_or(i64::MAX));
         permit.ok()
     }
 
@@ -124,7 +146,11 @@ impl Gate {
 pub fn human_wait(d: Duration) -> String {
     let secs = d.as_secs_f64().ceil() as u64;
     let secs = secs.max(1);
-    if secs < 60 { format!("{secs} s") } else { format!("{} min {} s", secs / 60, secs % 60) }
+    if secs < 60 {
+        format!("{secs} s")
+    } else {
+        format!("{} min {} s", secs / 60, secs % 60)
+    }
 }
 
 #[cfg(test)]
@@ -133,11 +159,18 @@ mod tests {
 
     #[test]
     fn burst_then_wait() {
-        let l = UserLimiter::new(&RateLimitConfig { messages: 2, per_seconds: 60, max_concurrent_per_guild: 1 });
+        let l = UserLimiter::new(&RateLimitConfig {
+            messages: 2,
+            per_seconds: 60,
+            max_concurrent_per_guild: 1,
+        });
         assert!(l.check(1).is_ok());
         assert!(l.check(1).is_ok());
         let wait = l.check(1).expect_err("third message is over the limit");
-        assert!(wait > Duration::from_secs(20) && wait <= Duration::from_secs(30), "{wait:?}");
+        assert!(
+            wait > Duration::from_secs(20) && wait <= Duration::from_secs(30),
+            "{wait:?}"
+        );
         assert!(l.check(2).is_ok(), "other users are not affected");
     }
 
@@ -166,11 +199,17 @@ mod tests {
         let _other = g.slot(&t3, 8).await;
         let deadline = std::time::Instant::now() + Duration::from_secs(10);
         while g.waiting() == 0 {
-            assert!(std::time::Instant::now() < deadline, "the second turn should wait");
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the second turn should wait"
+            );
             tokio::task::yield_now().await;
         }
         drop(first);
-        tokio::time::timeout(Duration::from_secs(10), waiter).await.expect("runs after the first").expect("no panic");
+        tokio::time::timeout(Duration::from_secs(10), waiter)
+            .await
+            .expect("runs after the first")
+            .expect("no panic");
         assert_eq!(g.waiting(), 0);
     }
 

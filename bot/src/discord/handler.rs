@@ -12,7 +12,10 @@ use super::access::{Decision, Who, lists_for};
 use super::approval::{Press, answered};
 use super::fair_use::human_wait;
 use super::rest::Target;
-use super::session::{Addressed, Incoming, Place, Rules, addressed, remember_message, session_of_message, strip_bot_mention};
+use super::session::{
+    Addressed, Incoming, Place, Rules, addressed, remember_message, session_of_message,
+    strip_bot_mention,
+};
 use super::settings;
 use super::stream::{Approver, StreamedReply};
 use crate::conversation::TurnRequest;
@@ -53,7 +56,8 @@ pub async fn on_message(ctx: &serenity::Context, bot: &Arc<Bot>, msg: &serenity:
     let incoming = Incoming {
         author_is_bot: msg.author.bot,
         is_dm: guild.is_none(),
-        mentions_bot: msg.mentions.iter().any(|u| u.id.get() == bot_id) || mentions_in_text(&msg.content, bot_id),
+        mentions_bot: msg.mentions.iter().any(|u| u.id.get() == bot_id)
+            || mentions_in_text(&msg.content, bot_id),
         replies_to_bot: replied.is_some_and(|r| r.author.id.get() == bot_id),
         content: &msg.content,
     };
@@ -62,7 +66,9 @@ pub async fn on_message(ctx: &serenity::Context, bot: &Arc<Bot>, msg: &serenity:
         allow_dms: bot.config.discord.allow_dms,
         triggers: &triggers,
     };
-    let Some(why) = addressed(&incoming, &rules) else { return };
+    let Some(why) = addressed(&incoming, &rules) else {
+        return;
+    };
     // A resumed gateway may deliver an event twice; answer once.
     if !bot.first_time(msg.id.get()) {
         debug!(message = msg.id.get(), "already handled");
@@ -125,8 +131,14 @@ async fn answer_inner(bot: &Arc<Bot>, ask: Ask) -> &'static str {
         return "refused";
     }
     if let Err(wait) = bot.limiter.check(ask.who.user) {
-        bot.say(&ask.target, &format!("⏳ You are sending messages faster than this bot allows; try again in {}.", human_wait(wait)))
-            .await;
+        bot.say(
+            &ask.target,
+            &format!(
+                "⏳ You are sending messages faster than this bot allows; try again in {}.",
+                human_wait(wait)
+            ),
+        )
+        .await;
         return "rate_limited";
     }
     if ask.text.trim().is_empty() {
@@ -141,17 +153,29 @@ async fn answer_inner(bot: &Arc<Bot>, ask: Ask) -> &'static str {
         return "too_long";
     }
     let Some(ticket) = bot.gate.enter() else {
-        bot.say(&ask.target, &format!("🚦 I am busy with {} questions right now; please try again in a minute.", bot.gate.pending())).await;
+        bot.say(
+            &ask.target,
+            &format!(
+                "🚦 I am busy with {} questions right now; please try again in a minute.",
+                bot.gate.pending()
+            ),
+        )
+        .await;
         return "busy";
     };
     let _slot = bot.gate.slot(&ticket, ask.who.guild.unwrap_or(0)).await;
 
     let session = ask.continues.clone().unwrap_or_else(|| ask.place.session());
-    let channels: Vec<u64> = [Some(ask.who.channel), ask.who.parent_channel].into_iter().flatten().collect();
+    let channels: Vec<u64> = [Some(ask.who.channel), ask.who.parent_channel]
+        .into_iter()
+        .flatten()
+        .collect();
     let (model, persona) = match ask.who.guild {
         Some(g) => (
             settings::guild_model(store, g).await.unwrap_or_default(),
-            settings::persona_for(store, Some(g), &channels).await.unwrap_or_default(),
+            settings::persona_for(store, Some(g), &channels)
+                .await
+                .unwrap_or_default(),
         ),
         None => (None, None),
     };
@@ -160,9 +184,16 @@ async fn answer_inner(bot: &Arc<Bot>, ask: Ask) -> &'static str {
         ask.target.clone(),
         ask.who.channel,
         bot.config.discord.show_tool_calls,
-        Some(Approver { approvals: bot.approvals.clone(), user: ask.who.user }),
+        Some(Approver {
+            approvals: bot.approvals.clone(),
+            user: ask.who.user,
+        }),
     );
-    let request = TurnRequest { model, system_prompt: persona, ..TurnRequest::new(session.clone(), ask.text) };
+    let request = TurnRequest {
+        model,
+        system_prompt: persona,
+        ..TurnRequest::new(session.clone(), ask.text)
+    };
     let result = bot.engine.turn(request, &reply).await;
     let error = result.as_ref().err().map(ToString::to_string);
     if let Err(e) = &result {
@@ -188,17 +219,27 @@ pub async fn on_component(bot: &Arc<Bot>, c: &serenity::ComponentInteraction) {
     let presser = c.user.id.get();
     let (kind, data) = match bot.approvals.press(&c.data.custom_id, presser) {
         Press::NotOurs => return,
-        Press::Expired => (7, json!({"content": "⌛ This question has expired.", "components": [], "allowed_mentions": {"parse": []}})),
+        Press::Expired => (
+            7,
+            json!({"content": "⌛ This question has expired.", "components": [], "allowed_mentions": {"parse": []}}),
+        ),
         Press::WrongUser { owner } => (
             4,
             json!({"content": format!("Only <@{owner}> can answer this question."), "flags": 64, "allowed_mentions": {"parse": []}}),
         ),
         Press::Decided { approved, tool } => {
             info!(tool, approved, "tool approval answered");
-            (7, json!({"content": answered(approved, &tool, presser), "components": [], "allowed_mentions": {"parse": []}}))
+            (
+                7,
+                json!({"content": answered(approved, &tool, presser), "components": [], "allowed_mentions": {"parse": []}}),
+            )
         }
     };
-    if let Err(e) = bot.rest.interaction_callback(c.id.get(), &c.token, kind, Some(data)).await {
+    if let Err(e) = bot
+        .rest
+        .interaction_callback(c.id.get(), &c.token, kind, Some(data))
+        .await
+    {
         warn!(error = %e, "answering the button press failed");
     }
 }

@@ -51,9 +51,13 @@ pub const EXIT_INVALID_TOKEN: i32 = 2;
 pub enum RunError {
     #[error("{0}")]
     Token(#[from] TokenError),
-    #[error("Discord refused the bot token (401 Unauthorized / gateway close 4004): copy the token again from the Bot page of your application in the Discord developer portal")]
+    #[error(
+        "Discord refused the bot token (401 Unauthorized / gateway close 4004): copy the token again from the Bot page of your application in the Discord developer portal"
+    )]
     InvalidToken,
-    #[error("Discord refused the gateway intents: enable the MESSAGE CONTENT intent on the Bot page of your application in the Discord developer portal")]
+    #[error(
+        "Discord refused the gateway intents: enable the MESSAGE CONTENT intent on the Bot page of your application in the Discord developer portal"
+    )]
     DisallowedIntents,
     #[error("talking to Discord at {api_base}: {source}")]
     Rest { api_base: String, source: RestError },
@@ -66,7 +70,9 @@ impl RunError {
     /// that a restart cannot fix, 1 otherwise.
     pub fn exit_code(&self) -> i32 {
         match self {
-            RunError::Token(_) | RunError::InvalidToken | RunError::DisallowedIntents => EXIT_INVALID_TOKEN,
+            RunError::Token(_) | RunError::InvalidToken | RunError::DisallowedIntents => {
+                EXIT_INVALID_TOKEN
+            }
             _ => 1,
         }
     }
@@ -103,13 +109,21 @@ pub struct Bot {
 }
 
 impl Bot {
-    fn new(config: BotConfig, engine: Engine, hub: Arc<McpHub>, rest: Arc<DiscordRest>, ready: Readiness) -> Self {
+    fn new(
+        config: BotConfig,
+        engine: Engine,
+        hub: Arc<McpHub>,
+        rest: Arc<DiscordRest>,
+        ready: Readiness,
+    ) -> Self {
         let d = &config.discord;
         Self {
             lists: access::Lists::from_config(&d.access),
             limiter: UserLimiter::new(&d.rate_limit),
             gate: Gate::new(d.rate_limit.max_concurrent_per_guild, d.max_queue),
-            approvals: Arc::new(Approvals::new(Duration::from_secs(d.approval_timeout_secs.max(1)))),
+            approvals: Arc::new(Approvals::new(Duration::from_secs(
+                d.approval_timeout_secs.max(1),
+            ))),
             started: Instant::now(),
             ready,
             bot_id: AtomicU64::new(0),
@@ -144,28 +158,52 @@ impl Bot {
     }
 
     fn remember_channel(&self, channel: u64, parent: Option<u64>) {
-        self.threads.lock().unwrap_or_else(|p| p.into_inner()).insert(channel, parent);
+        self.threads
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(channel, parent);
     }
 
     fn parent_of(&self, channel: u64) -> Option<u64> {
-        self.threads.lock().unwrap_or_else(|p| p.into_inner()).get(&channel).copied().flatten()
+        self.threads
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&channel)
+            .copied()
+            .flatten()
     }
 
     /// Where a message was written: a DM, a thread (looked up once per channel), or a channel.
-    async fn place(&self, http: &serenity::Http, guild: Option<u64>, channel: serenity::ChannelId, user: u64) -> Place {
+    async fn place(
+        &self,
+        http: &serenity::Http,
+        guild: Option<u64>,
+        channel: serenity::ChannelId,
+        user: u64,
+    ) -> Place {
         if guild.is_none() {
             return Place::Dm { user };
         }
-        let known = self.threads.lock().unwrap_or_else(|p| p.into_inner()).get(&channel.get()).copied();
+        let known = self
+            .threads
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&channel.get())
+            .copied();
         let parent = match known {
             Some(p) => p,
             None => {
                 let parent = match http.get_channel(channel).await {
-                    Ok(serenity::Channel::Guild(c)) if is_thread(c.kind) => c.parent_id.map(|p| p.get()),
+                    Ok(serenity::Channel::Guild(c)) if is_thread(c.kind) => {
+                        c.parent_id.map(|p| p.get())
+                    }
                     Ok(_) => None,
                     Err(e) => {
                         warn!(error = %e, channel = channel.get(), "looking up the channel failed; treating it as a plain channel");
-                        return Place::Channel { channel: channel.get(), user };
+                        return Place::Channel {
+                            channel: channel.get(),
+                            user,
+                        };
                     }
                 };
                 self.remember_channel(channel.get(), parent);
@@ -173,19 +211,33 @@ impl Bot {
             }
         };
         match parent {
-            Some(_) => Place::Thread { thread: channel.get() },
-            None => Place::Channel { channel: channel.get(), user },
+            Some(_) => Place::Thread {
+                thread: channel.get(),
+            },
+            None => Place::Channel {
+                channel: channel.get(),
+                user,
+            },
         }
     }
 
-    fn who(&self, guild: Option<u64>, channel: u64, user: u64, roles: Option<&[serenity::RoleId]>, place: Place) -> Who {
+    fn who(
+        &self,
+        guild: Option<u64>,
+        channel: u64,
+        user: u64,
+        roles: Option<&[serenity::RoleId]>,
+        place: Place,
+    ) -> Who {
         let parent_channel = match place {
             Place::Thread { .. } => self.parent_of(channel),
             _ => None,
         };
         Who {
             user,
-            roles: roles.map(|r| r.iter().map(|r| r.get()).collect()).unwrap_or_default(),
+            roles: roles
+                .map(|r| r.iter().map(|r| r.get()).collect())
+                .unwrap_or_default(),
             guild,
             channel,
             parent_channel,
@@ -203,7 +255,10 @@ impl Bot {
 
     /// Posts a short message (split if needed); failures are logged.
     async fn say(&self, target: &Target, text: &str) {
-        for (i, piece) in split::split_message(text, split::DISCORD_LIMIT).iter().enumerate() {
+        for (i, piece) in split::split_message(text, split::DISCORD_LIMIT)
+            .iter()
+            .enumerate()
+        {
             if let Err(e) = self.rest.post(target, i == 0, piece, None).await {
                 warn!(error = %e, "sending a reply failed");
                 return;
@@ -220,17 +275,28 @@ impl Bot {
     }
 
     fn mark_original_filled(&self, interaction: u64) {
-        self.unfilled.lock().unwrap_or_else(|p| p.into_inner()).remove(&interaction);
+        self.unfilled
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&interaction);
     }
 
     /// Whether the deferred response still needs filling (and marks it filled).
     fn take_original_unfilled(&self, interaction: u64) -> bool {
-        self.unfilled.lock().unwrap_or_else(|p| p.into_inner()).remove(&interaction)
+        self.unfilled
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&interaction)
     }
 }
 
 fn is_thread(kind: serenity::ChannelType) -> bool {
-    matches!(kind, serenity::ChannelType::PublicThread | serenity::ChannelType::PrivateThread | serenity::ChannelType::NewsThread)
+    matches!(
+        kind,
+        serenity::ChannelType::PublicThread
+            | serenity::ChannelType::PrivateThread
+            | serenity::ChannelType::NewsThread
+    )
 }
 
 /// Gateway intents: guild and direct messages, and MESSAGE_CONTENT for triggers and commands.
@@ -242,7 +308,13 @@ pub fn intents() -> serenity::GatewayIntents {
 }
 
 fn is_discord_com(api_base: &str) -> bool {
-    let host = api_base.split("://").nth(1).unwrap_or(api_base).split(['/', ':']).next().unwrap_or("");
+    let host = api_base
+        .split("://")
+        .nth(1)
+        .unwrap_or(api_base)
+        .split(['/', ':'])
+        .next()
+        .unwrap_or("");
     host == "discord.com" || host.ends_with(".discord.com")
 }
 
@@ -250,12 +322,22 @@ fn is_discord_com(api_base: &str) -> bool {
 /// with `ready`, which turns true on READY): connects, answers, and reconnects with a new
 /// token when the token file changes. Returns `Err` with [`RunError::exit_code`] 2 when Discord
 /// refuses the token (at start, or later with a token that cannot rotate).
-pub async fn run(config: BotConfig, engine: Engine, hub: Arc<McpHub>, ready: Readiness) -> Result<(), RunError> {
+pub async fn run(
+    config: BotConfig,
+    engine: Engine,
+    hub: Arc<McpHub>,
+    ready: Readiness,
+) -> Result<(), RunError> {
     let _ = rustls::crypto::ring::default_provider().install_default();
     let source = TokenSource::from_env()?;
     let token = source.load()?;
     let api_base = config.discord.api_base.clone();
-    let rest = Arc::new(DiscordRest::new(&api_base, token.clone()).map_err(|source| RunError::Rest { api_base: api_base.clone(), source })?);
+    let rest = Arc::new(
+        DiscordRest::new(&api_base, token.clone()).map_err(|source| RunError::Rest {
+            api_base: api_base.clone(),
+            source,
+        })?,
+    );
     // The commonest mistake is a wrong token: check it before anything else.
     let (bot_id, bot_name) = match rest.current_user().await {
         Ok(me) => me,
@@ -263,14 +345,25 @@ pub async fn run(config: BotConfig, engine: Engine, hub: Arc<McpHub>, ready: Rea
         Err(source) => return Err(RunError::Rest { api_base, source }),
     };
     info!(bot = %bot_name, id = bot_id, api_base = %api_base, "Discord accepted the token");
-    let bot = Arc::new(Bot::new(config, engine, hub.clone(), rest.clone(), ready.clone()));
+    let bot = Arc::new(Bot::new(
+        config,
+        engine,
+        hub.clone(),
+        rest.clone(),
+        ready.clone(),
+    ));
     bot.bot_id.store(bot_id, Ordering::Relaxed);
 
     let (token_tx, mut token_rx) = watch::channel(token.clone());
     // Without a token file the sender stays here, unused: the token never changes.
     let _fixed_token = match &source {
         TokenSource::File(path) => {
-            tokio::spawn(token::watch_file(path.clone(), token.clone(), token_tx, token::WATCH_INTERVAL));
+            tokio::spawn(token::watch_file(
+                path.clone(),
+                token.clone(),
+                token_tx,
+                token::WATCH_INTERVAL,
+            ));
             None
         }
         TokenSource::Env => Some(token_tx),
@@ -308,7 +401,9 @@ pub async fn run(config: BotConfig, engine: Engine, hub: Arc<McpHub>, ready: Rea
                 break Ok(());
             }
             Outcome::Ended(Ok(())) => break Ok(()),
-            Outcome::Ended(Err(serenity::Error::Gateway(serenity::GatewayError::InvalidAuthentication))) => {
+            Outcome::Ended(Err(serenity::Error::Gateway(
+                serenity::GatewayError::InvalidAuthentication,
+            ))) => {
                 ready.set(false);
                 if !source.rotates() {
                     break Err(RunError::InvalidToken);
@@ -323,7 +418,8 @@ pub async fn run(config: BotConfig, engine: Engine, hub: Arc<McpHub>, ready: Rea
                 current = new;
             }
             Outcome::Ended(Err(serenity::Error::Gateway(
-                serenity::GatewayError::DisallowedGatewayIntents | serenity::GatewayError::InvalidGatewayIntents,
+                serenity::GatewayError::DisallowedGatewayIntents
+                | serenity::GatewayError::InvalidGatewayIntents,
             ))) => break Err(RunError::DisallowedIntents),
             Outcome::Ended(Err(e)) => break Err(RunError::Gateway(e.to_string())),
         }
@@ -377,13 +473,22 @@ async fn watch_latency(shards: Arc<serenity::ShardManager>) {
 }
 
 /// A serenity client with the poise framework, for one token.
-async fn client(bot: &Arc<Bot>, token: &Token, api_base: &str) -> Result<serenity::Client, RunError> {
+async fn client(
+    bot: &Arc<Bot>,
+    token: &Token,
+    api_base: &str,
+) -> Result<serenity::Client, RunError> {
     let mut options = poise::FrameworkOptions {
         commands: commands::all(),
         on_error: commands::on_error,
         command_check: Some(|ctx| Box::pin(commands::command_check(ctx))),
         event_handler: |framework, event| Box::pin(on_event(framework, event)),
-        allowed_mentions: Some(serenity::CreateAllowedMentions::new().empty_users().empty_roles().replied_user(true)),
+        allowed_mentions: Some(
+            serenity::CreateAllowedMentions::new()
+                .empty_users()
+                .empty_roles()
+                .replied_user(true),
+        ),
         initialize_owners: false,
         ..Default::default()
     };
@@ -414,7 +519,9 @@ async fn client(bot: &Arc<Bot>, token: &Token, api_base: &str) -> Result<serenit
     let mut http = serenity::HttpBuilder::new(token.expose());
     if !is_discord_com(api_base) {
         // serenity uses a proxy only with its own limiter off; our REST client paces by headers.
-        http = http.proxy(api_base.trim_end_matches('/')).ratelimiter_disabled(true);
+        http = http
+            .proxy(api_base.trim_end_matches('/'))
+            .ratelimiter_disabled(true);
     }
     serenity::ClientBuilder::new_with_http(http.build(), intents())
         .framework(framework)
@@ -430,13 +537,18 @@ async fn on_event(
     let ctx = framework.serenity_context;
     match event {
         serenity::FullEvent::Ready { data_about_bot } => {
-            bot.bot_id.store(data_about_bot.user.id.get(), Ordering::Relaxed);
-            bot.rest.set_application_id(data_about_bot.application.id.get());
+            bot.bot_id
+                .store(data_about_bot.user.id.get(), Ordering::Relaxed);
+            bot.rest
+                .set_application_id(data_about_bot.application.id.get());
             if bot.readies.fetch_add(1, Ordering::AcqRel) > 0 {
                 metrics().gateway_reconnects.inc();
             }
             bot.ready.set(true);
-            info!(guilds = data_about_bot.guilds.len(), "connected to the Discord gateway");
+            info!(
+                guilds = data_about_bot.guilds.len(),
+                "connected to the Discord gateway"
+            );
         }
         serenity::FullEvent::Resume { .. } => {
             metrics().gateway_reconnects.inc();
@@ -451,12 +563,17 @@ async fn on_event(
             }
         }
         serenity::FullEvent::ThreadCreate { thread } => {
-            bot.remember_channel(thread.id.get(), thread.parent_id.map(|p| p.get()).or(Some(0)));
+            bot.remember_channel(
+                thread.id.get(),
+                thread.parent_id.map(|p| p.get()).or(Some(0)),
+            );
         }
         serenity::FullEvent::Message { new_message } => {
             handler::on_message(ctx, bot, new_message).await;
         }
-        serenity::FullEvent::InteractionCreate { interaction: serenity::Interaction::Component(c) } => {
+        serenity::FullEvent::InteractionCreate {
+            interaction: serenity::Interaction::Component(c),
+        } => {
             handler::on_component(bot, c).await;
         }
         _ => {}
@@ -479,7 +596,10 @@ mod tests {
     #[test]
     fn token_problems_exit_with_2() {
         assert_eq!(RunError::InvalidToken.exit_code(), EXIT_INVALID_TOKEN);
-        assert_eq!(RunError::Token(TokenError::Missing).exit_code(), EXIT_INVALID_TOKEN);
+        assert_eq!(
+            RunError::Token(TokenError::Missing).exit_code(),
+            EXIT_INVALID_TOKEN
+        );
         assert_eq!(RunError::Gateway("x".into()).exit_code(), 1);
     }
 }

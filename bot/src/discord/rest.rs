@@ -29,10 +29,17 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 /// A REST failure. Never contains the token.
 #[derive(Debug, thiserror::Error)]
 pub enum RestError {
-    #[error("Discord refused the bot token (401 Unauthorized); check DISCORD_TOKEN or DISCORD_TOKEN_FILE")]
+    #[error(
+        "Discord refused the bot token (401 Unauthorized); check DISCORD_TOKEN or DISCORD_TOKEN_FILE"
+    )]
     Unauthorized,
     #[error("Discord answered {status} to {route}: {message} (code {code})")]
-    Rejected { route: &'static str, status: u16, code: u64, message: String },
+    Rejected {
+        route: &'static str,
+        status: u16,
+        code: u64,
+        message: String,
+    },
     #[error("Discord kept rate limiting {route} (429) after {attempts} attempts")]
     RateLimited { route: &'static str, attempts: u32 },
     #[error("cannot reach Discord for {route}: {reason}")]
@@ -113,9 +120,16 @@ impl DiscordRest {
         }
         let http = reqwest::Client::builder()
             .timeout(REQUEST_TIMEOUT)
-            .user_agent(concat!("DiscordBot (https://github.com/ollama-mcp/ollama-mcp, ", env!("CARGO_PKG_VERSION"), ")"))
+            .user_agent(concat!(
+                "DiscordBot (https://github.com/ollama-mcp/ollama-mcp, ",
+                env!("CARGO_PKG_VERSION"),
+                ")"
+            ))
             .build()
-            .map_err(|e| RestError::Network { route: "client", reason: e.to_string() })?;
+            .map_err(|e| RestError::Network {
+                route: "client",
+                reason: e.to_string(),
+            })?;
         Ok(Self {
             http,
             api: format!("{}/api/v10", api_base.trim_end_matches('/')),
@@ -147,14 +161,23 @@ impl DiscordRest {
         }
         buckets
             .entry(key.to_string())
-            .or_insert_with(|| Arc::new(Bucket { turn: Semaphore::new(1), state: Mutex::new(BucketState::default()) }))
+            .or_insert_with(|| {
+                Arc::new(Bucket {
+                    turn: Semaphore::new(1),
+                    state: Mutex::new(BucketState::default()),
+                })
+            })
             .clone()
     }
 
     /// How long to wait before the next request in `bucket` so that its remaining requests last
     /// until it resets: `reset_after / (remaining + 1)`, zero while nothing is known.
     pub fn spacing(&self, bucket: &str) -> Duration {
-        let state = *self.bucket(bucket).state.lock().unwrap_or_else(|p| p.into_inner());
+        let state = *self
+            .bucket(bucket)
+            .state
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
         let now = Instant::now();
         match (state.remaining, state.reset_at) {
             (Some(remaining), Some(reset)) if reset > now => (reset - now) / (remaining + 1),
@@ -173,50 +196,104 @@ impl DiscordRest {
         authenticated: bool,
     ) -> Result<Option<Value>, RestError> {
         let bucket = self.bucket(bucket_key);
-        let _turn = bucket.turn.acquire().await.map_err(|_| RestError::Network { route, reason: "client closed".into() })?;
+        let _turn = bucket
+            .turn
+            .acquire()
+            .await
+            .map_err(|_| RestError::Network {
+                route,
+                reason: "client closed".into(),
+            })?;
         for attempt in 1..=MAX_ATTEMPTS {
             let global = (*self.global_until.lock().unwrap_or_else(|p| p.into_inner()))
-                .map_or(Duration::ZERO, |until| until.saturating_duration_since(Instant::now()));
-            let local = bucket.state.lock().unwrap_or_else(|p| p.into_inner()).wait(Instant::now());
+                .map_or(Duration::ZERO, |until| {
+                    until.saturating_duration_since(Instant::now())
+                });
+            let local = bucket
+                .state
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .wait(Instant::now());
             let wait = global.max(local);
             if !wait.is_zero() {
-                tracing::debug!(route, wait_ms = wait.as_millis() as u64, "waiting for the Discord rate limit");
+                tracing::debug!(
+                    route,
+                    wait_ms = wait.as_millis() as u64,
+                    "waiting for the Discord rate limit"
+                );
                 tokio::time::sleep(wait).await;
             }
-            let mut request = self.http.request(method.clone(), format!("{}{path}", self.api));
+            let mut request = self
+                .http
+                .request(method.clone(), format!("{}{path}", self.api));
             if authenticated {
-                let auth = format!("Bot {}", self.token.read().unwrap_or_else(|p| p.into_inner()).expose());
+                let auth = format!(
+                    "Bot {}",
+                    self.token
+                        .read()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .expose()
+                );
                 request = request.header(reqwest::header::AUTHORIZATION, auth);
             }
             if let Some(b) = body {
                 request = request.json(b);
             }
-            let response = request.send().await.map_err(|e| RestError::Network { route, reason: without_url(&e) })?;
+            let response = request.send().await.map_err(|e| RestError::Network {
+                route,
+                reason: without_url(&e),
+            })?;
             let status = response.status().as_u16();
             metrics().record_discord_request(route, status);
             let now = Instant::now();
             {
                 let mut state = bucket.state.lock().unwrap_or_else(|p| p.into_inner());
-                let header = |name: &str| response.headers().get(name).and_then(|v| v.to_str().ok()).map(str::to_string);
+                let header = |name: &str| {
+                    response
+                        .headers()
+                        .get(name)
+                        .and_then(|v| v.to_str().ok())
+                        .map(str::to_string)
+                };
                 if let Some(r) = header("x-ratelimit-remaining").and_then(|v| v.parse().ok()) {
                     state.remaining = Some(r);
                 }
-                if let Some(after) = header("x-ratelimit-reset-after").and_then(|v| v.parse::<f64>().ok()) {
+                if let Some(after) =
+                    header("x-ratelimit-reset-after").and_then(|v| v.parse::<f64>().ok())
+                {
                     state.reset_at = Some(now + Duration::from_secs_f64(after.clamp(0.0, 3600.0)));
                 }
             }
             if status == 429 {
-                let header_retry = response.headers().get("retry-after").and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<f64>().ok());
+                let header_retry = response
+                    .headers()
+                    .get("retry-after")
+                    .and_then(|v| v.to_str().ok())
+                    .and_then(|v| v.parse::<f64>().ok());
                 let body: Value = response.json().await.unwrap_or(Value::Null);
-                let retry = body["retry_after"].as_f64().or(header_retry).unwrap_or(1.0).clamp(0.0, 3600.0);
+                let retry = body["retry_after"]
+                    .as_f64()
+                    .or(header_retry)
+                    .unwrap_or(1.0)
+                    .clamp(0.0, 3600.0);
                 let retry = Duration::from_secs_f64(retry);
                 let is_global = body["global"] == true;
-                tracing::warn!(route, retry_after_ms = retry.as_millis() as u64, global = is_global, attempt, "Discord rate limited a request; waiting");
+                tracing::warn!(
+                    route,
+                    retry_after_ms = retry.as_millis() as u64,
+                    global = is_global,
+                    attempt,
+                    "Discord rate limited a request; waiting"
+                );
                 if retry > MAX_RETRY_AFTER {
-                    return Err(RestError::RateLimited { route, attempts: attempt });
+                    return Err(RestError::RateLimited {
+                        route,
+                        attempts: attempt,
+                    });
                 }
                 if is_global {
-                    *self.global_until.lock().unwrap_or_else(|p| p.into_inner()) = Some(Instant::now() + retry);
+                    *self.global_until.lock().unwrap_or_else(|p| p.into_inner()) =
+                        Some(Instant::now() + retry);
                 } else {
                     let mut state = bucket.state.lock().unwrap_or_else(|p| p.into_inner());
                     state.remaining = Some(0);
@@ -230,94 +307,207 @@ impl DiscordRest {
             if status == 204 {
                 return Ok(None);
             }
-            let text = response.text().await.map_err(|e| RestError::Network { route, reason: without_url(&e) })?;
+            let text = response.text().await.map_err(|e| RestError::Network {
+                route,
+                reason: without_url(&e),
+            })?;
             let json: Value = if text.is_empty() {
                 Value::Null
             } else {
-                serde_json::from_str(&text).map_err(|e| RestError::Decode { route, reason: e.to_string() })?
+                serde_json::from_str(&text).map_err(|e| RestError::Decode {
+                    route,
+                    reason: e.to_string(),
+                })?
             };
             if (200..300).contains(&status) {
                 return Ok(Some(json));
             }
             let message = json["message"].as_str().unwrap_or("no message").to_string();
-            let detail = if json.get("errors").is_some() { format!("{message}: {}", json["errors"]) } else { message };
-            return Err(RestError::Rejected { route, status, code: json["code"].as_u64().unwrap_or(0), message: detail });
+            let detail = if json.get("errors").is_some() {
+                format!("{message}: {}", json["errors"])
+            } else {
+                message
+            };
+            return Err(RestError::Rejected {
+                route,
+                status,
+                code: json["code"].as_u64().unwrap_or(0),
+                message: detail,
+            });
         }
-        Err(RestError::RateLimited { route, attempts: MAX_ATTEMPTS })
+        Err(RestError::RateLimited {
+            route,
+            attempts: MAX_ATTEMPTS,
+        })
     }
 
     fn message_id(route: &'static str, v: Option<Value>) -> Result<u64, RestError> {
         v.as_ref()
             .and_then(|v| v["id"].as_str())
             .and_then(|s| s.parse().ok())
-            .ok_or_else(|| RestError::Decode { route, reason: "the message has no id".into() })
+            .ok_or_else(|| RestError::Decode {
+                route,
+                reason: "the message has no id".into(),
+            })
     }
 
     /// `GET /users/@me`: the bot's user id and name (also checks the token).
     pub async fn current_user(&self) -> Result<(u64, String), RestError> {
-        let v = self.send("current_user", "current_user", Method::GET, "/users/@me", None, true).await?;
+        let v = self
+            .send(
+                "current_user",
+                "current_user",
+                Method::GET,
+                "/users/@me",
+                None,
+                true,
+            )
+            .await?;
         let id = Self::message_id("current_user", v.clone())?;
-        let name = v.as_ref().and_then(|v| v["username"].as_str()).unwrap_or("bot").to_string();
+        let name = v
+            .as_ref()
+            .and_then(|v| v["username"].as_str())
+            .unwrap_or("bot")
+            .to_string();
         Ok((id, name))
     }
 
     /// `GET /oauth2/applications/@me`: the application id (for interaction webhooks).
     pub async fn application(&self) -> Result<u64, RestError> {
-        let v = self.send("application", "application", Method::GET, "/oauth2/applications/@me", None, true).await?;
+        let v = self
+            .send(
+                "application",
+                "application",
+                Method::GET,
+                "/oauth2/applications/@me",
+                None,
+                true,
+            )
+            .await?;
         Self::message_id("application", v)
     }
 
     pub async fn create_message(&self, channel: u64, body: &Value) -> Result<u64, RestError> {
         let v = self
-            .send("create_message", &format!("create:{channel}"), Method::POST, &format!("/channels/{channel}/messages"), Some(body), true)
+            .send(
+                "create_message",
+                &format!("create:{channel}"),
+                Method::POST,
+                &format!("/channels/{channel}/messages"),
+                Some(body),
+                true,
+            )
             .await?;
         Self::message_id("create_message", v)
     }
 
     pub async fn edit_message(&self, channel: u64, id: u64, body: &Value) -> Result<(), RestError> {
-        self.send("edit_message", &format!("edit:{channel}"), Method::PATCH, &format!("/channels/{channel}/messages/{id}"), Some(body), true)
-            .await?;
+        self.send(
+            "edit_message",
+            &format!("edit:{channel}"),
+            Method::PATCH,
+            &format!("/channels/{channel}/messages/{id}"),
+            Some(body),
+            true,
+        )
+        .await?;
         Ok(())
     }
 
     pub async fn typing(&self, channel: u64) -> Result<(), RestError> {
-        self.send("typing", &format!("typing:{channel}"), Method::POST, &format!("/channels/{channel}/typing"), None, true).await?;
+        self.send(
+            "typing",
+            &format!("typing:{channel}"),
+            Method::POST,
+            &format!("/channels/{channel}/typing"),
+            None,
+            true,
+        )
+        .await?;
         Ok(())
     }
 
     /// `POST /interactions/{id}/{token}/callback` with `type` (4 message, 5 deferred, 6 deferred
     /// update, 7 update the component's message).
-    pub async fn interaction_callback(&self, id: u64, token: &str, kind: u8, data: Option<Value>) -> Result<(), RestError> {
+    pub async fn interaction_callback(
+        &self,
+        id: u64,
+        token: &str,
+        kind: u8,
+        data: Option<Value>,
+    ) -> Result<(), RestError> {
         let mut body = json!({"type": kind});
         if let Some(d) = data {
             body["data"] = d;
         }
-        self.send("interaction", &format!("callback:{id}"), Method::POST, &format!("/interactions/{id}/{token}/callback"), Some(&body), false)
-            .await?;
+        self.send(
+            "interaction",
+            &format!("callback:{id}"),
+            Method::POST,
+            &format!("/interactions/{id}/{token}/callback"),
+            Some(&body),
+            false,
+        )
+        .await?;
         Ok(())
     }
 
     pub async fn edit_original(&self, token: &str, body: &Value) -> Result<u64, RestError> {
-        let path = format!("/webhooks/{}/{token}/messages/@original", self.application_id());
-        let v = self.send("webhook", &format!("webhook:{token}"), Method::PATCH, &path, Some(body), false).await?;
+        let path = format!(
+            "/webhooks/{}/{token}/messages/@original",
+            self.application_id()
+        );
+        let v = self
+            .send(
+                "webhook",
+                &format!("webhook:{token}"),
+                Method::PATCH,
+                &path,
+                Some(body),
+                false,
+            )
+            .await?;
         Self::message_id("webhook", v)
     }
 
     pub async fn followup(&self, token: &str, body: &Value) -> Result<u64, RestError> {
         let path = format!("/webhooks/{}/{token}", self.application_id());
-        let v = self.send("webhook", &format!("webhook:{token}"), Method::POST, &path, Some(body), false).await?;
+        let v = self
+            .send(
+                "webhook",
+                &format!("webhook:{token}"),
+                Method::POST,
+                &path,
+                Some(body),
+                false,
+            )
+            .await?;
         Self::message_id("webhook", v)
     }
 
     pub async fn edit_followup(&self, token: &str, id: u64, body: &Value) -> Result<(), RestError> {
         let path = format!("/webhooks/{}/{token}/messages/{id}", self.application_id());
-        self.send("webhook", &format!("webhook:{token}"), Method::PATCH, &path, Some(body), false).await?;
+        self.send(
+            "webhook",
+            &format!("webhook:{token}"),
+            Method::PATCH,
+            &path,
+            Some(body),
+            false,
+        )
+        .await?;
         Ok(())
     }
 
     /// Posts a reply piece: the first piece of a channel reply replies to the asking message; the
     /// first piece of an interaction fills its (deferred) original response.
-    pub async fn post(&self, target: &Target, first: bool, content: &str, components: Option<&Value>) -> Result<Posted, RestError> {
+    pub async fn post(
+        &self,
+        target: &Target,
+        first: bool,
+        content: &str,
+        components: Option<&Value>,
+    ) -> Result<Posted, RestError> {
         let mut body = json!({"content": content});
         if let Some(c) = components {
             body["components"] = c.clone();
@@ -327,24 +517,38 @@ impl DiscordRest {
                 let reply = if first { *reply_to } else { None };
                 body["allowed_mentions"] = allowed_mentions(reply.is_some());
                 if let Some(r) = reply {
-                    body["message_reference"] = json!({"message_id": r.to_string(), "fail_if_not_exists": false});
+                    body["message_reference"] =
+                        json!({"message_id": r.to_string(), "fail_if_not_exists": false});
                 }
                 let id = self.create_message(*channel, &body).await?;
-                Ok(Posted::Channel { channel: *channel, id })
+                Ok(Posted::Channel {
+                    channel: *channel,
+                    id,
+                })
             }
             Target::Interaction { token } => {
                 body["allowed_mentions"] = allowed_mentions(false);
                 if first {
-                    Ok(Posted::Original { id: self.edit_original(token, &body).await? })
+                    Ok(Posted::Original {
+                        id: self.edit_original(token, &body).await?,
+                    })
                 } else {
-                    Ok(Posted::Followup { id: self.followup(token, &body).await? })
+                    Ok(Posted::Followup {
+                        id: self.followup(token, &body).await?,
+                    })
                 }
             }
         }
     }
 
     /// Edits a posted piece.
-    pub async fn edit(&self, target: &Target, posted: Posted, content: &str, components: Option<&Value>) -> Result<(), RestError> {
+    pub async fn edit(
+        &self,
+        target: &Target,
+        posted: Posted,
+        content: &str,
+        components: Option<&Value>,
+    ) -> Result<(), RestError> {
         let mut body = json!({"content": content});
         if let Some(c) = components {
             body["components"] = c.clone();
@@ -362,7 +566,10 @@ impl DiscordRest {
                 body["allowed_mentions"] = allowed_mentions(false);
                 self.edit_followup(token, id, &body).await
             }
-            (Target::Channel { .. }, _) => Err(RestError::Decode { route: "edit_message", reason: "a channel reply has no interaction message".into() }),
+            (Target::Channel { .. }, _) => Err(RestError::Decode {
+                route: "edit_message",
+                reason: "a channel reply has no interaction message".into(),
+            }),
         }
     }
 
@@ -392,22 +599,32 @@ mod tests {
     #[test]
     fn exhausted_bucket_waits_until_reset() {
         let now = Instant::now();
-        let s = BucketState { remaining: Some(0), reset_at: Some(now + Duration::from_millis(700)) };
+        let s = BucketState {
+            remaining: Some(0),
+            reset_at: Some(now + Duration::from_millis(700)),
+        };
         assert_eq!(s.wait(now), Duration::from_millis(700));
-        let s = BucketState { remaining: Some(2), reset_at: Some(now + Duration::from_millis(700)) };
+        let s = BucketState {
+            remaining: Some(2),
+            reset_at: Some(now + Duration::from_millis(700)),
+        };
         assert_eq!(s.wait(now), Duration::ZERO);
         assert_eq!(BucketState::default().wait(now), Duration::ZERO);
     }
 
     #[test]
     fn mentions_never_parse_anything() {
-        assert_eq!(allowed_mentions(true), json!({"parse": [], "replied_user": true}));
+        assert_eq!(
+            allowed_mentions(true),
+            json!({"parse": [], "replied_user": true})
+        );
         assert_eq!(allowed_mentions(false)["parse"], json!([]));
     }
 
     #[test]
     fn spacing_spreads_the_remaining_requests() {
-        let rest = DiscordRest::new("http://127.0.0.1:1", Token::parse("t").expect("token")).expect("client");
+        let rest = DiscordRest::new("http://127.0.0.1:1", Token::parse("t").expect("token"))
+            .expect("client");
         assert_eq!(rest.spacing("edit:1"), Duration::ZERO);
         {
             let b = rest.bucket("edit:1");
@@ -416,6 +633,9 @@ mod tests {
             s.reset_at = Some(Instant::now() + Duration::from_secs(4));
         }
         let spacing = rest.spacing("edit:1");
-        assert!(spacing > Duration::from_millis(900) && spacing <= Duration::from_secs(1), "{spacing:?}");
+        assert!(
+            spacing > Duration::from_millis(900) && spacing <= Duration::from_secs(1),
+            "{spacing:?}"
+        );
     }
 }

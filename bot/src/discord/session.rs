@@ -100,7 +100,11 @@ pub fn contains_word(text: &str, phrase: &str) -> bool {
 
 /// Removes mentions of the bot (`<@id>`, `<@!id>`) and trims: what the user asked.
 pub fn strip_bot_mention(content: &str, bot: u64) -> String {
-    content.replace(&format!("<@{bot}>"), "").replace(&format!("<@!{bot}>"), "").trim().to_string()
+    content
+        .replace(&format!("<@{bot}>"), "")
+        .replace(&format!("<@!{bot}>"), "")
+        .trim()
+        .to_string()
 }
 
 const REPLY_SCOPE: &str = "discord:replies";
@@ -111,33 +115,113 @@ pub async fn session_of_message(store: &Store, message: u64) -> Result<Option<St
 }
 
 /// Records that a bot message belongs to `session` (so replies to it continue there).
-pub async fn remember_message(store: &Store, message: u64, session: &str) -> Result<(), StoreError> {
-    store.set_setting(REPLY_SCOPE, &message.to_string(), session).await
+pub async fn remember_message(
+    store: &Store,
+    message: u64,
+    session: &str,
+) -> Result<(), StoreError> {
+    store
+        .set_setting(REPLY_SCOPE, &message.to_string(), session)
+        .await
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    const RULES: Rules<'static> = Rules { respond_to_mentions: true, allow_dms: false, triggers: &[] };
+    const RULES: Rules<'static> = Rules {
+        respond_to_mentions: true,
+        allow_dms: false,
+        triggers: &[],
+    };
 
     #[test]
     fn who_gets_answered() {
-        let base = Incoming { content: "hello", ..Incoming::default() };
+        let base = Incoming {
+            content: "hello",
+            ..Incoming::default()
+        };
         assert_eq!(addressed(&base, &RULES), None);
-        assert_eq!(addressed(&Incoming { mentions_bot: true, ..base.clone() }, &RULES), Some(Addressed::Mention));
-        assert_eq!(addressed(&Incoming { replies_to_bot: true, ..base.clone() }, &RULES), Some(Addressed::Reply));
-        let bot = Incoming { author_is_bot: true, mentions_bot: true, ..base.clone() };
+        assert_eq!(
+            addressed(
+                &Incoming {
+                    mentions_bot: true,
+                    ..base.clone()
+                },
+                &RULES
+            ),
+            Some(Addressed::Mention)
+        );
+        assert_eq!(
+            addressed(
+                &Incoming {
+                    replies_to_bot: true,
+                    ..base.clone()
+                },
+                &RULES
+            ),
+            Some(Addressed::Reply)
+        );
+        let bot = Incoming {
+            author_is_bot: true,
+            mentions_bot: true,
+            ..base.clone()
+        };
         assert_eq!(addressed(&bot, &RULES), None, "bots are never answered");
-        let dm = Incoming { is_dm: true, ..base.clone() };
+        let dm = Incoming {
+            is_dm: true,
+            ..base.clone()
+        };
         assert_eq!(addressed(&dm, &RULES), None, "DMs off by default");
-        assert_eq!(addressed(&dm, &Rules { allow_dms: true, ..RULES }), Some(Addressed::Dm));
-        let no_mentions = Rules { respond_to_mentions: false, ..RULES };
-        assert_eq!(addressed(&Incoming { mentions_bot: true, ..base.clone() }, &no_mentions), None);
+        assert_eq!(
+            addressed(
+                &dm,
+                &Rules {
+                    allow_dms: true,
+                    ..RULES
+                }
+            ),
+            Some(Addressed::Dm)
+        );
+        let no_mentions = Rules {
+            respond_to_mentions: false,
+            ..RULES
+        };
+        assert_eq!(
+            addressed(
+                &Incoming {
+                    mentions_bot: true,
+                    ..base.clone()
+                },
+                &no_mentions
+            ),
+            None
+        );
         let triggers = ["hey bot".to_string()];
-        let with = Rules { triggers: &triggers, ..RULES };
-        assert_eq!(addressed(&Incoming { content: "Hey Bot, what's up?", ..base.clone() }, &with), Some(Addressed::Trigger));
-        assert_eq!(addressed(&Incoming { content: "they botanize", ..base }, &with), None);
+        let with = Rules {
+            triggers: &triggers,
+            ..RULES
+        };
+        assert_eq!(
+            addressed(
+                &Incoming {
+                    content: "Hey Bot, what's up?",
+                    ..base.clone()
+                },
+                &with
+            ),
+            Some(Addressed::Trigger)
+        );
+        assert_eq!(
+            addressed(
+                &Incoming {
+                    content: "they botanize",
+                    ..base
+                },
+                &with
+            ),
+            None
+        );
     }
 
     #[test]
@@ -147,12 +231,22 @@ mod tests {
         assert!(!contains_word("hey bots", "hey bot"));
         assert!(!contains_word("anything", ""));
         assert!(contains_word("ééé hey bot", "hey bot"));
-        assert!(contains_word("xhey bot hey bot", "hey bot"), "a later occurrence counts");
+        assert!(
+            contains_word("xhey bot hey bot", "hey bot"),
+            "a later occurrence counts"
+        );
     }
 
     #[test]
     fn session_keys() {
-        assert_eq!(Place::Channel { channel: 1, user: 2 }.session(), "discord:channel:1:user:2");
+        assert_eq!(
+            Place::Channel {
+                channel: 1,
+                user: 2
+            }
+            .session(),
+            "discord:channel:1:user:2"
+        );
         assert_eq!(Place::Thread { thread: 3 }.session(), "discord:thread:3");
         assert_eq!(Place::Dm { user: 4 }.session(), "discord:dm:4");
     }
@@ -162,7 +256,10 @@ mod tests {
         assert_eq!(strip_bot_mention("<@42> what is 2+2?", 42), "what is 2+2?");
         assert_eq!(strip_bot_mention("hi <@!42>", 42), "hi");
         assert_eq!(strip_bot_mention("<@42>", 42), "");
-        assert_eq!(strip_bot_mention("  line one\nline two ", 42), "line one\nline two");
+        assert_eq!(
+            strip_bot_mention("  line one\nline two ", 42),
+            "line one\nline two"
+        );
         assert_eq!(strip_bot_mention("ask <@7>", 42), "ask <@7>");
     }
 
@@ -171,10 +268,18 @@ mod tests {
         let dir = tempfile::tempdir().expect("dir");
         let path = dir.path().join("s.db");
         let store = Store::open(path.to_str().expect("utf-8")).expect("store");
-        remember_message(&store, 99, "discord:thread:3").await.expect("remember");
+        remember_message(&store, 99, "discord:thread:3")
+            .await
+            .expect("remember");
         drop(store);
         let store = Store::open(path.to_str().expect("utf-8")).expect("store");
-        assert_eq!(session_of_message(&store, 99).await.expect("read").as_deref(), Some("discord:thread:3"));
+        assert_eq!(
+            session_of_message(&store, 99)
+                .await
+                .expect("read")
+                .as_deref(),
+            Some("discord:thread:3")
+        );
         assert_eq!(session_of_message(&store, 100).await.expect("read"), None);
     }
 }

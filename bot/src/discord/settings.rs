@@ -20,7 +20,12 @@ pub async fn guild_triggers(store: &Store, guild: u64) -> Result<Vec<String>, St
     Ok(store
         .get_setting(&guild_scope(guild), TRIGGERS)
         .await?
-        .map(|v| v.lines().map(str::to_string).filter(|l| !l.is_empty()).collect())
+        .map(|v| {
+            v.lines()
+                .map(str::to_string)
+                .filter(|l| !l.is_empty())
+                .collect()
+        })
         .unwrap_or_default())
 }
 
@@ -29,13 +34,19 @@ async fn save_triggers(store: &Store, guild: u64, triggers: &[String]) -> Result
         store.delete_setting(&guild_scope(guild), TRIGGERS).await?;
         Ok(())
     } else {
-        store.set_setting(&guild_scope(guild), TRIGGERS, &triggers.join("\n")).await
+        store
+            .set_setting(&guild_scope(guild), TRIGGERS, &triggers.join("\n"))
+            .await
     }
 }
 
 /// Normalizes a trigger phrase: one line, single spaces, lower case.
 pub fn normalize_trigger(word: &str) -> Option<String> {
-    let w = word.split_whitespace().collect::<Vec<_>>().join(" ").to_lowercase();
+    let w = word
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ")
+        .to_lowercase();
     (!w.is_empty() && w.chars().count() <= MAX_TRIGGER_CHARS).then_some(w)
 }
 
@@ -99,7 +110,11 @@ pub async fn persona_at(store: &Store, at: PersonaScope) -> Result<Option<String
 }
 
 /// The persona in effect: the channel's (or, in a thread, its parent channel's), else the guild's.
-pub async fn persona_for(store: &Store, guild: Option<u64>, channels: &[u64]) -> Result<Option<String>, StoreError> {
+pub async fn persona_for(
+    store: &Store,
+    guild: Option<u64>,
+    channels: &[u64],
+) -> Result<Option<String>, StoreError> {
     for c in channels {
         if let Some(p) = persona_at(store, PersonaScope::Channel(*c)).await? {
             return Ok(Some(p));
@@ -129,16 +144,48 @@ mod tests {
         assert!(add_trigger(&store, 1, "hey bot").await.expect("add"));
         assert!(!add_trigger(&store, 1, "hey bot").await.expect("add again"));
         add_trigger(&store, 1, "ask ai").await.expect("add");
-        assert_eq!(guild_triggers(&store, 1).await.expect("list"), vec!["hey bot", "ask ai"]);
+        assert_eq!(
+            guild_triggers(&store, 1).await.expect("list"),
+            vec!["hey bot", "ask ai"]
+        );
         assert!(guild_triggers(&store, 2).await.expect("list").is_empty());
         assert!(remove_trigger(&store, 1, "hey bot").await.expect("remove"));
-        assert!(!remove_trigger(&store, 1, "hey bot").await.expect("remove again"));
-        set_persona(&store, PersonaScope::Guild(1), "pirate").await.expect("persona");
-        assert_eq!(persona_for(&store, Some(1), &[10]).await.expect("p").as_deref(), Some("pirate"));
-        set_persona(&store, PersonaScope::Channel(10), "poet").await.expect("persona");
-        assert_eq!(persona_for(&store, Some(1), &[10]).await.expect("p").as_deref(), Some("poet"));
-        assert_eq!(persona_for(&store, Some(1), &[11]).await.expect("p").as_deref(), Some("pirate"));
+        assert!(
+            !remove_trigger(&store, 1, "hey bot")
+                .await
+                .expect("remove again")
+        );
+        set_persona(&store, PersonaScope::Guild(1), "pirate")
+            .await
+            .expect("persona");
+        assert_eq!(
+            persona_for(&store, Some(1), &[10])
+                .await
+                .expect("p")
+                .as_deref(),
+            Some("pirate")
+        );
+        set_persona(&store, PersonaScope::Channel(10), "poet")
+            .await
+            .expect("persona");
+        assert_eq!(
+            persona_for(&store, Some(1), &[10])
+                .await
+                .expect("p")
+                .as_deref(),
+            Some("poet")
+        );
+        assert_eq!(
+            persona_for(&store, Some(1), &[11])
+                .await
+                .expect("p")
+                .as_deref(),
+            Some("pirate")
+        );
         set_guild_model(&store, 1, "qwen3").await.expect("model");
-        assert_eq!(guild_model(&store, 1).await.expect("model").as_deref(), Some("qwen3"));
+        assert_eq!(
+            guild_model(&store, 1).await.expect("model").as_deref(),
+            Some("qwen3")
+        );
     }
 }

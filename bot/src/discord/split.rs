@@ -32,7 +32,9 @@ pub fn split_message(text: &str, limit: usize) -> Vec<String> {
             out.push(non_blank(prefix + rest));
             return out;
         }
-        let budget = limit.saturating_sub(discord_len(&prefix) + CLOSE_RESERVE).max(1);
+        let budget = limit
+            .saturating_sub(discord_len(&prefix) + CLOSE_RESERVE)
+            .max(1);
         let max = byte_index_within(rest, budget);
         let window = &rest[..max];
         let (cut, skip) = best_cut(window);
@@ -52,7 +54,11 @@ pub fn split_message(text: &str, limit: usize) -> Vec<String> {
 /// Discord refuses whitespace-only messages; such a piece (only possible in absurd input) gets
 /// an ellipsis instead.
 fn non_blank(s: String) -> String {
-    if s.trim().is_empty() { "…".to_string() } else { s }
+    if s.trim().is_empty() {
+        "…".to_string()
+    } else {
+        s
+    }
 }
 
 /// The largest char-boundary byte index whose prefix is at most `units` UTF-16 units.
@@ -91,7 +97,10 @@ fn fence_state(mut open: Option<String>, piece: &str) -> Option<String> {
             open = match open {
                 Some(_) => None,
                 // The info string is a language name; a long one would eat every piece's room.
-                None => Some(format!("{FENCE}{}", info.trim().chars().take(24).collect::<String>())),
+                None => Some(format!(
+                    "{FENCE}{}",
+                    info.trim().chars().take(24).collect::<String>()
+                )),
             };
         }
     }
@@ -104,7 +113,10 @@ mod tests {
 
     fn assert_fences_balanced(pieces: &[String]) {
         for p in pieces {
-            let fences = p.lines().filter(|l| l.trim_start().starts_with(FENCE)).count();
+            let fences = p
+                .lines()
+                .filter(|l| l.trim_start().starts_with(FENCE))
+                .count();
             assert_eq!(fences % 2, 0, "unbalanced fences in piece:\n{p}");
         }
     }
@@ -151,8 +163,15 @@ mod tests {
             .iter()
             .enumerate()
             .map(|(i, p)| {
-                let p = if i > 0 { p.strip_prefix("```rust\n").unwrap_or(p) } else { p };
-                p.strip_suffix("\n```").filter(|_| i + 1 < pieces.len()).unwrap_or(p).to_string()
+                let p = if i > 0 {
+                    p.strip_prefix("```rust\n").unwrap_or(p)
+                } else {
+                    p
+                };
+                p.strip_suffix("\n```")
+                    .filter(|_| i + 1 < pieces.len())
+                    .unwrap_or(p)
+                    .to_string()
             })
             .collect();
         assert_eq!(rebuilt.join("\n"), text);
@@ -181,7 +200,11 @@ mod tests {
             let pieces = split_message(&text, DISCORD_LIMIT);
             let done = &pieces[..pieces.len() - 1];
             assert!(done.len() >= finished.len());
-            assert_eq!(&done[..finished.len()], &finished[..], "a finished piece changed");
+            assert_eq!(
+                &done[..finished.len()],
+                &finished[..],
+                "a finished piece changed"
+            );
             finished = done.to_vec();
         }
     }

@@ -60,7 +60,13 @@ pub struct StreamedReply {
 }
 
 impl StreamedReply {
-    pub fn start(rest: Arc<DiscordRest>, target: Target, channel: u64, show_tool_calls: bool, approver: Option<Approver>) -> Self {
+    pub fn start(
+        rest: Arc<DiscordRest>,
+        target: Target,
+        channel: u64,
+        show_tool_calls: bool,
+        approver: Option<Approver>,
+    ) -> Self {
         let shared = Arc::new(Shared {
             buffer: Mutex::new(Buffer::default()),
             changed: Notify::new(),
@@ -70,7 +76,12 @@ impl StreamedReply {
             tools_running: AtomicUsize::new(0),
         });
         let pump = tokio::spawn(pump(shared.clone()));
-        Self { shared, pump: Mutex::new(Some(pump)), show_tool_calls, approver }
+        Self {
+            shared,
+            pump: Mutex::new(Some(pump)),
+            show_tool_calls,
+            approver,
+        }
     }
 
     fn append(&self, f: impl FnOnce(&mut String)) {
@@ -89,14 +100,20 @@ impl StreamedReply {
                 }
                 b.text.push_str(&format!("⚠️ {e}"));
             } else if b.text.trim().is_empty() {
-                b.text.push_str("(The model returned an empty reply. Try rephrasing.)");
+                b.text
+                    .push_str("(The model returned an empty reply. Try rephrasing.)");
             }
             b.finished = true;
         }
         self.shared.changed.notify_one();
         let handle = self.pump.lock().unwrap_or_else(|p| p.into_inner()).take();
         match handle {
-            Some(h) => h.await.unwrap_or_else(|e| Err(RestError::Network { route: "stream", reason: e.to_string() })),
+            Some(h) => h.await.unwrap_or_else(|e| {
+                Err(RestError::Network {
+                    route: "stream",
+                    reason: e.to_string(),
+                })
+            }),
             None => Ok(Vec::new()),
         }
     }
@@ -133,12 +150,25 @@ impl TurnObserver for StreamedReply {
     }
 
     async fn on_tool_result(&self, _name: &str, _outcome: &ToolOutcome) {
-        let _ = self.shared.tools_running.fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| n.checked_sub(1));
+        let _ = self
+            .shared
+            .tools_running
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| n.checked_sub(1));
     }
 
     async fn approve_tool(&self, name: &str, arguments: &Value) -> bool {
         match &self.approver {
-            Some(a) => a.approvals.ask(&self.shared.rest, &self.shared.target, a.user, name, arguments).await,
+            Some(a) => {
+                a.approvals
+                    .ask(
+                        &self.shared.rest,
+                        &self.shared.target,
+                        a.user,
+                        name,
+                        arguments,
+                    )
+                    .await
+            }
             None => false,
         }
     }
@@ -184,15 +214,18 @@ async fn pump(shared: Arc<Shared>) -> Result<Vec<Posted>, RestError> {
             if i >= posted.len() {
                 let p = rest.post(&shared.target, i == 0, piece, None).await?;
                 posted.push((p, piece.clone()));
-                next_edit = Instant::now() + rest.spacing(&DiscordRest::edit_bucket(&shared.target, p));
+                next_edit =
+                    Instant::now() + rest.spacing(&DiscordRest::edit_bucket(&shared.target, p));
             } else if posted[i].1 != *piece && (!last || finished || Instant::now() >= next_edit) {
                 let p = posted[i].0;
                 rest.edit(&shared.target, p, piece, None).await?;
                 posted[i].1 = piece.clone();
-                next_edit = Instant::now() + rest.spacing(&DiscordRest::edit_bucket(&shared.target, p));
+                next_edit =
+                    Instant::now() + rest.spacing(&DiscordRest::edit_bucket(&shared.target, p));
             }
         }
-        let synced = posted.len() == pieces.len() && posted.iter().zip(&pieces).all(|((_, shown), p)| shown == p);
+        let synced = posted.len() == pieces.len()
+            && posted.iter().zip(&pieces).all(|((_, shown), p)| shown == p);
         if synced && finished {
             return Ok(posted.into_iter().map(|(p, _)| p).collect());
         }

@@ -56,13 +56,19 @@ impl std::fmt::Display for Token {
 /// Why no usable token was found. Never contains the token.
 #[derive(Debug, thiserror::Error)]
 pub enum TokenError {
-    #[error("no Discord token: set {TOKEN_ENV}, or {TOKEN_FILE_ENV} to a file holding it (e.g. a mounted Secret)")]
+    #[error(
+        "no Discord token: set {TOKEN_ENV}, or {TOKEN_FILE_ENV} to a file holding it (e.g. a mounted Secret)"
+    )]
     Missing,
     #[error("reading the Discord token from {path} ({TOKEN_FILE_ENV}): {reason}")]
     Read { path: PathBuf, reason: String },
-    #[error("the Discord token is empty; copy it from the Bot page of your application in the Discord developer portal")]
+    #[error(
+        "the Discord token is empty; copy it from the Bot page of your application in the Discord developer portal"
+    )]
     Empty,
-    #[error("the Discord token contains spaces or control characters; copy it again from the developer portal")]
+    #[error(
+        "the Discord token contains spaces or control characters; copy it again from the developer portal"
+    )]
     Malformed,
 }
 
@@ -92,7 +98,9 @@ impl TokenSource {
     /// Reads the token now.
     pub fn load(&self) -> Result<Token, TokenError> {
         match self {
-            TokenSource::Env => Token::parse(&std::env::var(TOKEN_ENV).map_err(|_| TokenError::Missing)?),
+            TokenSource::Env => {
+                Token::parse(&std::env::var(TOKEN_ENV).map_err(|_| TokenError::Missing)?)
+            }
             TokenSource::File(path) => read_file(path),
         }
     }
@@ -104,15 +112,22 @@ impl TokenSource {
 }
 
 fn read_file(path: &Path) -> Result<Token, TokenError> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| TokenError::Read { path: path.to_path_buf(), reason: e.to_string() })?;
+    let text = std::fs::read_to_string(path).map_err(|e| TokenError::Read {
+        path: path.to_path_buf(),
+        reason: e.to_string(),
+    })?;
     Token::parse(&text)
 }
 
 /// Watches a token file and publishes each new valid token. An unreadable or empty file (as
 /// during a Secret update) is logged and skipped: the current token stays until a valid one
 /// appears. Returns when every receiver is gone.
-pub async fn watch_file(path: PathBuf, current: Token, tx: watch::Sender<Token>, interval: Duration) {
+pub async fn watch_file(
+    path: PathBuf,
+    current: Token,
+    tx: watch::Sender<Token>,
+    interval: Duration,
+) {
     let mut last = current;
     let mut warned = false;
     loop {
@@ -154,18 +169,38 @@ mod tests {
 
     #[test]
     fn file_wins_over_env() {
-        let both = |k: &str| Some(if k == TOKEN_FILE_ENV { "/run/secret/token".to_string() } else { "x".to_string() });
-        assert_eq!(TokenSource::from_lookup(both).expect("file"), TokenSource::File("/run/secret/token".into()));
+        let both = |k: &str| {
+            Some(if k == TOKEN_FILE_ENV {
+                "/run/secret/token".to_string()
+            } else {
+                "x".to_string()
+            })
+        };
+        assert_eq!(
+            TokenSource::from_lookup(both).expect("file"),
+            TokenSource::File("/run/secret/token".into())
+        );
         let env = |k: &str| (k == TOKEN_ENV).then(|| "x".to_string());
-        assert_eq!(TokenSource::from_lookup(env).expect("env"), TokenSource::Env);
-        assert!(matches!(TokenSource::from_lookup(|_| None), Err(TokenError::Missing)));
+        assert_eq!(
+            TokenSource::from_lookup(env).expect("env"),
+            TokenSource::Env
+        );
+        assert!(matches!(
+            TokenSource::from_lookup(|_| None),
+            Err(TokenError::Missing)
+        ));
     }
 
     #[test]
     fn read_errors_name_the_file_not_the_token() {
-        let e = TokenSource::File("/nonexistent/token".into()).load().expect_err("missing file");
+        let e = TokenSource::File("/nonexistent/token".into())
+            .load()
+            .expect_err("missing file");
         let msg = e.to_string();
-        assert!(msg.contains("/nonexistent/token") && msg.contains(TOKEN_FILE_ENV), "{msg}");
+        assert!(
+            msg.contains("/nonexistent/token") && msg.contains(TOKEN_FILE_ENV),
+            "{msg}"
+        );
     }
 
     #[tokio::test]
@@ -175,12 +210,23 @@ mod tests {
         std::fs::write(&path, "one\n").expect("write");
         let first = read_file(&path).expect("token");
         let (tx, mut rx) = watch::channel(first.clone());
-        let task = tokio::spawn(watch_file(path.clone(), first, tx, Duration::from_millis(20)));
+        let task = tokio::spawn(watch_file(
+            path.clone(),
+            first,
+            tx,
+            Duration::from_millis(20),
+        ));
         std::fs::write(&path, "").expect("truncate");
         std::fs::write(&path, "two\n").expect("write");
-        tokio::time::timeout(Duration::from_secs(10), rx.changed()).await.expect("in time").expect("changed");
+        tokio::time::timeout(Duration::from_secs(10), rx.changed())
+            .await
+            .expect("in time")
+            .expect("changed");
         assert_eq!(rx.borrow().expose(), "two");
         drop(rx);
-        tokio::time::timeout(Duration::from_secs(10), task).await.expect("watcher stops").expect("no panic");
+        tokio::time::timeout(Duration::from_secs(10), task)
+            .await
+            .expect("watcher stops")
+            .expect("no panic");
     }
 }

@@ -24,16 +24,27 @@ pub(crate) async fn upgrade(
 ) -> Response {
     // Discord closes with 4012 for a missing or unsupported API version and 4002 for an encoding
     // it cannot speak; the client sees that only after the upgrade.
-    let refusal = match (query.get("v").map(String::as_str), query.get("encoding").map(String::as_str)) {
+    let refusal = match (
+        query.get("v").map(String::as_str),
+        query.get("encoding").map(String::as_str),
+    ) {
         (Some("10"), None | Some("json")) => None,
         (Some("10"), Some(_)) => Some((4002, "Error while decoding payload.")),
         _ => Some((4012, "Invalid API version")),
     };
-    let refusal = refusal.or_else(|| query.contains_key("compress").then_some((4002, "Error while decoding payload.")));
+    let refusal = refusal.or_else(|| {
+        query
+            .contains_key("compress")
+            .then_some((4002, "Error while decoding payload."))
+    });
     ws.on_upgrade(move |socket| connection(socket, shared, refusal))
 }
 
-async fn connection(mut socket: WebSocket, shared: Arc<Shared>, refusal: Option<(u16, &'static str)>) {
+async fn connection(
+    mut socket: WebSocket,
+    shared: Arc<Shared>,
+    refusal: Option<(u16, &'static str)>,
+) {
     let (tx, mut rx) = mpsc::unbounded_channel();
     let (conn_id, interval) = shared.update(|i| {
         i.world.connections += 1;
@@ -41,11 +52,20 @@ async fn connection(mut socket: WebSocket, shared: Arc<Shared>, refusal: Option<
         (i.next_conn, i.config.heartbeat_interval)
     });
     if let Some((code, reason)) = refusal {
-        let _ = socket.send(WsMessage::Close(Some(CloseFrame { code, reason: reason.into() }))).await;
+        let _ = socket
+            .send(WsMessage::Close(Some(CloseFrame {
+                code,
+                reason: reason.into(),
+            })))
+            .await;
         return;
     }
     let hello = json!({"op": 10, "d": {"heartbeat_interval": interval.as_millis() as u64}, "s": null, "t": null});
-    if socket.send(WsMessage::Text(hello.to_string().into())).await.is_err() {
+    if socket
+        .send(WsMessage::Text(hello.to_string().into()))
+        .await
+        .is_err()
+    {
         return;
     }
     let mut authenticated = false;
@@ -110,8 +130,11 @@ fn on_frame(
     text: &str,
     authenticated: &mut bool,
 ) -> Result<(), Close> {
-    let frame: Value = serde_json::from_str(text).map_err(|_| (4002, "Error while decoding payload."))?;
-    let op = frame["op"].as_u64().ok_or((4002, "Error while decoding payload."))?;
+    let frame: Value =
+        serde_json::from_str(text).map_err(|_| (4002, "Error while decoding payload."))?;
+    let op = frame["op"]
+        .as_u64()
+        .ok_or((4002, "Error while decoding payload."))?;
     let d = &frame["d"];
     match op {
         1 => {
@@ -124,7 +147,11 @@ fn on_frame(
             }
             let generation = i.current_token(token_of(d));
             let intents = d["intents"].as_u64().unwrap_or(0);
-            i.world.identifies.push(Identify { intents, token_generation: generation, at: Instant::now() });
+            i.world.identifies.push(Identify {
+                intents,
+                token_generation: generation,
+                at: Instant::now(),
+            });
             if generation.is_none() {
                 return Err((4004, "Authentication failed."));
             }
@@ -135,7 +162,10 @@ fn on_frame(
                 return Err((4014, "Disallowed intent(s)."));
             }
             if let Some(shard) = d.get("shard").and_then(Value::as_array) {
-                let (id, total) = (shard.first().and_then(Value::as_u64), shard.get(1).and_then(Value::as_u64));
+                let (id, total) = (
+                    shard.first().and_then(Value::as_u64),
+                    shard.get(1).and_then(Value::as_u64),
+                );
                 if !matches!((id, total), (Some(a), Some(b)) if a < b) {
                     return Err((4010, "Invalid shard."));
                 }
@@ -146,12 +176,20 @@ fn on_frame(
                 seq: 0,
                 intents,
                 log: Default::default(),
-                live: Some(Conn { id: conn_id, tx: tx.clone() }),
+                live: Some(Conn {
+                    id: conn_id,
+                    tx: tx.clone(),
+                }),
             });
             i.world.attached = true;
             let ready = ready_json(i);
             i.dispatch("READY", ready);
-            let guilds: Vec<Value> = i.world.guilds.values().map(|g| i.world.guild_create_json(g)).collect();
+            let guilds: Vec<Value> = i
+                .world
+                .guilds
+                .values()
+                .map(|g| i.world.guild_create_json(g))
+                .collect();
             for g in guilds {
                 i.dispatch("GUILD_CREATE", g);
             }
@@ -172,9 +210,16 @@ fn on_frame(
             };
             *authenticated = true;
             // Detach any older connection, then replay what the client missed.
-            session.live = Some(Conn { id: conn_id, tx: tx.clone() });
+            session.live = Some(Conn {
+                id: conn_id,
+                tx: tx.clone(),
+            });
             i.world.attached = true;
-            let seen: Vec<&(u64, Value)> = session.log.iter().filter(|(s, _)| *s <= client_seq).collect();
+            let seen: Vec<&(u64, Value)> = session
+                .log
+                .iter()
+                .filter(|(s, _)| *s <= client_seq)
+                .collect();
             for (_, f) in seen.iter().skip(seen.len().saturating_sub(redeliver)) {
                 send(tx, f.clone());
             }
@@ -195,7 +240,12 @@ fn on_frame(
 }
 
 fn ready_json(i: &Inner) -> Value {
-    let mut user = i.world.bot.as_ref().map(|b| b.json()).unwrap_or(Value::Null);
+    let mut user = i
+        .world
+        .bot
+        .as_ref()
+        .map(|b| b.json())
+        .unwrap_or(Value::Null);
     user["verified"] = json!(true);
     user["mfa_enabled"] = json!(false);
     user["flags"] = json!(0);

@@ -36,8 +36,8 @@ use tokio::sync::{Notify, mpsc};
 
 pub use ratelimit::Limit;
 pub use world::{
-    Channel, ChannelKind, CommandRegistration, Guild, Identify, Interaction, Message, RateLimited, RestCall,
-    Role, User, World, intents,
+    Channel, ChannelKind, CommandRegistration, Guild, Identify, Interaction, Message, RateLimited,
+    RestCall, Role, User, World, intents,
 };
 use world::{snowflake, timestamp_now};
 
@@ -136,21 +136,28 @@ impl Inner {
     /// for RESUME. Without a session (the bot is not connected) the event is lost, as on Discord.
     pub(crate) fn dispatch(&mut self, event: &str, mut data: Value) {
         let bot = self.world.bot_id();
-        let Some(session) = self.session.as_mut() else { return };
+        let Some(session) = self.session.as_mut() else {
+            return;
+        };
         let is_dm = data.get("guild_id").is_none_or(Value::is_null);
         let needed = match event {
             "GUILD_CREATE" | "THREAD_CREATE" | "CHANNEL_CREATE" => intents::GUILDS,
-            "MESSAGE_CREATE" | "MESSAGE_UPDATE" | "MESSAGE_DELETE" if is_dm => intents::DIRECT_MESSAGES,
+            "MESSAGE_CREATE" | "MESSAGE_UPDATE" | "MESSAGE_DELETE" if is_dm => {
+                intents::DIRECT_MESSAGES
+            }
             "MESSAGE_CREATE" | "MESSAGE_UPDATE" | "MESSAGE_DELETE" => intents::GUILD_MESSAGES,
             _ => 0,
         };
         if session.intents & needed != needed {
             return;
         }
-        if matches!(event, "MESSAGE_CREATE" | "MESSAGE_UPDATE") && session.intents & intents::MESSAGE_CONTENT == 0 {
+        if matches!(event, "MESSAGE_CREATE" | "MESSAGE_UPDATE")
+            && session.intents & intents::MESSAGE_CONTENT == 0
+        {
             let own = data["author"]["id"] == bot.to_string();
-            let mentioned =
-                data["mentions"].as_array().is_some_and(|m| m.iter().any(|u| u["id"] == bot.to_string()));
+            let mentioned = data["mentions"]
+                .as_array()
+                .is_some_and(|m| m.iter().any(|u| u["id"] == bot.to_string()));
             if !(own || is_dm || mentioned) {
                 data["content"] = json!("");
                 data["embeds"] = json!([]);
@@ -185,9 +192,10 @@ impl Inner {
             .map(|p| p.iter().filter_map(Value::as_str).collect())
             .unwrap_or_default();
         let listed = |field: &str, id: u64| {
-            allowed
-                .and_then(|a| a[field].as_array())
-                .is_some_and(|l| l.iter().any(|v| v.as_str() == Some(&id.to_string()) || v.as_u64() == Some(id)))
+            allowed.and_then(|a| a[field].as_array()).is_some_and(|l| {
+                l.iter()
+                    .any(|v| v.as_str() == Some(&id.to_string()) || v.as_u64() == Some(id))
+            })
         };
         let all = allowed.is_none();
         let mut pinged_users: Vec<u64> = users
@@ -201,8 +209,10 @@ impl Inner {
                 pinged_users.push(author);
             }
         }
-        let guild_roles: Vec<u64> =
-            guild.and_then(|g| self.world.guilds.get(&g)).map(|g| g.roles.iter().map(|r| r.id).collect()).unwrap_or_default();
+        let guild_roles: Vec<u64> = guild
+            .and_then(|g| self.world.guilds.get(&g))
+            .map(|g| g.roles.iter().map(|r| r.id).collect())
+            .unwrap_or_default();
         let pinged_roles = roles
             .into_iter()
             .filter(|r| guild_roles.contains(r))
@@ -246,7 +256,9 @@ pub(crate) struct Shared {
 impl Shared {
     pub(crate) fn lock(&self) -> MutexGuard<'_, Inner> {
         // A panic while holding the lock is a test failure already; keep serving the state.
-        self.inner.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+        self.inner
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     /// Runs `f` on the state and wakes waiters.
@@ -271,7 +283,13 @@ pub struct UserMessage {
 
 impl UserMessage {
     pub fn new(author: u64, channel: u64, content: impl Into<String>) -> Self {
-        Self { author, channel, content: content.into(), reply_to: None, ping_replied: true }
+        Self {
+            author,
+            channel,
+            content: content.into(),
+            reply_to: None,
+            ping_replied: true,
+        }
     }
     pub fn reply_to(mut self, message: u64) -> Self {
         self.reply_to = Some(message);
@@ -293,7 +311,13 @@ pub struct DiscordDouble {
 impl Drop for DiscordDouble {
     fn drop(&mut self) {
         self.server.abort();
-        if let Some(s) = self.shared.lock().session.as_ref().and_then(|s| s.live.as_ref()) {
+        if let Some(s) = self
+            .shared
+            .lock()
+            .session
+            .as_ref()
+            .and_then(|s| s.live.as_ref())
+        {
             let _ = s.tx.send(Outbound::Drop);
         }
     }
@@ -307,10 +331,19 @@ impl DiscordDouble {
 
     /// Starts a double with an explicit configuration, on 127.0.0.1 and a free port.
     pub async fn start_with(config: DoubleConfig) -> Self {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind the Discord double");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind the Discord double");
         let addr = listener.local_addr().expect("local address");
-        let bot = User { id: snowflake(), name: config.bot_name.clone(), bot: true };
-        let mut world = World { application_id: bot.id, ..World::default() };
+        let bot = User {
+            id: snowflake(),
+            name: config.bot_name.clone(),
+            bot: true,
+        };
+        let mut world = World {
+            application_id: bot.id,
+            ..World::default()
+        };
         world.users.insert(bot.id, bot.clone());
         world.bot = Some(bot);
         let inner = Inner {
@@ -323,7 +356,10 @@ impl DiscordDouble {
             gateway_url: format!("ws://{addr}/gateway"),
             redeliver_on_resume: 0,
         };
-        let shared = Arc::new(Shared { inner: Mutex::new(inner), changed: Notify::new() });
+        let shared = Arc::new(Shared {
+            inner: Mutex::new(inner),
+            changed: Notify::new(),
+        });
         let app = axum::Router::new()
             .route("/gateway", axum::routing::get(gateway::upgrade))
             .fallback(rest::handle)
@@ -333,7 +369,11 @@ impl DiscordDouble {
                 tracing::error!(error = %e, "Discord double stopped");
             }
         });
-        Self { shared, addr, server }
+        Self {
+            shared,
+            addr,
+            server,
+        }
     }
 
     /// The REST base to configure as `discord.api_base` (`http://127.0.0.1:PORT`).
@@ -362,7 +402,12 @@ impl DiscordDouble {
     /// Waits until `f` returns `Some`, re-checking whenever the double records something (and at
     /// least every 100 ms). Panics after `timeout` with `what` and a summary of the world.
     /// `f` runs under the double's lock: do not call the double from it.
-    pub async fn wait_for<T>(&self, what: &str, timeout: Duration, mut f: impl FnMut(&World) -> Option<T>) -> T {
+    pub async fn wait_for<T>(
+        &self,
+        what: &str,
+        timeout: Duration,
+        mut f: impl FnMut(&World) -> Option<T>,
+    ) -> T {
         let deadline = Instant::now() + timeout;
         loop {
             let notified = self.shared.changed.notified();
@@ -385,7 +430,10 @@ impl DiscordDouble {
 
     /// Waits until the bot's gateway session is READY (and attached).
     pub async fn wait_ready(&self, timeout: Duration) {
-        self.wait_for("the bot's gateway session", timeout, |w| w.attached.then_some(())).await;
+        self.wait_for("the bot's gateway session", timeout, |w| {
+            w.attached.then_some(())
+        })
+        .await;
     }
 
     /// Whether a gateway connection is attached to the bot's session right now.
@@ -403,23 +451,48 @@ impl DiscordDouble {
             w.identifies.len(),
             w.resumes,
             w.heartbeats,
-            inner.session.as_ref().map_or("none".to_string(), |s| format!("seq {} live {}", s.seq, s.live.is_some()))
+            inner
+                .session
+                .as_ref()
+                .map_or("none".to_string(), |s| format!(
+                    "seq {} live {}",
+                    s.seq,
+                    s.live.is_some()
+                ))
         );
-        for m in w.messages.values().rev().take(30).collect::<Vec<_>>().into_iter().rev() {
+        for m in w
+            .messages
+            .values()
+            .rev()
+            .take(30)
+            .collect::<Vec<_>>()
+            .into_iter()
+            .rev()
+        {
             let author = w.users.get(&m.author_id).map_or("?", |u| u.name.as_str());
             let content: String = m.content.chars().take(160).collect();
             out.push_str(&format!(
                 "  msg {} ch {} by {author}{}{}: {content:?}\n",
                 m.id,
                 m.channel_id,
-                m.reply_to.map(|r| format!(" (reply to {r})")).unwrap_or_default(),
-                if m.edits.is_empty() { String::new() } else { format!(" [{} edits]", m.edits.len()) }
+                m.reply_to
+                    .map(|r| format!(" (reply to {r})"))
+                    .unwrap_or_default(),
+                if m.edits.is_empty() {
+                    String::new()
+                } else {
+                    format!(" [{} edits]", m.edits.len())
+                }
             ));
         }
         for (path, status, body) in w.rejected.iter().rev().take(10) {
             out.push_str(&format!("  rejected {status} {path}: {body}\n"));
         }
-        out.push_str(&format!("  {} REST calls, {} 429s\n", w.rest_calls.len(), w.rate_limited.len()));
+        out.push_str(&format!(
+            "  {} REST calls, {} 429s\n",
+            w.rest_calls.len(),
+            w.rate_limited.len()
+        ));
         out
     }
 
@@ -429,7 +502,14 @@ impl DiscordDouble {
     pub fn add_user(&self, name: &str) -> u64 {
         let id = snowflake();
         self.shared.update(|i| {
-            i.world.users.insert(id, User { id, name: name.into(), bot: false });
+            i.world.users.insert(
+                id,
+                User {
+                    id,
+                    name: name.into(),
+                    bot: false,
+                },
+            );
         });
         id
     }
@@ -438,7 +518,14 @@ impl DiscordDouble {
     pub fn add_other_bot(&self, name: &str) -> u64 {
         let id = snowflake();
         self.shared.update(|i| {
-            i.world.users.insert(id, User { id, name: name.into(), bot: true });
+            i.world.users.insert(
+                id,
+                User {
+                    id,
+                    name: name.into(),
+                    bot: true,
+                },
+            );
         });
         id
     }
@@ -455,7 +542,10 @@ impl DiscordDouble {
                 id,
                 name: name.into(),
                 owner_id: bot,
-                roles: vec![Role { id, name: "@everyone".into() }],
+                roles: vec![Role {
+                    id,
+                    name: "@everyone".into(),
+                }],
                 members,
                 joined_at: timestamp_now(),
             };
@@ -470,7 +560,10 @@ impl DiscordDouble {
         let id = snowflake();
         self.shared.update(|i| {
             if let Some(g) = i.world.guilds.get_mut(&guild) {
-                g.roles.push(Role { id, name: name.into() });
+                g.roles.push(Role {
+                    id,
+                    name: name.into(),
+                });
             }
         });
         id
@@ -495,7 +588,15 @@ impl DiscordDouble {
         self.shared.update(|i| {
             i.world.channels.insert(
                 id,
-                Channel { id, kind: ChannelKind::Text, guild_id: Some(guild), name: name.into(), parent_id: None, recipient: None, last_message_id: None },
+                Channel {
+                    id,
+                    kind: ChannelKind::Text,
+                    guild_id: Some(guild),
+                    name: name.into(),
+                    parent_id: None,
+                    recipient: None,
+                    last_message_id: None,
+                },
             );
             let data = {
                 let mut c = i.world.channel_json(&i.world.channels[&id]);
@@ -551,16 +652,32 @@ impl DiscordDouble {
     pub fn send(&self, msg: UserMessage) -> u64 {
         let id = snowflake();
         self.shared.update(|i| {
-            let channel = i.world.channels.get(&msg.channel).cloned().expect("send: unknown channel (create it first)");
-            assert!(i.world.users.contains_key(&msg.author), "send: unknown author");
+            let channel = i
+                .world
+                .channels
+                .get(&msg.channel)
+                .cloned()
+                .expect("send: unknown channel (create it first)");
+            assert!(
+                i.world.users.contains_key(&msg.author),
+                "send: unknown author"
+            );
             let replied_author = msg.reply_to.map(|r| {
                 let m = i.world.messages.get(&r).expect("reply_to: unknown message");
-                assert_eq!(m.channel_id, msg.channel, "reply_to: the message is in another channel");
+                assert_eq!(
+                    m.channel_id, msg.channel,
+                    "reply_to: the message is in another channel"
+                );
                 m.author_id
             });
-            let allowed = (!msg.ping_replied).then(|| json!({"parse": ["users", "roles", "everyone"], "replied_user": false}));
-            let (pinged_users, pinged_roles, pinged_everyone) =
-                i.pings(&msg.content, channel.guild_id, allowed.as_ref(), replied_author);
+            let allowed = (!msg.ping_replied)
+                .then(|| json!({"parse": ["users", "roles", "everyone"], "replied_user": false}));
+            let (pinged_users, pinged_roles, pinged_everyone) = i.pings(
+                &msg.content,
+                channel.guild_id,
+                allowed.as_ref(),
+                replied_author,
+            );
             let m = Message {
                 id,
                 channel_id: msg.channel,
@@ -602,7 +719,12 @@ impl DiscordDouble {
     pub fn slash(&self, user: u64, channel: u64, path: &[&str], options: Value) -> u64 {
         let id = snowflake();
         self.shared.update(|i| {
-            let ch = i.world.channels.get(&channel).cloned().expect("slash: unknown channel");
+            let ch = i
+                .world
+                .channels
+                .get(&channel)
+                .cloned()
+                .expect("slash: unknown channel");
             let (name, subs) = path.split_first().expect("slash: empty command path");
             let registered = i
                 .world
@@ -611,7 +733,9 @@ impl DiscordDouble {
                 .and_then(|c| c.get(*name))
                 .or_else(|| i.world.commands.get(&None).and_then(|c| c.get(*name)))
                 .cloned()
-                .unwrap_or_else(|| panic!("slash: `/{name}` is not registered (Discord would not offer it)"));
+                .unwrap_or_else(|| {
+                    panic!("slash: `/{name}` is not registered (Discord would not offer it)")
+                });
             let options = build_options(&registered, subs, &options);
             let token = format!("itok{id}x{}", snowflake());
             let mut data = json!({
@@ -652,17 +776,28 @@ impl DiscordDouble {
     pub fn press_button(&self, user: u64, message: u64, custom_id: &str) -> u64 {
         let id = snowflake();
         self.shared.update(|i| {
-            let m = i.world.messages.get(&message).cloned().expect("press_button: unknown message");
+            let m = i
+                .world
+                .messages
+                .get(&message)
+                .cloned()
+                .expect("press_button: unknown message");
             assert!(
                 m.button_ids().iter().any(|b| b == custom_id),
                 "press_button: message {message} has no enabled button `{custom_id}` (it has {:?})",
                 m.button_ids()
             );
-            let ch = i.world.channels.get(&m.channel_id).cloned().expect("channel of the message");
+            let ch = i
+                .world
+                .channels
+                .get(&m.channel_id)
+                .cloned()
+                .expect("channel of the message");
             let token = format!("itok{id}x{}", snowflake());
             let data = json!({"custom_id": custom_id, "component_type": 2});
             let message_json = i.world.message_json(&m, false);
-            let interaction = interaction_json(i, id, &token, 3, user, &ch, data, Some(message_json));
+            let interaction =
+                interaction_json(i, id, &token, 3, user, &ch, data, Some(message_json));
             i.world.interactions.insert(
                 id,
                 Interaction {
@@ -690,7 +825,9 @@ impl DiscordDouble {
     pub fn force_reconnect(&self) {
         self.shared.update(|i| {
             if let Some(conn) = i.session.as_ref().and_then(|s| s.live.as_ref()) {
-                let _ = conn.tx.send(Outbound::Text(json!({"op": 7, "d": null}).to_string()));
+                let _ = conn
+                    .tx
+                    .send(Outbound::Text(json!({"op": 7, "d": null}).to_string()));
             }
         });
     }
@@ -725,7 +862,9 @@ impl DiscordDouble {
     pub fn invalidate_session(&self, resumable: bool) {
         self.shared.update(|i| {
             if let Some(conn) = i.session.as_ref().and_then(|s| s.live.as_ref()) {
-                let _ = conn.tx.send(Outbound::Text(json!({"op": 9, "d": resumable}).to_string()));
+                let _ = conn
+                    .tx
+                    .send(Outbound::Text(json!({"op": 9, "d": resumable}).to_string()));
             }
             if !resumable {
                 i.session = None;
@@ -748,7 +887,8 @@ impl DiscordDouble {
 
     /// The next `count` requests of route class `route` get 429 with `retry_after`.
     pub fn force_429(&self, route: &'static str, count: u32, retry_after: Duration) {
-        self.shared.update(|i| i.buckets.force(route, count, retry_after, false));
+        self.shared
+            .update(|i| i.buckets.force(route, count, retry_after, false));
     }
 
     /// Changes a route class's limit (per channel / webhook).
@@ -758,13 +898,26 @@ impl DiscordDouble {
 }
 
 pub(crate) fn dm_channel(i: &mut Inner, user: u64) -> u64 {
-    if let Some(c) = i.world.channels.values().find(|c| c.kind == ChannelKind::Dm && c.recipient == Some(user)) {
+    if let Some(c) = i
+        .world
+        .channels
+        .values()
+        .find(|c| c.kind == ChannelKind::Dm && c.recipient == Some(user))
+    {
         return c.id;
     }
     let id = snowflake();
     i.world.channels.insert(
         id,
-        Channel { id, kind: ChannelKind::Dm, guild_id: None, name: String::new(), parent_id: None, recipient: Some(user), last_message_id: None },
+        Channel {
+            id,
+            kind: ChannelKind::Dm,
+            guild_id: None,
+            name: String::new(),
+            parent_id: None,
+            recipient: Some(user),
+            last_message_id: None,
+        },
     );
     id
 }
@@ -773,7 +926,10 @@ pub(crate) fn dm_channel(i: &mut Inner, user: u64) -> u64 {
 /// options checked, unknown names refused.
 fn build_options(registered: &Value, subs: &[&str], values: &Value) -> Value {
     let Some((sub, rest)) = subs.split_first() else {
-        let declared = registered["options"].as_array().cloned().unwrap_or_default();
+        let declared = registered["options"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
         let given = values.as_object().cloned().unwrap_or_default();
         for (name, _) in &given {
             assert!(
@@ -786,15 +942,23 @@ fn build_options(registered: &Value, subs: &[&str], values: &Value) -> Value {
         for d in &declared {
             let name = d["name"].as_str().unwrap_or_default();
             match given.get(name) {
-                Some(v) => out.push(json!({"name": name, "type": d["type"], "value": option_value(d, v)})),
-                None => assert!(d["required"] != true, "slash: required option `{name}` missing"),
+                Some(v) => {
+                    out.push(json!({"name": name, "type": d["type"], "value": option_value(d, v)}))
+                }
+                None => assert!(
+                    d["required"] != true,
+                    "slash: required option `{name}` missing"
+                ),
             }
         }
         return Value::Array(out);
     };
     let sub_decl = registered["options"]
         .as_array()
-        .and_then(|o| o.iter().find(|o| o["name"] == *sub && (o["type"] == 1 || o["type"] == 2)))
+        .and_then(|o| {
+            o.iter()
+                .find(|o| o["name"] == *sub && (o["type"] == 1 || o["type"] == 2))
+        })
         .unwrap_or_else(|| panic!("slash: `{}` has no subcommand `{sub}`", registered["name"]))
         .clone();
     json!([{"name": sub, "type": sub_decl["type"], "options": build_options(&sub_decl, rest, values)}])
@@ -803,13 +967,20 @@ fn build_options(registered: &Value, subs: &[&str], values: &Value) -> Value {
 /// `resolved` of an interaction: the users, members, roles and channels its options name, as
 /// Discord sends them alongside the ids.
 fn resolved_json(i: &Inner, guild: Option<u64>, options: &Value) -> Value {
-    fn walk(i: &Inner, guild: Option<u64>, options: &Value, out: &mut serde_json::Map<String, Value>) {
+    fn walk(
+        i: &Inner,
+        guild: Option<u64>,
+        options: &Value,
+        out: &mut serde_json::Map<String, Value>,
+    ) {
         for o in options.as_array().into_iter().flatten() {
             if o["type"] == 1 || o["type"] == 2 {
                 walk(i, guild, &o["options"], out);
                 continue;
             }
-            let Some(id) = o["value"].as_str().and_then(|v| v.parse::<u64>().ok()) else { continue };
+            let Some(id) = o["value"].as_str().and_then(|v| v.parse::<u64>().ok()) else {
+                continue;
+            };
             let mut put = |kind: &str, value: Value| {
                 let entry = out.entry(kind.to_string()).or_insert_with(|| json!({}));
                 entry[id.to_string()] = value;
@@ -817,7 +988,12 @@ fn resolved_json(i: &Inner, guild: Option<u64>, options: &Value) -> Value {
             match o["type"].as_u64() {
                 Some(6 | 9) if i.world.users.contains_key(&id) => {
                     put("users", i.world.users[&id].json());
-                    if let Some(g) = guild.filter(|g| i.world.guilds.get(g).is_some_and(|g| g.members.contains_key(&id))) {
+                    if let Some(g) = guild.filter(|g| {
+                        i.world
+                            .guilds
+                            .get(g)
+                            .is_some_and(|g| g.members.contains_key(&id))
+                    }) {
                         let mut m = i.world.member_json(g, id, false);
                         m["permissions"] = json!("0");
                         put("members", m);
@@ -831,7 +1007,9 @@ fn resolved_json(i: &Inner, guild: Option<u64>, options: &Value) -> Value {
                     }
                 }
                 Some(8 | 9) => {
-                    let role = guild.and_then(|g| i.world.guilds.get(&g)).and_then(|g| g.roles.iter().find(|r| r.id == id));
+                    let role = guild
+                        .and_then(|g| i.world.guilds.get(&g))
+                        .and_then(|g| g.roles.iter().find(|r| r.id == id));
                     if let (Some(r), Some(g)) = (role, guild) {
                         put("roles", World::role_json(r, g));
                     }
@@ -854,7 +1032,9 @@ fn option_value(declared: &Value, given: &Value) -> Value {
             .iter()
             .find(|c| c["name"] == *given || c["value"] == *given)
             .map(|c| c["value"].clone())
-            .unwrap_or_else(|| panic!("slash: `{given}` is not a choice of option {name}: {choices:?}")),
+            .unwrap_or_else(|| {
+                panic!("slash: `{given}` is not a choice of option {name}: {choices:?}")
+            }),
         None => given.clone(),
     };
     let ok = match declared["type"].as_u64() {
@@ -865,7 +1045,11 @@ fn option_value(declared: &Value, given: &Value) -> Value {
         Some(10) => value.is_number(),
         _ => true,
     };
-    assert!(ok, "slash: option {name} is of type {} but got {value}", declared["type"]);
+    assert!(
+        ok,
+        "slash: option {name} is of type {} but got {value}",
+        declared["type"]
+    );
     value
 }
 
@@ -905,7 +1089,14 @@ fn interaction_json(
             j["guild_locale"] = json!("en-US");
             j["guild"] = json!({"id": g.to_string(), "locale": "en-US", "features": []});
         }
-        None => j["user"] = i.world.users.get(&user).map(User::json).unwrap_or(Value::Null),
+        None => {
+            j["user"] = i
+                .world
+                .users
+                .get(&user)
+                .map(User::json)
+                .unwrap_or(Value::Null)
+        }
     }
     if let Some(m) = message {
         j["message"] = m;

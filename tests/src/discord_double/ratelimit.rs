@@ -35,12 +35,21 @@ pub(crate) struct Headers {
 
 impl Headers {
     pub(crate) fn pairs(&self) -> Vec<(&'static str, String)> {
-        let reset_at = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default() + self.reset_after;
+        let reset_at = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or_default()
+            + self.reset_after;
         vec![
             ("x-ratelimit-limit", self.limit.to_string()),
             ("x-ratelimit-remaining", self.remaining.to_string()),
-            ("x-ratelimit-reset", format!("{:.3}", reset_at.as_secs_f64())),
-            ("x-ratelimit-reset-after", format!("{:.3}", self.reset_after.as_secs_f64())),
+            (
+                "x-ratelimit-reset",
+                format!("{:.3}", reset_at.as_secs_f64()),
+            ),
+            (
+                "x-ratelimit-reset-after",
+                format!("{:.3}", self.reset_after.as_secs_f64()),
+            ),
             ("x-ratelimit-bucket", self.bucket.clone()),
         ]
     }
@@ -48,7 +57,12 @@ impl Headers {
 
 pub(crate) enum Verdict {
     Allowed(Headers),
-    Limited { headers: Option<Headers>, retry_after: Duration, global: bool, forced: bool },
+    Limited {
+        headers: Option<Headers>,
+        retry_after: Duration,
+        global: bool,
+        forced: bool,
+    },
 }
 
 /// A forced 429 waiting for the next request of its route class.
@@ -69,18 +83,34 @@ pub(crate) struct Buckets {
 
 impl Buckets {
     pub(crate) fn new(rules: BTreeMap<&'static str, Limit>, global_limit: Limit) -> Self {
-        Self { rules, windows: BTreeMap::new(), global_limit, global: None, forced: BTreeMap::new() }
+        Self {
+            rules,
+            windows: BTreeMap::new(),
+            global_limit,
+            global: None,
+            forced: BTreeMap::new(),
+        }
     }
 
     pub(crate) fn set_rule(&mut self, route: &'static str, limit: Limit) {
         self.rules.insert(route, limit);
-        self.windows.retain(|k, _| !k.starts_with(&format!("{route}:")));
+        self.windows
+            .retain(|k, _| !k.starts_with(&format!("{route}:")));
     }
 
-    pub(crate) fn force(&mut self, route: &'static str, count: u32, retry_after: Duration, global: bool) {
+    pub(crate) fn force(
+        &mut self,
+        route: &'static str,
+        count: u32,
+        retry_after: Duration,
+        global: bool,
+    ) {
         let q = self.forced.entry(route).or_default();
         for _ in 0..count {
-            q.push_back(Forced { retry_after, global });
+            q.push_back(Forced {
+                retry_after,
+                global,
+            });
         }
     }
 
@@ -88,15 +118,31 @@ impl Buckets {
     /// whether it may pass. Routes without a rule pass unlimited (but still count globally).
     pub(crate) fn check(&mut self, route: &'static str, major: &str, now: Instant) -> Verdict {
         if let Some(f) = self.forced.get_mut(route).and_then(VecDeque::pop_front) {
-            return Verdict::Limited { headers: None, retry_after: f.retry_after, global: f.global, forced: true };
+            return Verdict::Limited {
+                headers: None,
+                retry_after: f.retry_after,
+                global: f.global,
+                forced: true,
+            };
         }
         // Global limit first: Discord counts every request against it.
-        let g = self.global.get_or_insert(Window { remaining: self.global_limit.limit, reset_at: now + self.global_limit.window });
+        let g = self.global.get_or_insert(Window {
+            remaining: self.global_limit.limit,
+            reset_at: now + self.global_limit.window,
+        });
         if now >= g.reset_at {
-            *g = Window { remaining: self.global_limit.limit, reset_at: now + self.global_limit.window };
+            *g = Window {
+                remaining: self.global_limit.limit,
+                reset_at: now + self.global_limit.window,
+            };
         }
         if g.remaining == 0 {
-            return Verdict::Limited { headers: None, retry_after: g.reset_at - now, global: true, forced: false };
+            return Verdict::Limited {
+                headers: None,
+                retry_after: g.reset_at - now,
+                global: true,
+                forced: false,
+            };
         }
         g.remaining -= 1;
 
@@ -109,9 +155,15 @@ impl Buckets {
             });
         };
         let key = format!("{route}:{major}");
-        let w = self.windows.entry(key).or_insert(Window { remaining: rule.limit, reset_at: now + rule.window });
+        let w = self.windows.entry(key).or_insert(Window {
+            remaining: rule.limit,
+            reset_at: now + rule.window,
+        });
         if now >= w.reset_at {
-            *w = Window { remaining: rule.limit, reset_at: now + rule.window };
+            *w = Window {
+                remaining: rule.limit,
+                reset_at: now + rule.window,
+            };
         }
         let headers = |remaining: u32, w: &Window| Headers {
             limit: rule.limit,
@@ -121,7 +173,12 @@ impl Buckets {
         };
         if w.remaining == 0 {
             let h = headers(0, w);
-            return Verdict::Limited { retry_after: h.reset_after, headers: Some(h), global: false, forced: false };
+            return Verdict::Limited {
+                retry_after: h.reset_after,
+                headers: Some(h),
+                global: false,
+                forced: false,
+            };
         }
         w.remaining -= 1;
         Verdict::Allowed(headers(w.remaining, w))
@@ -153,13 +210,32 @@ mod tests {
     fn window_per_major_parameter() {
         let mut b = buckets();
         let t = Instant::now();
-        assert!(matches!(b.check("create_message", "1", t), Verdict::Allowed(Headers { remaining: 1, .. })));
-        assert!(matches!(b.check("create_message", "1", t), Verdict::Allowed(Headers { remaining: 0, .. })));
-        assert!(matches!(b.check("create_message", "1", t), Verdict::Limited { forced: false, global: false, .. }));
+        assert!(matches!(
+            b.check("create_message", "1", t),
+            Verdict::Allowed(Headers { remaining: 1, .. })
+        ));
+        assert!(matches!(
+            b.check("create_message", "1", t),
+            Verdict::Allowed(Headers { remaining: 0, .. })
+        ));
+        assert!(matches!(
+            b.check("create_message", "1", t),
+            Verdict::Limited {
+                forced: false,
+                global: false,
+                ..
+            }
+        ));
         // Another channel has its own window.
-        assert!(matches!(b.check("create_message", "2", t), Verdict::Allowed(_)));
+        assert!(matches!(
+            b.check("create_message", "2", t),
+            Verdict::Allowed(_)
+        ));
         // After the window resets, requests pass again.
-        assert!(matches!(b.check("create_message", "1", t + Duration::from_secs(5)), Verdict::Allowed(_)));
+        assert!(matches!(
+            b.check("create_message", "1", t + Duration::from_secs(5)),
+            Verdict::Allowed(_)
+        ));
     }
 
     #[test]
@@ -167,7 +243,10 @@ mod tests {
         let mut b = buckets();
         b.force("typing", 1, Duration::from_millis(300), false);
         let t = Instant::now();
-        assert!(matches!(b.check("typing", "1", t), Verdict::Limited { forced: true, .. }));
+        assert!(matches!(
+            b.check("typing", "1", t),
+            Verdict::Limited { forced: true, .. }
+        ));
         assert!(matches!(b.check("typing", "1", t), Verdict::Allowed(_)));
     }
 
@@ -178,6 +257,9 @@ mod tests {
         for _ in 0..3 {
             assert!(matches!(b.check("other", "", t), Verdict::Allowed(_)));
         }
-        assert!(matches!(b.check("other", "", t), Verdict::Limited { global: true, .. }));
+        assert!(matches!(
+            b.check("other", "", t),
+            Verdict::Limited { global: true, .. }
+        ));
     }
 }

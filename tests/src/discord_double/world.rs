@@ -14,14 +14,19 @@ const DISCORD_EPOCH_MS: u64 = 1_420_070_400_000;
 /// Snowflakes: time-based like Discord's, unique and increasing within the process.
 pub(crate) fn snowflake() -> u64 {
     static COUNTER: AtomicU64 = AtomicU64::new(0);
-    let ms = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0);
+    let ms = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0);
     let n = COUNTER.fetch_add(1, Ordering::Relaxed);
     ((ms.saturating_sub(DISCORD_EPOCH_MS)) << 22) | (n & 0x3F_FFFF)
 }
 
 /// An RFC 3339 timestamp (UTC, microseconds) as Discord sends them.
 pub(crate) fn timestamp_now() -> String {
-    let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default();
     rfc3339(now)
 }
 
@@ -272,24 +277,36 @@ impl World {
     /// Messages the bot wrote in a channel, oldest first (deleted ones included).
     pub fn bot_messages_in(&self, channel: u64) -> Vec<&Message> {
         let bot = self.bot_id();
-        self.messages.values().filter(|m| m.channel_id == channel && m.author_id == bot).collect()
+        self.messages
+            .values()
+            .filter(|m| m.channel_id == channel && m.author_id == bot)
+            .collect()
     }
 
     /// Every message the bot wrote, oldest first.
     pub fn bot_messages(&self) -> Vec<&Message> {
         let bot = self.bot_id();
-        self.messages.values().filter(|m| m.author_id == bot).collect()
+        self.messages
+            .values()
+            .filter(|m| m.author_id == bot)
+            .collect()
     }
 
     /// Bot messages that reply to `message`.
     pub fn replies_to(&self, message: u64) -> Vec<&Message> {
         let bot = self.bot_id();
-        self.messages.values().filter(|m| m.author_id == bot && m.reply_to == Some(message)).collect()
+        self.messages
+            .values()
+            .filter(|m| m.author_id == bot && m.reply_to == Some(message))
+            .collect()
     }
 
     /// REST calls of one route class.
     pub fn calls(&self, route: &str) -> Vec<&RestCall> {
-        self.rest_calls.iter().filter(|c| c.route == route).collect()
+        self.rest_calls
+            .iter()
+            .filter(|c| c.route == route)
+            .collect()
     }
 
     /// 429s the client caused by exceeding a limit (not forced by a test).
@@ -298,14 +315,25 @@ impl World {
     }
 
     pub(crate) fn member_roles(&self, guild: u64, user: u64) -> Vec<u64> {
-        self.guilds.get(&guild).and_then(|g| g.members.get(&user)).cloned().unwrap_or_default()
+        self.guilds
+            .get(&guild)
+            .and_then(|g| g.members.get(&user))
+            .cloned()
+            .unwrap_or_default()
     }
 
     /// A guild member object (`with_user`: include the `user` field, as member objects outside
     /// messages do).
     pub(crate) fn member_json(&self, guild: u64, user: u64, with_user: bool) -> Value {
-        let joined = self.guilds.get(&guild).map_or_else(timestamp_now, |g| g.joined_at.clone());
-        let roles: Vec<String> = self.member_roles(guild, user).iter().map(u64::to_string).collect();
+        let joined = self
+            .guilds
+            .get(&guild)
+            .map_or_else(timestamp_now, |g| g.joined_at.clone());
+        let roles: Vec<String> = self
+            .member_roles(guild, user)
+            .iter()
+            .map(u64::to_string)
+            .collect();
         let mut m = json!({
             "roles": roles,
             "joined_at": joined,
@@ -404,7 +432,11 @@ impl World {
             .filter(|c| c.guild_id == Some(guild.id) && c.kind == ChannelKind::PublicThread)
             .map(|c| self.channel_json(c))
             .collect();
-        let members: Vec<Value> = guild.members.keys().map(|u| self.member_json(guild.id, *u, true)).collect();
+        let members: Vec<Value> = guild
+            .members
+            .keys()
+            .map(|u| self.member_json(guild.id, *u, true))
+            .collect();
         json!({
             "id": guild.id.to_string(),
             "name": guild.name,
@@ -463,7 +495,11 @@ impl World {
 
     /// A message object as Discord returns and dispatches it.
     pub(crate) fn message_json(&self, m: &Message, with_reference: bool) -> Value {
-        let author = self.users.get(&m.author_id).map(User::json).unwrap_or(Value::Null);
+        let author = self
+            .users
+            .get(&m.author_id)
+            .map(User::json)
+            .unwrap_or(Value::Null);
         let mentions: Vec<Value> = m
             .pinged_users
             .iter()
@@ -471,7 +507,11 @@ impl World {
             .map(|u| {
                 let mut j = u.json();
                 if let Some(g) = m.guild_id {
-                    if self.guilds.get(&g).is_some_and(|g| g.members.contains_key(&u.id)) {
+                    if self
+                        .guilds
+                        .get(&g)
+                        .is_some_and(|g| g.members.contains_key(&u.id))
+                    {
                         j["member"] = self.member_json(g, u.id, false);
                     }
                 }
@@ -539,9 +579,18 @@ mod tests {
 
     #[test]
     fn rfc3339_known_dates() {
-        assert_eq!(rfc3339(Duration::from_secs(0)), "1970-01-01T00:00:00.000000+00:00");
-        assert_eq!(rfc3339(Duration::from_secs(1_709_251_199)), "2024-02-29T23:59:59.000000+00:00");
-        assert_eq!(rfc3339(Duration::from_millis(951_782_400_500)), "2000-02-29T00:00:00.500000+00:00");
+        assert_eq!(
+            rfc3339(Duration::from_secs(0)),
+            "1970-01-01T00:00:00.000000+00:00"
+        );
+        assert_eq!(
+            rfc3339(Duration::from_secs(1_709_251_199)),
+            "2024-02-29T23:59:59.000000+00:00"
+        );
+        assert_eq!(
+            rfc3339(Duration::from_millis(951_782_400_500)),
+            "2000-02-29T00:00:00.500000+00:00"
+        );
     }
 
     #[test]

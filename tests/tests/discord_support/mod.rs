@@ -45,24 +45,45 @@ pub struct Harness {
 
 /// An Ollama double with the default model that echoes (`echo: <question>`).
 pub async fn echo_model() -> OllamaDouble {
-    OllamaDouble::builder().model(MODEL, &["completion", "tools"]).start().await.expect("Ollama double")
+    OllamaDouble::builder()
+        .model(MODEL, &["completion", "tools"])
+        .start()
+        .await
+        .expect("Ollama double")
 }
 
 impl Harness {
     /// The world and the configuration, without starting the bot.
-    pub async fn prepare(double: DoubleConfig, ollama: OllamaDouble, setup: impl FnOnce(&mut BotConfig, &People)) -> Harness {
+    pub async fn prepare(
+        double: DoubleConfig,
+        ollama: OllamaDouble,
+        setup: impl FnOnce(&mut BotConfig, &People),
+    ) -> Harness {
         let _ = rustls::crypto::ring::default_provider().install_default();
         let discord = DiscordDouble::start_with(double).await;
         let guild = discord.add_guild("Test Guild");
         let general = discord.add_text_channel(guild, "general");
         let random = discord.add_text_channel(guild, "random");
-        let (alice, bob, admin) = (discord.add_user("alice"), discord.add_user("bob"), discord.add_user("admin"));
+        let (alice, bob, admin) = (
+            discord.add_user("alice"),
+            discord.add_user("bob"),
+            discord.add_user("admin"),
+        );
         let admin_role = discord.add_role(guild, "bot-admins");
         let mods = discord.add_role(guild, "mods");
         discord.add_member(guild, alice, &[]);
         discord.add_member(guild, bob, &[mods]);
         discord.add_member(guild, admin, &[admin_role]);
-        let p = People { guild, general, random, alice, bob, admin, admin_role, mods };
+        let p = People {
+            guild,
+            general,
+            random,
+            alice,
+            bob,
+            admin,
+            admin_role,
+            mods,
+        };
         let dir = tempfile::tempdir().expect("temp dir");
         let mut config = test_config(dir.path(), &ollama.url(), Vec::new());
         config.ollama.model = MODEL.into();
@@ -71,11 +92,23 @@ impl Harness {
         config.discord.access.admin_roles = vec![admin_role];
         setup(&mut config, &p);
         let env = vec![("DISCORD_TOKEN".to_string(), TOKEN.to_string())];
-        Harness { discord, ollama, dir, config, p, bot: None, env, starts: 0 }
+        Harness {
+            discord,
+            ollama,
+            dir,
+            config,
+            p,
+            bot: None,
+            env,
+            starts: 0,
+        }
     }
 
     /// Prepares and starts the bot, waiting until it is connected and its commands registered.
-    pub async fn start(ollama: OllamaDouble, setup: impl FnOnce(&mut BotConfig, &People)) -> Harness {
+    pub async fn start(
+        ollama: OllamaDouble,
+        setup: impl FnOnce(&mut BotConfig, &People),
+    ) -> Harness {
         let mut h = Self::prepare(DoubleConfig::new(TOKEN), ollama, setup).await;
         h.start_bot().await;
         h
@@ -87,7 +120,10 @@ impl Harness {
 
     /// Everything the bot processes wrote to stderr so far.
     pub fn logs(&self) -> String {
-        (1..=self.starts).map(|i| std::fs::read_to_string(self.log_path(i)).unwrap_or_default()).collect::<Vec<_>>().join("\n")
+        (1..=self.starts)
+            .map(|i| std::fs::read_to_string(self.log_path(i)).unwrap_or_default())
+            .collect::<Vec<_>>()
+            .join("\n")
     }
 
     /// Spawns `ollama-mcp-bot run --config ...` without waiting.
@@ -97,13 +133,19 @@ impl Harness {
         let log = std::fs::File::create(self.log_path(self.starts)).expect("log file");
         let mut cmd = Command::new(bot_binary());
         cmd.arg("run").arg("--config").arg(&path);
-        cmd.env_remove("RUST_LOG").env_remove("OLLAMA_HOST").env_remove("OLLAMA_MCP_CONFIG");
-        cmd.env_remove("DISCORD_TOKEN").env_remove("DISCORD_TOKEN_FILE");
+        cmd.env_remove("RUST_LOG")
+            .env_remove("OLLAMA_HOST")
+            .env_remove("OLLAMA_MCP_CONFIG");
+        cmd.env_remove("DISCORD_TOKEN")
+            .env_remove("DISCORD_TOKEN_FILE");
         cmd.env("RUST_LOG", "info,ollama_mcp_bot=debug");
         for (k, v) in &self.env {
             cmd.env(k, v);
         }
-        cmd.stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::from(log)).kill_on_drop(true);
+        cmd.stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::from(log))
+            .kill_on_drop(true);
         self.bot = Some(cmd.spawn().expect("spawn ollama-mcp-bot run"));
     }
 
@@ -114,7 +156,10 @@ impl Harness {
         self.spawn_bot();
         self.discord
             .wait_for("the bot to connect and register its commands", WAIT, |w| {
-                (w.attached && w.identifies.len() > identifies && w.registrations.len() > registrations).then_some(())
+                (w.attached
+                    && w.identifies.len() > identifies
+                    && w.registrations.len() > registrations)
+                    .then_some(())
             })
             .await;
     }
@@ -123,7 +168,10 @@ impl Harness {
     pub async fn stop_bot(&mut self) -> Option<i32> {
         let mut child = self.bot.take()?;
         if let Some(pid) = child.id() {
-            let _ = std::process::Command::new("kill").arg("-TERM").arg(pid.to_string()).status();
+            let _ = std::process::Command::new("kill")
+                .arg("-TERM")
+                .arg(pid.to_string())
+                .status();
         }
         match tokio::time::timeout(Duration::from_secs(20), child.wait()).await {
             Ok(Ok(status)) => status.code(),
@@ -139,24 +187,40 @@ impl Harness {
         let child = self.bot.as_mut()?;
         match tokio::time::timeout(timeout, child.wait()).await {
             Ok(Ok(status)) => status.code(),
-            _ => panic!("the bot did not exit within {timeout:?}; log:\n{}", self.logs()),
+            _ => panic!(
+                "the bot did not exit within {timeout:?}; log:\n{}",
+                self.logs()
+            ),
         }
     }
 
     /// The bot's reply to `message` once `done` says its content is final. (On a timeout the
     /// double panics with a summary; the harness then prints the bot's log.)
     pub async fn reply(&self, message: u64, what: &str, done: impl Fn(&str) -> bool) -> Message {
-        self.discord.wait_for(what, WAIT, |w: &World| w.replies_to(message).into_iter().find(|m| done(&m.content)).cloned()).await
+        self.discord
+            .wait_for(what, WAIT, |w: &World| {
+                w.replies_to(message)
+                    .into_iter()
+                    .find(|m| done(&m.content))
+                    .cloned()
+            })
+            .await
     }
 
     /// The reply to `message` once its content equals `expected`.
     pub async fn reply_eq(&self, message: u64, expected: &str) -> Message {
-        self.reply(message, &format!("the reply {expected:?}"), |c| c == expected).await
+        self.reply(message, &format!("the reply {expected:?}"), |c| {
+            c == expected
+        })
+        .await
     }
 
     /// The reply to `message` once its content contains `needle`.
     pub async fn reply_containing(&self, message: u64, needle: &str) -> Message {
-        self.reply(message, &format!("a reply containing {needle:?}"), |c| c.contains(needle)).await
+        self.reply(message, &format!("a reply containing {needle:?}"), |c| {
+            c.contains(needle)
+        })
+        .await
     }
 
     /// `<@bot> text`
@@ -174,17 +238,28 @@ impl Harness {
     /// Proof of silence: after `message` (which must get no answer), another question is sent in
     /// the same channel and answered; then `message` must still have no reply.
     pub async fn assert_no_reply(&self, message: u64, channel: u64) {
-        let probe = self.discord.user_says(self.p.admin, channel, &self.mention("probe"));
+        let probe = self
+            .discord
+            .user_says(self.p.admin, channel, &self.mention("probe"));
         self.reply_eq(probe, "echo: probe").await;
         let replies = self.discord.with(|w| w.replies_to(message).len());
-        assert_eq!(replies, 0, "message {message} should not be answered\n{}", self.discord.summary());
+        assert_eq!(
+            replies,
+            0,
+            "message {message} should not be answered\n{}",
+            self.discord.summary()
+        );
     }
 }
 
 impl Drop for Harness {
     fn drop(&mut self) {
         if std::thread::panicking() {
-            eprintln!("---- bot log ----\n{}\n---- Discord double ----\n{}", self.logs(), self.discord.summary());
+            eprintln!(
+                "---- bot log ----\n{}\n---- Discord double ----\n{}",
+                self.logs(),
+                self.discord.summary()
+            );
         }
     }
 }
