@@ -132,8 +132,8 @@ async fn a_rotated_token_file_reconnects_without_a_restart() {
         let posted = w
             .rest_calls
             .iter()
-            .filter(|c| c.route == "create_message" && c.status == 200)
-            .last()
+            .rev()
+            .find(|c| c.route == "create_message" && c.status == 200)
             .map(|c| c.token_generation);
         assert_eq!(
             posted,

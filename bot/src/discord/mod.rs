@@ -149,10 +149,10 @@ impl Bot {
             return false;
         }
         seen.order.push_back(id);
-        if seen.order.len() > SEEN_CAPACITY {
-            if let Some(old) = seen.order.pop_front() {
-                seen.set.remove(&old);
-            }
+        if seen.order.len() > SEEN_CAPACITY
+            && let Some(old) = seen.order.pop_front()
+        {
+            seen.set.remove(&old);
         }
         true
     }

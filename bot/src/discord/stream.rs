@@ -45,6 +45,9 @@ impl Shared {
     }
 }
 
+/// The task that posts and edits; it ends with the posted messages.
+type Pump = JoinHandle<Result<Vec<Posted>, RestError>>;
+
 /// Who may approve tool calls of this reply, and how.
 pub struct Approver {
     pub approvals: Arc<Approvals>,
@@ -54,7 +57,7 @@ pub struct Approver {
 /// One streamed reply; hand it to `Engine::turn` as the observer, then call [`StreamedReply::finish`].
 pub struct StreamedReply {
     shared: Arc<Shared>,
-    pump: Mutex<Option<JoinHandle<Result<Vec<Posted>, RestError>>>>,
+    pump: Mutex<Option<Pump>>,
     show_tool_calls: bool,
     approver: Option<Approver>,
 }

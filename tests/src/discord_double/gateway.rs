@@ -103,11 +103,11 @@ async fn connection(
         }
     }
     shared.update(|i| {
-        if let Some(s) = i.session.as_mut() {
-            if s.live.as_ref().is_some_and(|c| c.id == conn_id) {
-                s.live = None;
-                i.world.attached = false;
-            }
+        if let Some(s) = i.session.as_mut()
+            && s.live.as_ref().is_some_and(|c| c.id == conn_id)
+        {
+            s.live = None;
+            i.world.attached = false;
         }
     });
 }

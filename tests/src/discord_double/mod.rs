@@ -154,10 +154,11 @@ impl Inner {
         if matches!(event, "MESSAGE_CREATE" | "MESSAGE_UPDATE")
             && session.intents & intents::MESSAGE_CONTENT == 0
         {
-            let own = data["author"]["id"] == bot.to_string();
+            let bot = bot.to_string();
+            let own = data["author"]["id"].as_str() == Some(bot.as_str());
             let mentioned = data["mentions"]
                 .as_array()
-                .is_some_and(|m| m.iter().any(|u| u["id"] == bot.to_string()));
+                .is_some_and(|m| m.iter().any(|u| u["id"].as_str() == Some(bot.as_str())));
             if !(own || is_dm || mentioned) {
                 data["content"] = json!("");
                 data["embeds"] = json!([]);
@@ -204,7 +205,7 @@ impl Inner {
             .filter(|u| all || parse.contains(&"users") || listed("users", *u))
             .collect();
         if let Some(author) = replied_author {
-            let ping_replied = allowed.map_or(true, |a| a["replied_user"] == true);
+            let ping_replied = allowed.is_none_or(|a| a["replied_user"] == true);
             if ping_replied && !pinged_users.contains(&author) {
                 pinged_users.push(author);
             }
@@ -235,12 +236,13 @@ fn parse_mentions(content: &str) -> (Vec<u64>, Vec<u64>, bool) {
             None => (false, rest.strip_prefix('!').unwrap_or(rest)),
         };
         let digits: String = body.chars().take_while(char::is_ascii_digit).collect();
-        if !digits.is_empty() && body[digits.len()..].starts_with('>') {
-            if let Ok(id) = digits.parse::<u64>() {
-                let list = if is_role { &mut roles } else { &mut users };
-                if !list.contains(&id) {
-                    list.push(id);
-                }
+        if !digits.is_empty()
+            && body[digits.len()..].starts_with('>')
+            && let Ok(id) = digits.parse::<u64>()
+        {
+            let list = if is_role { &mut roles } else { &mut users };
+            if !list.contains(&id) {
+                list.push(id);
             }
         }
     }

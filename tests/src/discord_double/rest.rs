@@ -535,10 +535,10 @@ fn execute(i: &mut Inner, method: &Method, route: &Route, body: &Value, now: Ins
             if *app != i.world.application_id {
                 return Err(error(StatusCode::FORBIDDEN, 50001, "Missing Access"));
             }
-            if let Some(g) = guild {
-                if !i.world.guilds.contains_key(g) {
-                    return Err(error(StatusCode::NOT_FOUND, 10004, "Unknown Guild"));
-                }
+            if let Some(g) = guild
+                && !i.world.guilds.contains_key(g)
+            {
+                return Err(error(StatusCode::NOT_FOUND, 10004, "Unknown Guild"));
             }
             if method == Method::GET {
                 let cmds = i

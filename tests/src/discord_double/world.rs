@@ -162,10 +162,11 @@ impl Message {
         let mut ids = Vec::new();
         for row in self.components.as_array().into_iter().flatten() {
             for c in row["components"].as_array().into_iter().flatten() {
-                if c["type"] == 2 && c["disabled"] != true {
-                    if let Some(id) = c["custom_id"].as_str() {
-                        ids.push(id.to_string());
-                    }
+                if c["type"] == 2
+                    && c["disabled"] != true
+                    && let Some(id) = c["custom_id"].as_str()
+                {
+                    ids.push(id.to_string());
                 }
             }
         }
@@ -346,10 +347,8 @@ impl World {
             "premium_since": null,
             "communication_disabled_until": null,
         });
-        if with_user {
-            if let Some(u) = self.users.get(&user) {
-                m["user"] = u.json();
-            }
+        if with_user && let Some(u) = self.users.get(&user) {
+            m["user"] = u.json();
         }
         m
     }
@@ -506,14 +505,13 @@ impl World {
             .filter_map(|u| self.users.get(u))
             .map(|u| {
                 let mut j = u.json();
-                if let Some(g) = m.guild_id {
-                    if self
+                if let Some(g) = m.guild_id
+                    && self
                         .guilds
                         .get(&g)
                         .is_some_and(|g| g.members.contains_key(&u.id))
-                    {
-                        j["member"] = self.member_json(g, u.id, false);
-                    }
+                {
+                    j["member"] = self.member_json(g, u.id, false);
                 }
                 j
             })
