@@ -442,6 +442,7 @@ pub fn settings(ollama: Option<&FakeOllama>) -> Settings {
         ollama_url_override: ollama.map(|o| o.url()),
         model_check: CheckTiming { retry_not_ready: Duration::from_secs(3600), recheck_ready: Duration::from_secs(3600) },
         instance: None,
+        concurrency: 0,
     }
 }
 

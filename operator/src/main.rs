@@ -54,6 +54,9 @@ struct RunArgs {
     /// Name of the leader-election Lease.
     #[arg(long, env = "LEASE_NAME", default_value = "ollama-mcp-operator")]
     lease_name: String,
+    /// BotDeployments reconciled at once.
+    #[arg(long, env = "CONCURRENCY", default_value_t = controller::DEFAULT_CONCURRENCY)]
+    concurrency: u16,
     /// Log format.
     #[arg(long, env = "LOG_FORMAT", value_enum, default_value = "text")]
     log_format: LogFormat,
@@ -118,6 +121,7 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
         bot_image: args.bot_image.filter(|i| !i.trim().is_empty()),
         ollama_url_override: args.ollama_url_override,
         instance: std::env::var("POD_NAME").ok(),
+        concurrency: args.concurrency,
         ..Default::default()
     };
     if settings.bot_image.is_none() {
