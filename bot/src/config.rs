@@ -41,7 +41,7 @@ pub struct OllamaConfig {
     pub models: Vec<String>,
     /// Whole-request timeout, streaming included.
     pub request_timeout_secs: u64,
-    /// Connect attempts before giving up (connect errors, 429 and 5xx before the first byte).
+    /// Retries after the first attempt (connect errors, 429 and 5xx before the first byte).
     pub max_retries: u32,
     /// Ask models for their thinking (`think: true`); off by default to save tokens.
     pub think: bool,
@@ -104,7 +104,9 @@ pub struct StoreConfig {
 
 impl Default for StoreConfig {
     fn default() -> Self {
-        Self { path: "ollama-mcp.db".into() }
+        Self {
+            path: "ollama-mcp.db".into(),
+        }
     }
 }
 
@@ -283,7 +285,11 @@ pub struct RateLimitConfig {
 
 impl Default for RateLimitConfig {
     fn default() -> Self {
-        Self { messages: 5, per_seconds: 60, max_concurrent_per_guild: 4 }
+        Self {
+            messages: 5,
+            per_seconds: 60,
+            max_concurrent_per_guild: 4,
+        }
     }
 }
 
@@ -296,7 +302,9 @@ pub struct MetricsConfig {
 
 impl Default for MetricsConfig {
     fn default() -> Self {
-        Self { listen: "0.0.0.0:9090".into() }
+        Self {
+            listen: "0.0.0.0:9090".into(),
+        }
     }
 }
 
@@ -311,7 +319,10 @@ pub struct LogConfig {
 
 impl Default for LogConfig {
     fn default() -> Self {
-        Self { format: "text".into(), filter: "info".into() }
+        Self {
+            format: "text".into(),
+            filter: "info".into(),
+        }
     }
 }
 
@@ -347,8 +358,11 @@ pub enum ConfigError {
 
 /// Where the configuration file comes from: `--config`, else `$OLLAMA_MCP_CONFIG`, else none.
 pub fn config_path(cli: Option<&Path>) -> Option<PathBuf> {
-    cli.map(Path::to_path_buf)
-        .or_else(|| std::env::var_os(CONFIG_ENV).filter(|v| !v.is_empty()).map(PathBuf::from))
+    cli.map(Path::to_path_buf).or_else(|| {
+        std::env::var_os(CONFIG_ENV)
+            .filter(|v| !v.is_empty())
+            .map(PathBuf::from)
+    })
 }
 
 impl BotConfig {
@@ -388,18 +402,31 @@ impl BotConfig {
         }
         let mut config: BotConfig = fig.extract().map_err(|e| {
             ConfigError::Load(
-                e.into_iter().map(|e| describe_figment_error(&e, file)).collect::<Vec<_>>().join("; "),
+                e.into_iter()
+                    .map(|e| describe_figment_error(&e, file))
+                    .collect::<Vec<_>>()
+                    .join("; "),
             )
         })?;
-        if let Some((_, host)) = env.iter().find(|(k, v)| k == "OLLAMA_HOST" && !v.is_empty()) {
+        if let Some((_, host)) = env
+            .iter()
+            .find(|(k, v)| k == "OLLAMA_HOST" && !v.is_empty())
+        {
             // OLLAMA_MCP__OLLAMA__URL wins over Ollama's own variable.
-            if !env.iter().any(|(k, _)| k.eq_ignore_ascii_case("OLLAMA_MCP__OLLAMA__URL")) {
+            if !env
+                .iter()
+                .any(|(k, _)| k.eq_ignore_ascii_case("OLLAMA_MCP__OLLAMA__URL"))
+            {
                 config.ollama.url = normalize_ollama_host(host);
             }
         }
         if let Some(json) = config.mcp.servers_json.clone() {
             let base = file.and_then(Path::parent).unwrap_or(Path::new("."));
-            let path = if json.is_absolute() { json } else { base.join(json) };
+            let path = if json.is_absolute() {
+                json
+            } else {
+                base.join(json)
+            };
             config.mcp.servers.extend(servers_from_json_file(&path)?);
         }
         config.validate()?;
@@ -408,36 +435,56 @@ impl BotConfig {
 
     /// Checks what serde cannot: ranges, exactly-one fields, unique names.
     pub fn validate(&self) -> Result<(), ConfigError> {
-        let invalid = |key: &str, problem: String| ConfigError::Invalid { key: key.into(), problem };
-        let url = reqwest_like_url(&self.ollama.url)
+        let invalid = |key: &str, problem: String| ConfigError::Invalid {
+            key: key.into(),
+            problem,
+        };
+        reqwest_like_url(&self.ollama.url)
             .map_err(|p| invalid("ollama.url", format!("`{}` {p}", self.ollama.url)))?;
-        drop(url);
         if self.ollama.model.trim().is_empty() {
-            return Err(invalid("ollama.model", "must name a model, e.g. \"llama3.2\"".into()));
+            return Err(invalid(
+                "ollama.model",
+                "must name a model, e.g. \"llama3.2\"".into(),
+            ));
         }
         if !self.ollama.models.is_empty() && !self.ollama.models.contains(&self.ollama.model) {
             return Err(invalid(
                 "ollama.models",
-                format!("must include the default model `{}` (or be empty to allow any)", self.ollama.model),
+                format!(
+                    "must include the default model `{}` (or be empty to allow any)",
+                    self.ollama.model
+                ),
             ));
         }
         if self.ollama.request_timeout_secs == 0 {
-            return Err(invalid("ollama.request_timeout_secs", "must be at least 1".into()));
+            return Err(invalid(
+                "ollama.request_timeout_secs",
+                "must be at least 1".into(),
+            ));
         }
         if self.chat.max_tool_rounds == 0 {
             return Err(invalid("chat.max_tool_rounds", "must be at least 1".into()));
         }
         if self.chat.history_token_budget < 256 {
-            return Err(invalid("chat.history_token_budget", "must be at least 256 tokens".into()));
+            return Err(invalid(
+                "chat.history_token_budget",
+                "must be at least 256 tokens".into(),
+            ));
         }
         if self.store.path.trim().is_empty() {
-            return Err(invalid("store.path", "must be a file path or \":memory:\"".into()));
+            return Err(invalid(
+                "store.path",
+                "must be a file path or \":memory:\"".into(),
+            ));
         }
         let mut seen = std::collections::BTreeSet::new();
         for (i, s) in self.mcp.servers.iter().enumerate() {
             let key = |field: &str| format!("mcp.servers[{i}].{field}");
             if s.name.is_empty()
-                || !s.name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+                || !s
+                    .name
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
             {
                 return Err(invalid(
                     &key("name"),
@@ -445,17 +492,38 @@ impl BotConfig {
                 ));
             }
             if s.name.contains("__") {
-                return Err(invalid(&key("name"), format!("`{}` must not contain \"__\" (it separates server and tool)", s.name)));
+                return Err(invalid(
+                    &key("name"),
+                    format!(
+                        "`{}` must not contain \"__\" (it separates server and tool)",
+                        s.name
+                    ),
+                ));
             }
             if !seen.insert(s.name.clone()) {
-                return Err(invalid(&key("name"), format!("`{}` is used by two servers; names must be unique", s.name)));
+                return Err(invalid(
+                    &key("name"),
+                    format!("`{}` is used by two servers; names must be unique", s.name),
+                ));
             }
             match (&s.command, &s.url) {
                 (Some(_), Some(_)) => {
-                    return Err(invalid(&key("url"), format!("server `{}` has both `command` and `url`; give exactly one", s.name)));
+                    return Err(invalid(
+                        &key("url"),
+                        format!(
+                            "server `{}` has both `command` and `url`; give exactly one",
+                            s.name
+                        ),
+                    ));
                 }
                 (None, None) => {
-                    return Err(invalid(&key("command"), format!("server `{}` needs `command` (stdio) or `url` (streamable HTTP)", s.name)));
+                    return Err(invalid(
+                        &key("command"),
+                        format!(
+                            "server `{}` needs `command` (stdio) or `url` (streamable HTTP)",
+                            s.name
+                        ),
+                    ));
                 }
                 (Some(c), None) if c.trim().is_empty() => {
                     return Err(invalid(&key("command"), "must not be empty".into()));
@@ -466,22 +534,41 @@ impl BotConfig {
                 _ => {}
             }
             if s.command.is_some() && (!s.headers.is_empty() || !s.headers_env.is_empty()) {
-                return Err(invalid(&key("headers"), "headers apply only to `url` servers".into()));
+                return Err(invalid(
+                    &key("headers"),
+                    "headers apply only to `url` servers".into(),
+                ));
             }
         }
         if self.discord.command_prefix.is_empty() {
-            return Err(invalid("discord.command_prefix", "must not be empty".into()));
+            return Err(invalid(
+                "discord.command_prefix",
+                "must not be empty".into(),
+            ));
         }
-        reqwest_like_url(&self.discord.api_base)
-            .map_err(|p| invalid("discord.api_base", format!("`{}` {p}", self.discord.api_base)))?;
+        reqwest_like_url(&self.discord.api_base).map_err(|p| {
+            invalid(
+                "discord.api_base",
+                format!("`{}` {p}", self.discord.api_base),
+            )
+        })?;
         if self.discord.rate_limit.messages == 0 || self.discord.rate_limit.per_seconds == 0 {
-            return Err(invalid("discord.rate_limit", "messages and per_seconds must be at least 1".into()));
+            return Err(invalid(
+                "discord.rate_limit",
+                "messages and per_seconds must be at least 1".into(),
+            ));
         }
         if self.discord.rate_limit.max_concurrent_per_guild == 0 {
-            return Err(invalid("discord.rate_limit.max_concurrent_per_guild", "must be at least 1".into()));
+            return Err(invalid(
+                "discord.rate_limit.max_concurrent_per_guild",
+                "must be at least 1".into(),
+            ));
         }
         if !matches!(self.log.format.as_str(), "text" | "json") {
-            return Err(invalid("log.format", format!("`{}` is not `text` or `json`", self.log.format)));
+            return Err(invalid(
+                "log.format",
+                format!("`{}` is not `text` or `json`", self.log.format),
+            ));
         }
         Ok(())
     }
@@ -498,7 +585,10 @@ pub fn normalize_ollama_host(host: &str) -> String {
     if host.contains("://") {
         return host.to_string();
     }
-    let with_port = if host.rsplit_once(':').is_some_and(|(_, p)| p.parse::<u16>().is_ok()) {
+    let with_port = if host
+        .rsplit_once(':')
+        .is_some_and(|(_, p)| p.parse::<u16>().is_ok())
+    {
         host.to_string()
     } else {
         format!("{host}:11434")
@@ -526,11 +616,19 @@ struct EnvVar {
 
 impl EnvVar {
     fn new(name: &str, value: &str) -> Self {
-        let dotted = name[ENV_PREFIX.len()..].to_ascii_lowercase().replace("__", ".");
+        let dotted = name[ENV_PREFIX.len()..]
+            .to_ascii_lowercase()
+            .replace("__", ".");
         // Lenient parsing, as figment's own Env provider does: `5` is a number, `[a, b]` a list.
-        let value: figment::value::Value =
-            value.parse().unwrap_or_else(|_| figment::value::Value::from(value.to_string()));
-        Self { name: name.to_string(), dict: figment::util::nest(&dotted, value).into_dict().unwrap_or_default() }
+        let value: figment::value::Value = value
+            .parse()
+            .unwrap_or_else(|_| figment::value::Value::from(value.to_string()));
+        Self {
+            name: name.to_string(),
+            dict: figment::util::nest(&dotted, value)
+                .into_dict()
+                .unwrap_or_default(),
+        }
     }
 }
 
@@ -538,15 +636,23 @@ impl figment::Provider for EnvVar {
     fn metadata(&self) -> figment::Metadata {
         figment::Metadata::named(format!("environment variable {}", self.name))
     }
-    fn data(&self) -> Result<figment::value::Map<figment::Profile, figment::value::Dict>, figment::Error> {
+    fn data(
+        &self,
+    ) -> Result<figment::value::Map<figment::Profile, figment::value::Dict>, figment::Error> {
         Ok(figment::Profile::Default.collect(self.dict.clone()))
     }
 }
 
 fn describe_figment_error(e: &figment::Error, file: Option<&Path>) -> String {
-    let key = if e.path.is_empty() { String::new() } else { format!("key `{}`: ", e.path.join(".")) };
+    let key = if e.path.is_empty() {
+        String::new()
+    } else {
+        format!("key `{}`: ", e.path.join("."))
+    };
     let source = match &e.metadata {
-        Some(m) if m.name.contains("TOML") => file.map(|f| format!("{}: ", f.display())).unwrap_or_default(),
+        Some(m) if m.name.contains("TOML") => file
+            .map(|f| format!("{}: ", f.display()))
+            .unwrap_or_default(),
         Some(m) => format!("{}: ", m.name),
         None => String::new(),
     };
@@ -577,14 +683,18 @@ struct ServerJson {
 }
 
 pub fn servers_from_json_file(path: &Path) -> Result<Vec<McpServerConfig>, ConfigError> {
-    let err = |problem: String| ConfigError::ServersJson { path: path.to_path_buf(), problem };
+    let err = |problem: String| ConfigError::ServersJson {
+        path: path.to_path_buf(),
+        problem,
+    };
     let text = std::fs::read_to_string(path).map_err(|e| err(e.to_string()))?;
     servers_from_json(&text).map_err(err)
 }
 
 pub fn servers_from_json(text: &str) -> Result<Vec<McpServerConfig>, String> {
-    let parsed: ServersJson = serde_json::from_str(text)
-        .map_err(|e| format!("expected {{\"mcpServers\": {{\"name\": {{\"command\": ...}}}}}}: {e}"))?;
+    let parsed: ServersJson = serde_json::from_str(text).map_err(|e| {
+        format!("expected {{\"mcpServers\": {{\"name\": {{\"command\": ...}}}}}}: {e}")
+    })?;
     Ok(parsed
         .mcp_servers
         .into_iter()
@@ -637,14 +747,20 @@ mod tests {
             "#,
         );
         let env = vec![
-            ("OLLAMA_MCP__CHAT__MAX_TOOL_ROUNDS".to_string(), "5".to_string()),
+            (
+                "OLLAMA_MCP__CHAT__MAX_TOOL_ROUNDS".to_string(),
+                "5".to_string(),
+            ),
             ("OLLAMA_HOST".to_string(), "gpu-box".to_string()),
         ];
         let c = BotConfig::load_from(Some(f.path()), env).expect("loads");
         assert_eq!(c.ollama.model, "qwen3");
         assert_eq!(c.chat.max_tool_rounds, 5);
         assert_eq!(c.ollama.url, "http://gpu-box:11434");
-        assert_eq!(c.ollama.options.get("temperature"), Some(&serde_json::json!(0.2)));
+        assert_eq!(
+            c.ollama.options.get("temperature"),
+            Some(&serde_json::json!(0.2))
+        );
         assert!(!c.mcp.servers[0].tools.allows("delete_entities"));
         assert!(c.mcp.servers[0].tools.allows("read_graph"));
     }
@@ -661,30 +777,46 @@ mod tests {
     #[test]
     fn invalid_toml_names_the_line() {
         let f = write("[chat\nmax_tool_rounds = 3\n");
-        let msg = BotConfig::load_from(Some(f.path()), Vec::new()).expect_err("bad toml").to_string();
-        assert!(msg.contains("invalid TOML") && msg.contains("line 1"), "{msg}");
+        let msg = BotConfig::load_from(Some(f.path()), Vec::new())
+            .expect_err("bad toml")
+            .to_string();
+        assert!(
+            msg.contains("invalid TOML") && msg.contains("line 1"),
+            "{msg}"
+        );
     }
 
     #[test]
     fn wrong_type_names_key() {
         let f = write("[chat]\nmax_tool_rounds = \"many\"\n");
-        let msg = BotConfig::load_from(Some(f.path()), Vec::new()).expect_err("bad type").to_string();
+        let msg = BotConfig::load_from(Some(f.path()), Vec::new())
+            .expect_err("bad type")
+            .to_string();
         assert!(msg.contains("chat.max_tool_rounds"), "{msg}");
     }
 
     #[test]
     fn server_needs_exactly_one_transport() {
         let f = write("[[mcp.servers]]\nname = \"x\"\ncommand = \"a\"\nurl = \"http://h/mcp\"\n");
-        let msg = BotConfig::load_from(Some(f.path()), Vec::new()).expect_err("both").to_string();
-        assert!(msg.contains("mcp.servers[0].url") && msg.contains("exactly one"), "{msg}");
+        let msg = BotConfig::load_from(Some(f.path()), Vec::new())
+            .expect_err("both")
+            .to_string();
+        assert!(
+            msg.contains("mcp.servers[0].url") && msg.contains("exactly one"),
+            "{msg}"
+        );
         let f = write("[[mcp.servers]]\nname = \"x\"\n");
         assert!(BotConfig::load_from(Some(f.path()), Vec::new()).is_err());
     }
 
     #[test]
     fn duplicate_server_names_rejected() {
-        let f = write("[[mcp.servers]]\nname = \"a\"\ncommand = \"x\"\n[[mcp.servers]]\nname = \"a\"\ncommand = \"y\"\n");
-        let msg = BotConfig::load_from(Some(f.path()), Vec::new()).expect_err("dup").to_string();
+        let f = write(
+            "[[mcp.servers]]\nname = \"a\"\ncommand = \"x\"\n[[mcp.servers]]\nname = \"a\"\ncommand = \"y\"\n",
+        );
+        let msg = BotConfig::load_from(Some(f.path()), Vec::new())
+            .expect_err("dup")
+            .to_string();
         assert!(msg.contains("unique"), "{msg}");
     }
 
@@ -694,7 +826,9 @@ mod tests {
         let c = BotConfig::load_from(Some(f.path()), Vec::new()).expect("ids");
         assert_eq!(c.discord.access.admin_users, vec![123, 456]);
         let f = write("[discord.access]\nadmin_users = [\"abc\"]\n");
-        let msg = BotConfig::load_from(Some(f.path()), Vec::new()).expect_err("bad id").to_string();
+        let msg = BotConfig::load_from(Some(f.path()), Vec::new())
+            .expect_err("bad id")
+            .to_string();
         assert!(msg.contains("not a Discord id"), "{msg}");
     }
 
@@ -724,13 +858,19 @@ mod tests {
             ..Default::default()
         });
         let f = write(&c.to_toml());
-        assert_eq!(BotConfig::load_from(Some(f.path()), Vec::new()).expect("round trip"), c);
+        assert_eq!(
+            BotConfig::load_from(Some(f.path()), Vec::new()).expect("round trip"),
+            c
+        );
     }
 
     #[test]
     fn ollama_host_forms() {
         assert_eq!(normalize_ollama_host("0.0.0.0"), "http://127.0.0.1:11434");
         assert_eq!(normalize_ollama_host("box:1234"), "http://box:1234");
-        assert_eq!(normalize_ollama_host("https://x.example/"), "https://x.example");
+        assert_eq!(
+            normalize_ollama_host("https://x.example/"),
+            "https://x.example"
+        );
     }
 }

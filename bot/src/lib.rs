@@ -20,5 +20,7 @@ pub mod mcp;
 pub mod metrics;
 #[cfg(feature = "runtime")]
 pub mod store;
-#[cfg(feature = "runtime")]
+#[cfg(feature = "telemetry")]
 pub mod telemetry;
+#[cfg(feature = "runtime")]
+pub mod terminal;

@@ -61,11 +61,17 @@ pub struct RouteLabels {
 }
 
 fn seconds_buckets() -> impl Iterator<Item = f64> {
-    [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0].into_iter()
+    [
+        0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0,
+    ]
+    .into_iter()
 }
 
 fn fast_buckets() -> impl Iterator<Item = f64> {
-    [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0].into_iter()
+    [
+        0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0,
+    ]
+    .into_iter()
 }
 
 /// Every metric the bot exports.
@@ -95,18 +101,20 @@ pub struct Metrics {
 
 impl Metrics {
     fn new() -> Self {
-        let s = Self {
+        Self {
             messages_received: Counter::default(),
             messages: Family::default(),
             queue_depth: Gauge::default(),
             active_sessions: Gauge::default(),
             model_requests: Family::default(),
-            model_request_duration: Family::new_with_constructor(|| Histogram::new(seconds_buckets())),
+            model_request_duration: Family::new_with_constructor(|| {
+                Histogram::new(seconds_buckets())
+            }),
             time_to_first_token: Family::new_with_constructor(|| Histogram::new(seconds_buckets())),
             prompt_tokens: Family::default(),
             completion_tokens: Family::default(),
             tokens_per_second: Family::new_with_constructor(|| {
-                Histogram::new([1.0, 2.5, 5.0, 10.0, 20.0, 40.0, 80.0, 160.0, 320.0].into_iter())
+                Histogram::new([1.0, 2.5, 5.0, 10.0, 20.0, 40.0, 80.0, 160.0, 320.0])
             }),
             tool_calls: Family::default(),
             tool_call_duration: Family::new_with_constructor(|| Histogram::new(seconds_buckets())),
@@ -119,34 +127,116 @@ impl Metrics {
             store_write_duration: Histogram::new(fast_buckets()),
             build_info: Family::default(),
             registry: Registry::with_prefix("ollama_mcp_bot"),
-        };
-        s
+        }
     }
 
     fn register(mut self) -> Self {
         let r = &mut self.registry;
-        r.register("messages_received", "Messages addressed to the bot", self.messages_received.clone());
-        r.register("messages", "Messages handled, by outcome (answered, refused, rate_limited, error)", self.messages.clone());
-        r.register("queue_depth", "Messages waiting for the model", self.queue_depth.clone());
-        r.register("active_sessions", "Sessions with a turn in the last hour", self.active_sessions.clone());
-        r.register("model_requests", "Model requests by model and outcome", self.model_requests.clone());
-        r.register("model_request_duration_seconds", "Whole model request time", self.model_request_duration.clone());
-        r.register("time_to_first_token_seconds", "Time from request to the first streamed token", self.time_to_first_token.clone());
-        r.register("prompt_tokens", "Prompt tokens, as Ollama counted them", self.prompt_tokens.clone());
-        r.register("completion_tokens", "Completion tokens, as Ollama counted them", self.completion_tokens.clone());
-        r.register("tokens_per_second", "Generation speed per model request", self.tokens_per_second.clone());
-        r.register("tool_calls", "Tool calls by server, tool and outcome", self.tool_calls.clone());
-        r.register("tool_call_duration_seconds", "Tool call time by server and tool", self.tool_call_duration.clone());
-        r.register("mcp_server_up", "1 when the MCP server is connected", self.mcp_server_up.clone());
-        r.register("mcp_server_restarts", "Restarts of crashed MCP servers", self.mcp_server_restarts.clone());
-        r.register("discord_requests", "Discord REST requests by route class and status", self.discord_requests.clone());
-        r.register("discord_rate_limited", "Discord 429 answers by route class", self.discord_rate_limited.clone());
-        r.register("gateway_latency_seconds", "Discord gateway heartbeat latency", self.gateway_latency_seconds.clone());
-        r.register("gateway_reconnects", "Discord gateway reconnects", self.gateway_reconnects.clone());
-        r.register("store_write_duration_seconds", "Time to persist one turn", self.store_write_duration.clone());
-        r.register("build_info", "Version of the running bot", self.build_info.clone());
+        r.register(
+            "messages_received",
+            "Messages addressed to the bot",
+            self.messages_received.clone(),
+        );
+        r.register(
+            "messages",
+            "Messages handled, by outcome (answered, refused, rate_limited, error)",
+            self.messages.clone(),
+        );
+        r.register(
+            "queue_depth",
+            "Messages waiting for the model",
+            self.queue_depth.clone(),
+        );
+        r.register(
+            "active_sessions",
+            "Sessions with a turn in the last hour",
+            self.active_sessions.clone(),
+        );
+        r.register(
+            "model_requests",
+            "Model requests by model and outcome",
+            self.model_requests.clone(),
+        );
+        r.register(
+            "model_request_duration_seconds",
+            "Whole model request time",
+            self.model_request_duration.clone(),
+        );
+        r.register(
+            "time_to_first_token_seconds",
+            "Time from request to the first streamed token",
+            self.time_to_first_token.clone(),
+        );
+        r.register(
+            "prompt_tokens",
+            "Prompt tokens, as Ollama counted them",
+            self.prompt_tokens.clone(),
+        );
+        r.register(
+            "completion_tokens",
+            "Completion tokens, as Ollama counted them",
+            self.completion_tokens.clone(),
+        );
+        r.register(
+            "tokens_per_second",
+            "Generation speed per model request",
+            self.tokens_per_second.clone(),
+        );
+        r.register(
+            "tool_calls",
+            "Tool calls by server, tool and outcome",
+            self.tool_calls.clone(),
+        );
+        r.register(
+            "tool_call_duration_seconds",
+            "Tool call time by server and tool",
+            self.tool_call_duration.clone(),
+        );
+        r.register(
+            "mcp_server_up",
+            "1 when the MCP server is connected",
+            self.mcp_server_up.clone(),
+        );
+        r.register(
+            "mcp_server_restarts",
+            "Restarts of crashed MCP servers",
+            self.mcp_server_restarts.clone(),
+        );
+        r.register(
+            "discord_requests",
+            "Discord REST requests by route class and status",
+            self.discord_requests.clone(),
+        );
+        r.register(
+            "discord_rate_limited",
+            "Discord 429 answers by route class",
+            self.discord_rate_limited.clone(),
+        );
+        r.register(
+            "gateway_latency_seconds",
+            "Discord gateway heartbeat latency",
+            self.gateway_latency_seconds.clone(),
+        );
+        r.register(
+            "gateway_reconnects",
+            "Discord gateway reconnects",
+            self.gateway_reconnects.clone(),
+        );
+        r.register(
+            "store_write_duration_seconds",
+            "Time to persist one turn",
+            self.store_write_duration.clone(),
+        );
+        r.register(
+            "build_info",
+            "Version of the running bot",
+            self.build_info.clone(),
+        );
         self.build_info
-            .get_or_create(&vec![("version".to_string(), env!("CARGO_PKG_VERSION").to_string())])
+            .get_or_create(&vec![(
+                "version".to_string(),
+                env!("CARGO_PKG_VERSION").to_string(),
+            )])
             .set(1);
         self
     }
@@ -161,32 +251,56 @@ impl Metrics {
     }
 
     pub fn model(&self, model: &str) -> ModelLabels {
-        ModelLabels { model: model.to_string() }
+        ModelLabels {
+            model: model.to_string(),
+        }
     }
 
     pub fn record_message(&self, outcome: &str) {
-        self.messages.get_or_create(&OutcomeLabels { outcome: outcome.to_string() }).inc();
+        self.messages
+            .get_or_create(&OutcomeLabels {
+                outcome: outcome.to_string(),
+            })
+            .inc();
     }
 
     pub fn record_tool_call(&self, server: &str, tool: &str, outcome: &str, duration: Duration) {
         self.tool_calls
-            .get_or_create(&ToolLabels { server: server.into(), tool: tool.into(), outcome: outcome.into() })
+            .get_or_create(&ToolLabels {
+                server: server.into(),
+                tool: tool.into(),
+                outcome: outcome.into(),
+            })
             .inc();
         self.tool_call_duration
-            .get_or_create(&ToolTimeLabels { server: server.into(), tool: tool.into() })
+            .get_or_create(&ToolTimeLabels {
+                server: server.into(),
+                tool: tool.into(),
+            })
             .observe(duration.as_secs_f64());
     }
 
     pub fn set_server_up(&self, server: &str, up: bool) {
-        self.mcp_server_up.get_or_create(&ServerLabels { server: server.into() }).set(i64::from(up));
+        self.mcp_server_up
+            .get_or_create(&ServerLabels {
+                server: server.into(),
+            })
+            .set(i64::from(up));
     }
 
     pub fn record_discord_request(&self, route: &str, status: u16) {
         self.discord_requests
-            .get_or_create(&RestLabels { route: route.into(), status: status.to_string() })
+            .get_or_create(&RestLabels {
+                route: route.into(),
+                status: status.to_string(),
+            })
             .inc();
         if status == 429 {
-            self.discord_rate_limited.get_or_create(&RouteLabels { route: route.into() }).inc();
+            self.discord_rate_limited
+                .get_or_create(&RouteLabels {
+                    route: route.into(),
+                })
+                .inc();
         }
     }
 }
@@ -219,7 +333,10 @@ pub fn router(ready: Readiness) -> axum::Router {
             "/metrics",
             get(|| async {
                 (
-                    [(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")],
+                    [(
+                        header::CONTENT_TYPE,
+                        "application/openmetrics-text; version=1.0.0; charset=utf-8",
+                    )],
                     metrics().encode(),
                 )
             }),
@@ -257,8 +374,14 @@ mod tests {
         m.record_message("answered");
         m.record_tool_call("memory", "read_graph", "ok", Duration::from_millis(3));
         let text = m.encode();
-        assert!(text.contains("ollama_mcp_bot_messages_total{outcome=\"answered\"}"), "{text}");
-        assert!(text.contains("ollama_mcp_bot_tool_call_duration_seconds_bucket"), "{text}");
+        assert!(
+            text.contains("ollama_mcp_bot_messages_total{outcome=\"answered\"}"),
+            "{text}"
+        );
+        assert!(
+            text.contains("ollama_mcp_bot_tool_call_duration_seconds_bucket"),
+            "{text}"
+        );
         assert!(text.trim_end().ends_with("# EOF"));
     }
 }

@@ -8,7 +8,12 @@
 //!    NetworkPolicy, or the ServiceMonitor) applied and its status written; median and p90.
 //! 2. 100 BotDeployments created at once: the time until every one is reconciled.
 //! 3. The operator process's resident memory afterwards, and its peak.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stdout, reason = "a benchmark binary")]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::print_stdout,
+    reason = "a benchmark binary"
+)]
 
 #[path = "../tests/support/fake_api.rs"]
 mod fake_api;
@@ -49,14 +54,18 @@ fn proc_kib(pid: u32, field: &str) -> u64 {
 }
 
 /// Waits until every name has had its last child applied and then its status written.
-async fn reconciled(events: &mut (impl futures::Stream<Item = (String, String, String, &'static str)> + Unpin), names: &HashSet<String>) {
+async fn reconciled(
+    events: &mut (impl futures::Stream<Item = (String, String, String, &'static str)> + Unpin),
+    names: &HashSet<String>,
+) {
     let mut applied = HashSet::new();
     let mut status = HashSet::new();
     while status.len() < names.len() {
-        let (plural, _, name, type_) = tokio::time::timeout(Duration::from_secs(120), events.next())
-            .await
-            .expect("no progress for 120 s")
-            .expect("event stream ended");
+        let (plural, _, name, type_) =
+            tokio::time::timeout(Duration::from_secs(120), events.next())
+                .await
+                .expect("no progress for 120 s")
+                .expect("event stream ended");
         if !names.contains(&name) {
             continue;
         }
@@ -91,11 +100,28 @@ async fn main() {
     let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let nowhere = format!("http://{}", closed.local_addr().unwrap());
     drop(closed);
-    let metrics_port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let metrics_port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
     let metrics_addr = format!("127.0.0.1:{metrics_port}");
     let mut operator = tokio::process::Command::new(env!("CARGO_BIN_EXE_ollama-mcp-operator"))
-        .args(["run", "--metrics-addr", &metrics_addr, "--namespace", NS, "--log-format", "json"])
-        .args(["--bot-image", "ghcr.io/ollama-mcp/bot:0.1.0", "--ollama-url-override", &nowhere])
+        .args([
+            "run",
+            "--metrics-addr",
+            &metrics_addr,
+            "--namespace",
+            NS,
+            "--log-format",
+            "json",
+        ])
+        .args([
+            "--bot-image",
+            "ghcr.io/ollama-mcp/bot:0.1.0",
+            "--ollama-url-override",
+            &nowhere,
+        ])
         .env("KUBECONFIG", &kubeconfig)
         .env("RUST_LOG", "warn")
         .kill_on_drop(true)
@@ -137,22 +163,38 @@ async fn main() {
     );
 
     let batch: Vec<BotDeployment> = (ONE_BY_ONE..total).map(&mut create).collect();
-    let names: HashSet<String> = batch.iter().map(|b| b.metadata.name.clone().unwrap()).collect();
+    let names: HashSet<String> = batch
+        .iter()
+        .map(|b| b.metadata.name.clone().unwrap())
+        .collect();
     let start = Instant::now();
     for bd in &batch {
         bds.create(&PostParams::default(), bd).await.unwrap();
     }
     reconciled(&mut events, &names).await;
-    println!("{AT_ONCE} BotDeployments created at once → all reconciled: {:.2?}", start.elapsed());
+    println!(
+        "{AT_ONCE} BotDeployments created at once → all reconciled: {:.2?}",
+        start.elapsed()
+    );
     println!(
         "operator resident memory: {} MiB with one BotDeployment, {} MiB with {total} (peak {} MiB)",
         baseline / 1024,
         proc_kib(pid, "VmRSS:") / 1024,
         proc_kib(pid, "VmHWM:") / 1024
     );
-    let metrics = reqwest::get(format!("http://{metrics_addr}/metrics")).await.unwrap().text().await.unwrap();
+    let metrics = reqwest::get(format!("http://{metrics_addr}/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
     let value = |name: &str| {
-        metrics.lines().find(|l| l.starts_with(name)).and_then(|l| l.rsplit(' ').next()).unwrap_or("?").to_string()
+        metrics
+            .lines()
+            .find(|l| l.starts_with(name))
+            .and_then(|l| l.rsplit(' ').next())
+            .unwrap_or("?")
+            .to_string()
     };
     println!(
         "reconciliations: {}, their total time {} s, API requests served: {}",

@@ -7,7 +7,10 @@ use std::time::Duration;
 use futures::Stream;
 use serde::{Deserialize, Serialize};
 
+pub mod fallback;
 pub mod ollama;
+pub mod retry;
+mod wire;
 pub use ollama::OllamaClient;
 
 /// Who said a message, as Ollama's `/api/chat` names it.
@@ -37,7 +40,13 @@ pub struct ChatMessage {
 
 impl ChatMessage {
     fn new(role: Role, content: impl Into<String>) -> Self {
-        Self { role, content: content.into(), thinking: None, tool_calls: Vec::new(), tool_name: None }
+        Self {
+            role,
+            content: content.into(),
+            thinking: None,
+            tool_calls: Vec::new(),
+            tool_name: None,
+        }
     }
     pub fn system(content: impl Into<String>) -> Self {
         Self::new(Role::System, content)
@@ -49,7 +58,10 @@ impl ChatMessage {
         Self::new(Role::Assistant, content)
     }
     pub fn tool(tool_name: impl Into<String>, content: impl Into<String>) -> Self {
-        Self { tool_name: Some(tool_name.into()), ..Self::new(Role::Tool, content) }
+        Self {
+            tool_name: Some(tool_name.into()),
+            ..Self::new(Role::Tool, content)
+        }
     }
 }
 
@@ -73,7 +85,14 @@ pub struct FunctionCall {
 
 impl ToolCall {
     pub fn new(name: impl Into<String>, arguments: serde_json::Value) -> Self {
-        Self { id: None, function: FunctionCall { name: name.into(), arguments, index: None } }
+        Self {
+            id: None,
+            function: FunctionCall {
+                name: name.into(),
+                arguments,
+                index: None,
+            },
+        }
     }
 }
 
@@ -128,7 +147,10 @@ pub enum ChatEvent {
     /// Structured tool calls (Ollama sends them whole, usually in one chunk).
     ToolCalls(Vec<ToolCall>),
     /// The last event: the model finished; `done_reason` as Ollama gives it ("stop", "length", ...).
-    Done { usage: Usage, done_reason: Option<String> },
+    Done {
+        usage: Usage,
+        done_reason: Option<String>,
+    },
 }
 
 pub type ChatStream = Pin<Box<dyn Stream<Item = Result<ChatEvent, LlmError>> + Send>>;
@@ -163,11 +185,17 @@ impl ModelDetails {
 pub enum LlmError {
     #[error("model `{model}` is not available on the Ollama server; run `ollama pull {model}`")]
     ModelNotFound { model: String },
-    #[error("model `{model}` does not support tools; choose a model with tool support (e.g. llama3.2, qwen3)")]
+    #[error(
+        "model `{model}` does not support tools; choose a model with tool support (e.g. llama3.2, qwen3)"
+    )]
     ToolsUnsupported { model: String },
-    #[error("cannot reach Ollama at {url}: {reason}; is `ollama serve` running and OLLAMA_HOST / ollama.url right?")]
+    #[error(
+        "cannot reach Ollama at {url}: {reason}; is `ollama serve` running and OLLAMA_HOST / ollama.url right?"
+    )]
     Connect { url: String, reason: String },
-    #[error("Ollama did not answer within {after:?}; try again, or raise ollama.request_timeout_secs")]
+    #[error(
+        "Ollama did not answer within {after:?}; try again, or raise ollama.request_timeout_secs"
+    )]
     Timeout { after: Duration },
     #[error("Ollama answered {status}: {message}")]
     Server { status: u16, message: String },

@@ -1,2 +1,567 @@
-//! (being written) The Ollama client.
-pub struct OllamaClient;
+//! The Ollama client: `/api/chat` streamed as NDJSON, `/api/tags`, `/api/show`, with retries
+//! before the first byte and metrics recorded as the stream is consumed.
+
+use std::collections::VecDeque;
+use std::pin::Pin;
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures::{Stream, StreamExt};
+use reqwest::StatusCode;
+use tokio::time::Instant;
+
+use super::retry::{Backoff, retry_after};
+use super::wire::{ChatBody, LineDecoder, ShowResponse, TagsResponse, error_message};
+use super::{
+    ChatEvent, ChatModel, ChatRequest, ChatStream, LlmError, ModelDetails, ModelSummary, Usage,
+};
+use crate::config::OllamaConfig;
+use crate::metrics::{ModelOutcomeLabels, metrics};
+
+/// Ceiling of the time to open a TCP connection, separate from the whole-request timeout: a
+/// host that drops packets should fail fast and be retried, not eat the whole budget.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Talks to one Ollama server. Cheap to clone (the HTTP connection pool is shared).
+#[derive(Clone)]
+pub struct OllamaClient {
+    http: reqwest::Client,
+    /// Base URL without a trailing slash; may carry a path prefix (Ollama behind a proxy).
+    base: String,
+    /// The base URL with any user:password removed, for messages and logs.
+    display_url: String,
+    request_timeout: Duration,
+    connect_timeout: Duration,
+    max_retries: u32,
+    backoff: Backoff,
+}
+
+impl std::fmt::Debug for OllamaClient {
+    // By hand: the base URL may carry credentials, which must not reach logs.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OllamaClient")
+            .field("url", &self.display_url)
+            .field("request_timeout", &self.request_timeout)
+            .field("max_retries", &self.max_retries)
+            .finish_non_exhaustive()
+    }
+}
+
+/// `url` with any `user:password@` removed, for messages about a URL that may not even parse.
+fn redact_userinfo(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_string();
+    };
+    let authority_end = rest.find('/').unwrap_or(rest.len());
+    match rest[..authority_end].rfind('@') {
+        Some(at) => format!("{scheme}://{}", &rest[at + 1..]),
+        None => url.to_string(),
+    }
+}
+
+impl OllamaClient {
+    /// A client for the server at `config.url`, with `config.request_timeout_secs` for each whole
+    /// request (streaming included) and `config.max_retries` extra attempts.
+    pub fn new(config: &OllamaConfig) -> Result<Self, LlmError> {
+        // reqwest is built without a default crypto provider; without one installed, building a
+        // client panics. Installing twice is harmless (the second attempt is refused).
+        let _ = rustls::crypto::ring::default_provider().install_default();
+
+        let invalid = |reason: String| LlmError::Connect {
+            url: redact_userinfo(&config.url),
+            reason,
+        };
+        let parsed = url::Url::parse(config.url.trim()).map_err(|e| {
+            invalid(format!(
+                "ollama.url is not a valid URL ({e}); use e.g. http://127.0.0.1:11434"
+            ))
+        })?;
+        if !matches!(parsed.scheme(), "http" | "https") || parsed.host_str().is_none() {
+            return Err(invalid(
+                "ollama.url must be an http:// or https:// URL with a host".into(),
+            ));
+        }
+        let mut shown = parsed.clone();
+        let _ = shown.set_password(None);
+        let _ = shown.set_username("");
+        let display_url = shown.as_str().trim_end_matches('/').to_string();
+
+        let request_timeout = Duration::from_secs(config.request_timeout_secs.max(1));
+        let connect_timeout = CONNECT_TIMEOUT.min(request_timeout);
+        let http = reqwest::Client::builder()
+            .connect_timeout(connect_timeout)
+            .user_agent(concat!("ollama-mcp-bot/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(|e| invalid(format!("cannot build the HTTP client: {}", describe(&e))))?;
+        Ok(Self {
+            http,
+            base: parsed.as_str().trim_end_matches('/').to_string(),
+            display_url,
+            request_timeout,
+            connect_timeout,
+            max_retries: config.max_retries,
+            backoff: Backoff::default(),
+        })
+    }
+
+    /// Replaces the retry delays (tests and benchmarks use short ones).
+    pub fn with_backoff(mut self, backoff: Backoff) -> Self {
+        self.backoff = backoff;
+        self
+    }
+
+    /// The server's URL as shown to users (credentials removed).
+    pub fn url(&self) -> &str {
+        &self.display_url
+    }
+
+    fn endpoint(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    /// Sends the request built by `build` until it gets a 2xx answer, retrying connect errors,
+    /// 429 and 5xx with backoff. Nothing of the body has been read when this returns, so a
+    /// retry can never repeat content the caller has already seen.
+    async fn send_with_retry(
+        &self,
+        build: impl Fn() -> reqwest::RequestBuilder,
+        model: Option<&str>,
+        deadline: Instant,
+    ) -> Result<reqwest::Response, LlmError> {
+        let mut attempt: u32 = 0;
+        loop {
+            let (error, reason, server_delay) =
+                match tokio::time::timeout_at(deadline, build().send()).await {
+                    Err(_) => {
+                        return Err(LlmError::Timeout {
+                            after: self.request_timeout,
+                        });
+                    }
+                    Ok(Ok(response)) if response.status().is_success() => return Ok(response),
+                    Ok(Ok(response)) => {
+                        let status = response.status();
+                        let server_delay = retry_after(response.headers());
+                        let body = match tokio::time::timeout_at(deadline, response.bytes()).await {
+                            Ok(Ok(body)) => body,
+                            Ok(Err(_)) => Bytes::new(),
+                            Err(_) => {
+                                return Err(LlmError::Timeout {
+                                    after: self.request_timeout,
+                                });
+                            }
+                        };
+                        let error = status_error(status, &error_message(&body), model);
+                        if !is_retryable_status(status) {
+                            return Err(error);
+                        }
+                        (error, format!("HTTP {}", status.as_u16()), server_delay)
+                    }
+                    Ok(Err(e)) => {
+                        let reason = describe(&e);
+                        let error = if e.is_connect() && e.is_timeout() {
+                            LlmError::Timeout {
+                                after: self.connect_timeout,
+                            }
+                        } else if e.is_timeout() {
+                            return Err(LlmError::Timeout {
+                                after: self.request_timeout,
+                            });
+                        } else {
+                            LlmError::Connect {
+                                url: self.display_url.clone(),
+                                reason: reason.clone(),
+                            }
+                        };
+                        // Any failure before an answer arrived (refused, reset, closed) is safe to
+                        // retry: the server has produced nothing the caller could have seen.
+                        (error, reason, None)
+                    }
+                };
+            if attempt >= self.max_retries {
+                return Err(error);
+            }
+            let delay = self
+                .backoff
+                .delay(attempt)
+                .max(server_delay.unwrap_or_default().min(self.backoff.max));
+            if Instant::now() + delay >= deadline {
+                return Err(error);
+            }
+            attempt += 1;
+            tracing::warn!(
+                attempt,
+                max_retries = self.max_retries,
+                delay_ms = u64::try_from(delay.as_millis()).unwrap_or(u64::MAX),
+                reason = %reason,
+                url = %self.display_url,
+                "Ollama request failed before the answer started; retrying"
+            );
+            tokio::time::sleep(delay).await;
+        }
+    }
+
+    fn deadline(&self) -> Instant {
+        Instant::now() + self.request_timeout
+    }
+}
+
+fn is_retryable_status(status: StatusCode) -> bool {
+    status == StatusCode::TOO_MANY_REQUESTS || status.is_server_error()
+}
+
+/// The typed error for a non-2xx answer. Any 404 on a model endpoint means the model is missing
+/// (Ollama's wording has changed between versions, so the text is not relied upon).
+fn status_error(status: StatusCode, message: &str, model: Option<&str>) -> LlmError {
+    match model {
+        Some(model) if status == StatusCode::NOT_FOUND => LlmError::ModelNotFound {
+            model: model.to_string(),
+        },
+        Some(model)
+            if status == StatusCode::BAD_REQUEST
+                && message
+                    .to_ascii_lowercase()
+                    .contains("does not support tools") =>
+        {
+            LlmError::ToolsUnsupported {
+                model: model.to_string(),
+            }
+        }
+        _ => LlmError::Server {
+            status: status.as_u16(),
+            message: message.to_string(),
+        },
+    }
+}
+
+/// The innermost cause of a reqwest error ("Connection refused (os error 111)"), never the URL.
+fn describe(e: &reqwest::Error) -> String {
+    let mut last: &dyn std::error::Error = e;
+    while let Some(source) = last.source() {
+        last = source;
+    }
+    let text = last.to_string();
+    if text.is_empty() {
+        "request failed".into()
+    } else {
+        text
+    }
+}
+
+#[async_trait::async_trait]
+impl ChatModel for OllamaClient {
+    #[tracing::instrument(
+        name = "ollama.chat",
+        skip_all,
+        fields(model = %request.model, messages = request.messages.len(), tools = request.tools.len())
+    )]
+    async fn chat(&self, request: ChatRequest) -> Result<ChatStream, LlmError> {
+        let mut recorder = Recorder::new(&request.model, tracing::Span::current());
+        let deadline = self.deadline();
+        let body = match serde_json::to_vec(&ChatBody::new(&request)) {
+            Ok(body) => Bytes::from(body),
+            Err(e) => {
+                let error = LlmError::Protocol {
+                    detail: format!("cannot encode the request: {e}"),
+                };
+                recorder.failure(&error);
+                return Err(error);
+            }
+        };
+        let url = self.endpoint("/api/chat");
+        let build = || {
+            self.http
+                .post(&url)
+                .header(reqwest::header::CONTENT_TYPE, "application/json")
+                .body(body.clone())
+        };
+        let response = match self
+            .send_with_retry(build, Some(&request.model), deadline)
+            .await
+        {
+            Ok(response) => response,
+            Err(error) => {
+                recorder.failure(&error);
+                return Err(error);
+            }
+        };
+        let state = StreamState {
+            body: Box::pin(response.bytes_stream()),
+            decoder: LineDecoder::default(),
+            pending: VecDeque::new(),
+            error: None,
+            finished: false,
+            deadline,
+            timeout: self.request_timeout,
+            recorder,
+        };
+        Ok(Box::pin(futures::stream::unfold(state, StreamState::next)))
+    }
+
+    #[tracing::instrument(name = "ollama.list_models", skip_all)]
+    async fn list_models(&self) -> Result<Vec<ModelSummary>, LlmError> {
+        let url = self.endpoint("/api/tags");
+        let response = self
+            .send_with_retry(|| self.http.get(&url), None, self.deadline())
+            .await?;
+        let tags: TagsResponse = self.read_json(response).await?;
+        Ok(tags.models.into_iter().map(ModelSummary::from).collect())
+    }
+
+    #[tracing::instrument(name = "ollama.show", skip_all, fields(model = %model))]
+    async fn show(&self, model: &str) -> Result<ModelDetails, LlmError> {
+        let url = self.endpoint("/api/show");
+        let body = serde_json::json!({ "model": model });
+        let response = self
+            .send_with_retry(
+                || self.http.post(&url).json(&body),
+                Some(model),
+                self.deadline(),
+            )
+            .await?;
+        let show: ShowResponse = self.read_json(response).await?;
+        Ok(show.into_details(model))
+    }
+}
+
+impl OllamaClient {
+    async fn read_json<T: serde::de::DeserializeOwned>(
+        &self,
+        response: reqwest::Response,
+    ) -> Result<T, LlmError> {
+        let body = tokio::time::timeout(self.request_timeout, response.bytes())
+            .await
+            .map_err(|_| LlmError::Timeout {
+                after: self.request_timeout,
+            })?
+            .map_err(|e| LlmError::Protocol {
+                detail: format!("reading the answer failed: {}", describe(&e)),
+            })?;
+        serde_json::from_slice(&body).map_err(|e| LlmError::Protocol {
+            detail: format!("unexpected answer ({e}): {}", super::wire::excerpt(&body)),
+        })
+    }
+}
+
+type BodyStream = Pin<Box<dyn Stream<Item = reqwest::Result<Bytes>> + Send>>;
+
+/// What the streamed reply needs between two events.
+struct StreamState {
+    body: BodyStream,
+    decoder: LineDecoder,
+    /// Decoded events not yet handed out (one network piece may hold many).
+    pending: VecDeque<ChatEvent>,
+    /// An error found while decoding; handed out after the events decoded before it.
+    error: Option<LlmError>,
+    finished: bool,
+    deadline: Instant,
+    timeout: Duration,
+    recorder: Recorder,
+}
+
+impl StreamState {
+    async fn next(mut self) -> Option<(Result<ChatEvent, LlmError>, Self)> {
+        loop {
+            if let Some(event) = self.pending.pop_front() {
+                self.recorder.event(&event);
+                if matches!(event, ChatEvent::Done { .. }) {
+                    // Anything after `done` is ignored: the reply is complete.
+                    self.finished = true;
+                }
+                return Some((Ok(event), self));
+            }
+            if self.finished {
+                return None;
+            }
+            if let Some(error) = self.error.take() {
+                self.finished = true;
+                self.recorder.failure(&error);
+                return Some((Err(error), self));
+            }
+            match tokio::time::timeout_at(self.deadline, self.body.next()).await {
+                Err(_) => {
+                    self.error = Some(LlmError::Timeout {
+                        after: self.timeout,
+                    })
+                }
+                Ok(Some(Ok(piece))) => {
+                    if let Err(e) = self.decoder.feed(&piece, &mut self.pending) {
+                        self.error = Some(e);
+                    }
+                }
+                Ok(Some(Err(e))) if e.is_timeout() => {
+                    self.error = Some(LlmError::Timeout {
+                        after: self.timeout,
+                    })
+                }
+                Ok(Some(Err(e))) => {
+                    self.error = Some(LlmError::Protocol {
+                        detail: format!(
+                            "stream ended early: the connection broke ({})",
+                            describe(&e)
+                        ),
+                    });
+                }
+                Ok(None) => {
+                    if let Err(e) = self.decoder.finish(&mut self.pending) {
+                        self.error = Some(e);
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Records one chat request's metrics as its stream is consumed: time to first token on the
+/// first content, thinking or tool-call event; tokens and speed on `Done`; the outcome once.
+struct Recorder {
+    model: String,
+    started: Instant,
+    first_token_seen: bool,
+    outcome_recorded: bool,
+    span: tracing::Span,
+}
+
+impl Recorder {
+    fn new(model: &str, span: tracing::Span) -> Self {
+        Self {
+            model: model.to_string(),
+            started: Instant::now(),
+            first_token_seen: false,
+            outcome_recorded: false,
+            span,
+        }
+    }
+
+    fn event(&mut self, event: &ChatEvent) {
+        match event {
+            ChatEvent::Content(_) | ChatEvent::Thinking(_) | ChatEvent::ToolCalls(_)
+                if !self.first_token_seen =>
+            {
+                self.first_token_seen = true;
+                metrics()
+                    .time_to_first_token
+                    .get_or_create(&metrics().model(&self.model))
+                    .observe(self.started.elapsed().as_secs_f64());
+            }
+            ChatEvent::Done { usage, done_reason } => self.success(usage, done_reason.as_deref()),
+            _ => {}
+        }
+    }
+
+    fn success(&mut self, usage: &Usage, done_reason: Option<&str>) {
+        let m = metrics();
+        let labels = m.model(&self.model);
+        m.prompt_tokens
+            .get_or_create(&labels)
+            .inc_by(u64::from(usage.prompt_tokens));
+        m.completion_tokens
+            .get_or_create(&labels)
+            .inc_by(u64::from(usage.completion_tokens));
+        if let Some(speed) = usage.tokens_per_second() {
+            m.tokens_per_second.get_or_create(&labels).observe(speed);
+        }
+        tracing::debug!(
+            parent: &self.span,
+            prompt_tokens = usage.prompt_tokens,
+            completion_tokens = usage.completion_tokens,
+            done_reason = done_reason.unwrap_or(""),
+            elapsed_ms = u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX),
+            "model reply complete"
+        );
+        self.finish("ok");
+    }
+
+    fn failure(&mut self, error: &LlmError) {
+        tracing::warn!(parent: &self.span, kind = error.kind(), error = %error, "model request failed");
+        self.finish(error.kind());
+    }
+
+    fn finish(&mut self, outcome: &str) {
+        if self.outcome_recorded {
+            return;
+        }
+        self.outcome_recorded = true;
+        let m = metrics();
+        m.model_requests
+            .get_or_create(&ModelOutcomeLabels {
+                model: self.model.clone(),
+                outcome: outcome.to_string(),
+            })
+            .inc();
+        m.model_request_duration
+            .get_or_create(&m.model(&self.model))
+            .observe(self.started.elapsed().as_secs_f64());
+    }
+}
+
+impl Drop for Recorder {
+    fn drop(&mut self) {
+        // The caller dropped the stream before `done` (e.g. the user cancelled the turn).
+        self.finish("cancelled");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, reason = "test code")]
+
+    use super::*;
+
+    #[test]
+    fn status_mapping() {
+        let e = status_error(StatusCode::NOT_FOUND, "whatever wording", Some("llama3.2"));
+        assert!(matches!(e, LlmError::ModelNotFound { ref model } if model == "llama3.2"));
+        assert!(e.to_string().contains("ollama pull llama3.2"));
+        let e = status_error(
+            StatusCode::BAD_REQUEST,
+            "registry.ollama.ai/library/gemma:latest Does Not Support Tools",
+            Some("gemma"),
+        );
+        assert!(matches!(e, LlmError::ToolsUnsupported { .. }));
+        let e = status_error(
+            StatusCode::BAD_REQUEST,
+            "\"gemma\" does not support thinking",
+            Some("gemma"),
+        );
+        assert!(
+            matches!(e, LlmError::Server { status: 400, ref message } if message.contains("thinking"))
+        );
+        let e = status_error(StatusCode::NOT_FOUND, "404 page not found", None);
+        assert!(matches!(e, LlmError::Server { status: 404, .. }));
+    }
+
+    #[test]
+    fn retryable_statuses() {
+        assert!(is_retryable_status(StatusCode::TOO_MANY_REQUESTS));
+        assert!(is_retryable_status(StatusCode::INTERNAL_SERVER_ERROR));
+        assert!(is_retryable_status(StatusCode::SERVICE_UNAVAILABLE));
+        assert!(!is_retryable_status(StatusCode::BAD_REQUEST));
+        assert!(!is_retryable_status(StatusCode::NOT_FOUND));
+    }
+
+    #[test]
+    fn url_validation_and_redaction() {
+        let config = |url: &str| OllamaConfig {
+            url: url.into(),
+            ..OllamaConfig::default()
+        };
+        let c = OllamaClient::new(&config("http://user:s3cret@127.0.0.1:11434/")).unwrap();
+        assert_eq!(c.url(), "http://127.0.0.1:11434");
+        assert!(!format!("{c:?}").contains("s3cret"));
+        assert_eq!(redact_userinfo("http://u:p@h:1/x"), "http://h:1/x");
+        assert_eq!(redact_userinfo("http://h:1/a@b"), "http://h:1/a@b");
+        assert_eq!(
+            c.endpoint("/api/chat"),
+            "http://user:s3cret@127.0.0.1:11434/api/chat"
+        );
+        let c = OllamaClient::new(&config("https://gpu.example/ollama/")).unwrap();
+        assert_eq!(
+            c.endpoint("/api/tags"),
+            "https://gpu.example/ollama/api/tags"
+        );
+        for bad in ["127.0.0.1:11434", "ftp://x", "not a url"] {
+            let e = OllamaClient::new(&config(bad)).unwrap_err();
+            assert!(matches!(e, LlmError::Connect { .. }), "{bad}: {e}");
+        }
+    }
+}

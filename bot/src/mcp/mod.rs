@@ -5,8 +5,12 @@ use std::time::Duration;
 
 use crate::llm::ToolSpec;
 
+mod adapter;
+pub(crate) mod connection;
 mod hub;
-pub use hub::McpHub;
+mod validate;
+pub(crate) use hub::backoff as restart_backoff;
+pub use hub::{HubOptions, McpHub};
 
 /// Separates server and tool in the names the model sees: `memory__create_entities`.
 pub const NAMESPACE_SEPARATOR: &str = "__";
@@ -18,7 +22,8 @@ pub fn namespaced(server: &str, tool: &str) -> String {
 
 /// Splits a model-facing name into (server, tool); `None` if it has no separator.
 pub fn split_namespaced(name: &str) -> Option<(&str, &str)> {
-    name.split_once(NAMESPACE_SEPARATOR).filter(|(s, t)| !s.is_empty() && !t.is_empty())
+    name.split_once(NAMESPACE_SEPARATOR)
+        .filter(|(s, t)| !s.is_empty() && !t.is_empty())
 }
 
 /// How one tool call ended.
@@ -79,9 +84,14 @@ pub enum ServerState {
     Starting,
     Ready,
     /// Crashed; being restarted with backoff.
-    Restarting { attempt: u32, reason: String },
+    Restarting {
+        attempt: u32,
+        reason: String,
+    },
     /// Could not start (not installed, timed out, refused); the message says what to do.
-    Failed { reason: String },
+    Failed {
+        reason: String,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

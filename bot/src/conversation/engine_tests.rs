@@ -1,0 +1,429 @@
+//! The loop against a scripted model and an in-memory tool host (the real Ollama and MCP
+//! servers are exercised end to end in `tests/`).
+
+use std::collections::VecDeque;
+use std::sync::Mutex;
+
+use serde_json::json;
+
+use super::*;
+use crate::llm::{ChatStream, ModelDetails, ModelSummary, Role};
+
+/// Replies from a script, recording every request.
+struct ScriptedModel {
+    replies: Mutex<VecDeque<Vec<ChatEvent>>>,
+    requests: Mutex<Vec<ChatRequest>>,
+}
+
+impl ScriptedModel {
+    fn new(replies: Vec<Vec<ChatEvent>>) -> Arc<Self> {
+        Arc::new(Self {
+            replies: Mutex::new(replies.into()),
+            requests: Mutex::new(Vec::new()),
+        })
+    }
+    fn requests(&self) -> Vec<ChatRequest> {
+        self.requests.lock().expect("lock").clone()
+    }
+}
+
+fn text(t: &str) -> Vec<ChatEvent> {
+    vec![ChatEvent::Content(t.into()), done()]
+}
+
+fn done() -> ChatEvent {
+    ChatEvent::Done {
+        usage: Usage {
+            prompt_tokens: 100,
+            completion_tokens: 10,
+            ..Usage::default()
+        },
+        done_reason: None,
+    }
+}
+
+fn calls(names: &[(&str, Value)]) -> Vec<ChatEvent> {
+    vec![
+        ChatEvent::ToolCalls(
+            names
+                .iter()
+                .map(|(n, a)| ToolCall::new(*n, a.clone()))
+                .collect(),
+        ),
+        done(),
+    ]
+}
+
+#[async_trait::async_trait]
+impl ChatModel for ScriptedModel {
+    async fn chat(&self, request: ChatRequest) -> Result<ChatStream, LlmError> {
+        self.requests.lock().expect("lock").push(request);
+        let events = self
+            .replies
+            .lock()
+            .expect("lock")
+            .pop_front()
+            .unwrap_or_else(|| text("(script ended)"));
+        Ok(Box::pin(futures::stream::iter(events.into_iter().map(Ok))))
+    }
+    async fn list_models(&self) -> Result<Vec<ModelSummary>, LlmError> {
+        Ok(["llama3.2:latest", "qwen3:latest"]
+            .iter()
+            .map(|n| ModelSummary {
+                name: (*n).into(),
+                size: 0,
+                parameter_size: None,
+            })
+            .collect())
+    }
+    async fn show(&self, model: &str) -> Result<ModelDetails, LlmError> {
+        Ok(ModelDetails {
+            name: model.into(),
+            capabilities: vec!["tools".into()],
+            context_length: None,
+        })
+    }
+}
+
+/// Two tools: `kv__put` stores, `kv__get` reads; `kv__slow` sleeps; `kv__guarded` needs approval.
+#[derive(Default)]
+struct KvTools {
+    data: Mutex<HashMap<String, String>>,
+    calls: Mutex<Vec<String>>,
+    in_flight: std::sync::atomic::AtomicUsize,
+    max_in_flight: std::sync::atomic::AtomicUsize,
+}
+
+#[async_trait::async_trait]
+impl ToolHost for KvTools {
+    fn tools(&self) -> Vec<ToolSpec> {
+        ["put", "get", "slow", "guarded"]
+            .iter()
+            .map(|t| ToolSpec {
+                name: format!("kv__{t}"),
+                description: format!("{t} a value"),
+                parameters: json!({"type": "object", "properties": {"key": {"type": "string"}}}),
+            })
+            .collect()
+    }
+    fn needs_approval(&self, name: &str) -> bool {
+        name == "kv__guarded"
+    }
+    async fn call(&self, name: &str, arguments: Value) -> ToolOutcome {
+        self.calls.lock().expect("lock").push(name.to_string());
+        let key = arguments
+            .get("key")
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_string();
+        let content = match name {
+            "kv__put" => {
+                self.data
+                    .lock()
+                    .expect("lock")
+                    .insert(key.clone(), "stored".into());
+                format!("put {key}")
+            }
+            "kv__slow" => {
+                use std::sync::atomic::Ordering::SeqCst;
+                let now = self.in_flight.fetch_add(1, SeqCst) + 1;
+                self.max_in_flight.fetch_max(now, SeqCst);
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                self.in_flight.fetch_sub(1, SeqCst);
+                format!("slow {key}")
+            }
+            _ => self
+                .data
+                .lock()
+                .expect("lock")
+                .get(&key)
+                .cloned()
+                .unwrap_or_else(|| "missing".into()),
+        };
+        ToolOutcome {
+            server: "kv".into(),
+            tool: name.into(),
+            content,
+            kind: OutcomeKind::Ok,
+            duration: Duration::ZERO,
+        }
+    }
+}
+
+#[derive(Default)]
+struct Recorder {
+    text: Mutex<String>,
+    tools: Mutex<Vec<String>>,
+    approve: bool,
+}
+
+#[async_trait::async_trait]
+impl TurnObserver for Recorder {
+    async fn on_text(&self, delta: &str) {
+        self.text.lock().expect("lock").push_str(delta);
+    }
+    async fn on_tool_call(&self, name: &str, _arguments: &Value) {
+        self.tools.lock().expect("lock").push(name.to_string());
+    }
+    async fn approve_tool(&self, _name: &str, _arguments: &Value) -> bool {
+        self.approve
+    }
+}
+
+fn engine(model: Arc<ScriptedModel>, tools: Arc<KvTools>, config: BotConfig) -> Engine {
+    Engine::new(
+        model,
+        tools,
+        Store::open(":memory:").expect("store"),
+        &config,
+    )
+}
+
+#[tokio::test]
+async fn tool_round_then_answer_is_persisted() {
+    let model = ScriptedModel::new(vec![
+        calls(&[("kv__put", json!({"key": "a"}))]),
+        text("Stored a."),
+    ]);
+    let tools = Arc::new(KvTools::default());
+    let e = engine(model.clone(), tools.clone(), BotConfig::default());
+    let obs = Recorder::default();
+    let r = e
+        .turn(TurnRequest::new("s", "store a"), &obs)
+        .await
+        .expect("turn");
+    assert_eq!(r.reply, "Stored a.");
+    assert_eq!((r.rounds, r.tool_calls), (2, 1));
+    assert_eq!(r.usage.prompt_tokens, 200, "usage summed over rounds");
+    assert_eq!(*obs.text.lock().expect("lock"), "Stored a.");
+    // The second request carries the tool result as a `tool` message named like the call.
+    let second = &model.requests()[1];
+    let tool_msg = second.messages.last().expect("messages");
+    assert_eq!(
+        (tool_msg.role, tool_msg.content.as_str()),
+        (Role::Tool, "put a")
+    );
+    assert_eq!(tool_msg.tool_name.as_deref(), Some("kv__put"));
+    assert_eq!(second.think, Some(false), "think: false unless configured");
+    // user, assistant(tool_calls), tool, assistant
+    assert_eq!(e.store().history("s").await.expect("history").len(), 4);
+    // The next turn sends that history.
+    e.turn(TurnRequest::new("s", "and now?"), &Silent)
+        .await
+        .expect("turn 2");
+    assert_eq!(model.requests()[2].messages.len(), 1 + 4 + 1);
+}
+
+#[tokio::test]
+async fn several_calls_in_one_round_run_concurrently() {
+    let model = ScriptedModel::new(vec![
+        calls(&[
+            ("kv__slow", json!({"key": "1"})),
+            ("kv__slow", json!({"key": "2"})),
+            ("kv__slow", json!({"key": "3"})),
+        ]),
+        text("ok"),
+    ]);
+    let tools = Arc::new(KvTools::default());
+    let e = engine(model.clone(), tools.clone(), BotConfig::default());
+    e.turn(TurnRequest::new("s", "go"), &Silent)
+        .await
+        .expect("turn");
+    assert_eq!(
+        tools
+            .max_in_flight
+            .load(std::sync::atomic::Ordering::SeqCst),
+        3,
+        "all three calls were in flight at once"
+    );
+    let results: Vec<_> = model.requests()[1]
+        .messages
+        .iter()
+        .filter(|m| m.role == Role::Tool)
+        .map(|m| m.content.clone())
+        .collect();
+    assert_eq!(
+        results,
+        ["slow 1", "slow 2", "slow 3"],
+        "results in the order of the calls"
+    );
+}
+
+#[tokio::test]
+async fn round_limit_stops_and_says_so() {
+    let mut config = BotConfig::default();
+    config.chat.max_tool_rounds = 2;
+    let model = ScriptedModel::new(
+        (0..5)
+            .map(|_| calls(&[("kv__get", json!({"key": "x"}))]))
+            .collect(),
+    );
+    let e = engine(model.clone(), Arc::new(KvTools::default()), config);
+    let r = e
+        .turn(TurnRequest::new("s", "loop"), &Silent)
+        .await
+        .expect("turn");
+    assert!(r.hit_round_limit);
+    assert!(r.reply.contains("stopped after 2 rounds"), "{}", r.reply);
+    assert_eq!(model.requests().len(), 2);
+    let history = e.store().history("s").await.expect("history");
+    assert_eq!(
+        history.last().map(|m| m.message.role),
+        Some(Role::Assistant)
+    );
+}
+
+#[tokio::test]
+async fn json_written_as_text_is_run_as_a_call_and_not_shown() {
+    let model = ScriptedModel::new(vec![
+        vec![
+            ChatEvent::Content("{\"name\": \"kv__get\", ".into()),
+            ChatEvent::Content("\"arguments\": {\"key\": \"k\"}}".into()),
+            done(),
+        ],
+        text("The value is missing."),
+    ]);
+    let tools = Arc::new(KvTools::default());
+    let e = engine(model, tools.clone(), BotConfig::default());
+    let obs = Recorder::default();
+    e.turn(TurnRequest::new("s", "get k"), &obs)
+        .await
+        .expect("turn");
+    assert_eq!(*tools.calls.lock().expect("lock"), ["kv__get"]);
+    assert_eq!(
+        *obs.text.lock().expect("lock"),
+        "The value is missing.",
+        "the JSON never reached the user"
+    );
+}
+
+#[tokio::test]
+async fn held_text_that_is_not_a_call_is_shown() {
+    let model = ScriptedModel::new(vec![vec![
+        ChatEvent::Content("{not json".into()),
+        ChatEvent::Content(" at all".into()),
+        done(),
+    ]]);
+    let e = engine(model, Arc::new(KvTools::default()), BotConfig::default());
+    let obs = Recorder::default();
+    let r = e
+        .turn(TurnRequest::new("s", "x"), &obs)
+        .await
+        .expect("turn");
+    assert_eq!(r.reply, "{not json at all");
+    assert_eq!(*obs.text.lock().expect("lock"), "{not json at all");
+}
+
+#[tokio::test]
+async fn refused_approval_and_filtered_tools_are_not_run() {
+    let model = ScriptedModel::new(vec![
+        calls(&[("kv__guarded", json!({})), ("kv__put", json!({"key": "z"}))]),
+        text("done"),
+    ]);
+    let tools = Arc::new(KvTools::default());
+    let e = engine(model.clone(), tools.clone(), BotConfig::default());
+    let mut request = TurnRequest::new("s", "try");
+    request.tool_filter = Some(Arc::new(|name: &str| name != "kv__put"));
+    e.turn(
+        request,
+        &Recorder {
+            approve: false,
+            ..Recorder::default()
+        },
+    )
+    .await
+    .expect("turn");
+    assert!(tools.calls.lock().expect("lock").is_empty(), "nothing ran");
+    let req = &model.requests()[1];
+    let results: Vec<_> = req
+        .messages
+        .iter()
+        .filter(|m| m.role == Role::Tool)
+        .map(|m| m.content.clone())
+        .collect();
+    assert!(results[0].contains("did not approve"), "{results:?}");
+    assert!(results[1].contains("not available to you"), "{results:?}");
+    assert!(
+        !model.requests()[0]
+            .tools
+            .iter()
+            .any(|t| t.name == "kv__put"),
+        "filtered tools are not offered"
+    );
+}
+
+#[tokio::test]
+async fn failed_turn_stores_nothing_and_session_stays_usable() {
+    struct Down;
+    #[async_trait::async_trait]
+    impl ChatModel for Down {
+        async fn chat(&self, _r: ChatRequest) -> Result<ChatStream, LlmError> {
+            Err(LlmError::Connect {
+                url: "http://127.0.0.1:1".into(),
+                reason: "refused".into(),
+            })
+        }
+        async fn list_models(&self) -> Result<Vec<ModelSummary>, LlmError> {
+            Ok(vec![])
+        }
+        async fn show(&self, _m: &str) -> Result<ModelDetails, LlmError> {
+            Ok(ModelDetails::default())
+        }
+    }
+    let store = Store::open(":memory:").expect("store");
+    let e = Engine::new(
+        Arc::new(Down),
+        Arc::new(KvTools::default()),
+        store.clone(),
+        &BotConfig::default(),
+    );
+    let err = e
+        .turn(TurnRequest::new("s", "hi"), &Silent)
+        .await
+        .expect_err("down");
+    assert!(err.to_string().contains("cannot reach Ollama"), "{err}");
+    assert!(store.history("s").await.expect("history").is_empty());
+    assert!(matches!(
+        e.turn(TurnRequest::new("s", "  "), &Silent).await,
+        Err(TurnError::EmptyMessage)
+    ));
+}
+
+#[tokio::test]
+async fn session_model_choice_is_checked_and_persisted() {
+    let mut config = BotConfig::default();
+    config.ollama.models = vec!["llama3.2".into(), "qwen3".into(), "mistral".into()];
+    let model = ScriptedModel::new(vec![text("a")]);
+    let e = engine(model.clone(), Arc::new(KvTools::default()), config);
+    assert!(matches!(
+        e.set_session_model("s", "gpt-4").await,
+        Err(TurnError::ModelNotAllowed { .. })
+    ));
+    let missing = e
+        .set_session_model("s", "mistral")
+        .await
+        .expect_err("not on server");
+    assert!(
+        missing.to_string().contains("ollama pull mistral"),
+        "{missing}"
+    );
+    e.set_session_model("s", "qwen3").await.expect("switch");
+    assert_eq!(
+        e.available_models().await.expect("models"),
+        ["llama3.2", "qwen3"]
+    );
+    e.turn(
+        TurnRequest {
+            model: Some("llama3.2".into()),
+            ..TurnRequest::new("s", "hi")
+        },
+        &Silent,
+    )
+    .await
+    .expect("turn");
+    assert_eq!(
+        model.requests()[0].model,
+        "qwen3",
+        "the session's own choice wins over a place default"
+    );
+}

@@ -1,0 +1,614 @@
+//! The conversation engine: one user message in, a reply out, with as many model → tools →
+//! model rounds in between as the model asks for (up to `max_tool_rounds`). The Discord adapter
+//! and the terminal chat both drive it; it knows nothing of either.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use futures::StreamExt;
+use serde_json::Value;
+use tracing::{Instrument, debug, info_span, warn};
+
+use crate::config::{BotConfig, ChatConfig, OllamaConfig};
+use crate::llm::{
+    ChatEvent, ChatMessage, ChatModel, ChatRequest, LlmError, ToolCall, ToolSpec, Usage,
+};
+use crate::mcp::{OutcomeKind, ToolHost, ToolOutcome, split_namespaced};
+use crate::metrics::metrics;
+use crate::store::{Store, StoreError, StoredMessage};
+
+pub mod trim;
+
+/// Why a turn failed. The message is meant for the person chatting.
+#[derive(Debug, thiserror::Error)]
+pub enum TurnError {
+    #[error("{0}")]
+    Model(#[from] LlmError),
+    #[error("{0}")]
+    Store(#[from] StoreError),
+    #[error("model `{model}` is not one of the allowed models: {}", allowed.join(", "))]
+    ModelNotAllowed { model: String, allowed: Vec<String> },
+    #[error("please write something: the message is empty")]
+    EmptyMessage,
+}
+
+impl TurnError {
+    /// Stable label for metrics and logs.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            TurnError::Model(e) => e.kind(),
+            TurnError::Store(_) => "store",
+            TurnError::ModelNotAllowed { .. } => "model_not_allowed",
+            TurnError::EmptyMessage => "empty_message",
+        }
+    }
+}
+
+/// Decides which namespaced tools a user may call.
+pub type ToolFilter = Arc<dyn Fn(&str) -> bool + Send + Sync>;
+
+/// One user message to answer.
+#[derive(Clone, Default)]
+pub struct TurnRequest {
+    pub session: String,
+    pub text: String,
+    /// A default for this place (e.g. the guild's model); a session's own choice wins over it.
+    pub model: Option<String>,
+    /// A model for this turn that wins over everything (the terminal's `--model`).
+    pub model_override: Option<String>,
+    /// Persona for this place; `None` = the configured system prompt.
+    pub system_prompt: Option<String>,
+    /// Which namespaced tools this user may use; `None` = all.
+    pub tool_filter: Option<ToolFilter>,
+}
+
+impl TurnRequest {
+    pub fn new(session: impl Into<String>, text: impl Into<String>) -> Self {
+        Self {
+            session: session.into(),
+            text: text.into(),
+            ..Self::default()
+        }
+    }
+}
+
+/// How a turn ended.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TurnResult {
+    pub reply: String,
+    pub model: String,
+    /// Summed over the turn's model requests.
+    pub usage: Usage,
+    pub rounds: u32,
+    pub tool_calls: u32,
+    pub hit_round_limit: bool,
+}
+
+/// Watches a turn as it happens: streamed text, tool calls, approvals.
+#[async_trait::async_trait]
+pub trait TurnObserver: Send + Sync {
+    async fn on_text(&self, _delta: &str) {}
+    async fn on_tool_call(&self, _name: &str, _arguments: &Value) {}
+    async fn on_tool_result(&self, _name: &str, _outcome: &ToolOutcome) {}
+    /// Called before a tool that needs approval runs; false = refused (the model is told).
+    async fn approve_tool(&self, _name: &str, _arguments: &Value) -> bool {
+        true
+    }
+}
+
+/// An observer that ignores everything.
+pub struct Silent;
+impl TurnObserver for Silent {}
+
+struct Inner {
+    model: Arc<dyn ChatModel>,
+    tools: Arc<dyn ToolHost>,
+    store: Store,
+    chat: ChatConfig,
+    ollama: OllamaConfig,
+    /// Tokens per character, learned from Ollama's prompt_eval_count; per model.
+    calibration: Mutex<HashMap<String, f64>>,
+    /// Last turn per session, for the active-sessions gauge.
+    recent: Mutex<HashMap<String, Instant>>,
+}
+
+/// The engine; cheap to clone.
+#[derive(Clone)]
+pub struct Engine {
+    inner: Arc<Inner>,
+}
+
+const ACTIVE_WINDOW: Duration = Duration::from_secs(3600);
+/// A first guess before Ollama has told us anything: about four characters a token.
+const DEFAULT_TOKENS_PER_CHAR: f64 = 0.25;
+
+impl Engine {
+    pub fn new(
+        model: Arc<dyn ChatModel>,
+        tools: Arc<dyn ToolHost>,
+        store: Store,
+        config: &BotConfig,
+    ) -> Self {
+        Self {
+            inner: Arc::new(Inner {
+                model,
+                tools,
+                store,
+                chat: config.chat.clone(),
+                ollama: config.ollama.clone(),
+                calibration: Mutex::new(HashMap::new()),
+                recent: Mutex::new(HashMap::new()),
+            }),
+        }
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.inner.store
+    }
+
+    pub fn tools(&self) -> &Arc<dyn ToolHost> {
+        &self.inner.tools
+    }
+
+    pub fn chat_model(&self) -> &Arc<dyn ChatModel> {
+        &self.inner.model
+    }
+
+    /// Forgets the session's history.
+    pub async fn reset(&self, session: &str) -> Result<(), TurnError> {
+        self.inner.store.clear_history(session).await?;
+        Ok(())
+    }
+
+    /// The model a session uses: its own choice, else `fallback` (a place's default), else the configured one.
+    pub async fn session_model(
+        &self,
+        session: &str,
+        fallback: Option<&str>,
+    ) -> Result<String, TurnError> {
+        Ok(match self.inner.store.session_model(session).await? {
+            Some(m) => m,
+            None => fallback.unwrap_or(&self.inner.ollama.model).to_string(),
+        })
+    }
+
+    /// Switches a session's model, if it is allowed and the server has it.
+    pub async fn set_session_model(&self, session: &str, model: &str) -> Result<(), TurnError> {
+        self.check_model_allowed(model)?;
+        let available = self.inner.model.list_models().await?;
+        if !available.iter().any(|m| same_model(&m.name, model)) {
+            return Err(LlmError::ModelNotFound {
+                model: model.to_string(),
+            }
+            .into());
+        }
+        self.inner
+            .store
+            .set_session_model(session, Some(model))
+            .await?;
+        Ok(())
+    }
+
+    /// Models users may pick: the allowed list that the server has (or all it has, when no list).
+    pub async fn available_models(&self) -> Result<Vec<String>, TurnError> {
+        let on_server = self.inner.model.list_models().await?;
+        let allowed = &self.inner.ollama.models;
+        Ok(if allowed.is_empty() {
+            on_server.into_iter().map(|m| m.name).collect()
+        } else {
+            allowed
+                .iter()
+                .filter(|a| on_server.iter().any(|m| same_model(&m.name, a)))
+                .cloned()
+                .collect()
+        })
+    }
+
+    pub fn check_model_allowed(&self, model: &str) -> Result<(), TurnError> {
+        let allowed = &self.inner.ollama.models;
+        if allowed.is_empty() || allowed.iter().any(|a| same_model(a, model)) {
+            Ok(())
+        } else {
+            Err(TurnError::ModelNotAllowed {
+                model: model.to_string(),
+                allowed: allowed.clone(),
+            })
+        }
+    }
+
+    /// Answers one user message. Nothing is stored unless the turn completes.
+    pub async fn turn(
+        &self,
+        request: TurnRequest,
+        observer: &dyn TurnObserver,
+    ) -> Result<TurnResult, TurnError> {
+        if request.text.trim().is_empty() {
+            return Err(TurnError::EmptyMessage);
+        }
+        let model = self
+            .session_model(&request.session, request.model.as_deref())
+            .await?;
+        let span = info_span!("turn", session = %request.session, model = %model);
+        self.turn_inner(request, model, observer)
+            .instrument(span)
+            .await
+    }
+
+    async fn turn_inner(
+        &self,
+        request: TurnRequest,
+        model: String,
+        observer: &dyn TurnObserver,
+    ) -> Result<TurnResult, TurnError> {
+        let inner = &self.inner;
+        self.touch_session(&request.session);
+        let history = inner.store.history(&request.session).await?;
+        let system = request
+            .system_prompt
+            .clone()
+            .unwrap_or_else(|| inner.chat.system_prompt.clone());
+        let tools: Vec<ToolSpec> = inner
+            .tools
+            .tools()
+            .into_iter()
+            .filter(|t| {
+                request
+                    .tool_filter
+                    .as_ref()
+                    .is_none_or(|allow| allow(&t.name))
+            })
+            .map(compact_tool)
+            .collect();
+        let tool_names: Vec<&str> = tools.iter().map(|t| t.name.as_str()).collect();
+
+        // Messages of this turn: the user's, then each round's assistant and tool messages.
+        let mut turn_messages = vec![ChatMessage::user(request.text.clone())];
+        let mut usage = Usage::default();
+        let mut tool_call_count = 0u32;
+        let mut rounds = 0u32;
+        let mut last_prompt = (0u32, 0usize); // (prompt tokens, prompt chars) of the last request
+        let (reply, hit_round_limit) = loop {
+            if rounds == inner.chat.max_tool_rounds {
+                warn!(rounds, "tool round limit reached");
+                let note = format!(
+                    "(I stopped after {rounds} rounds of tool calls without a final answer. Ask me to continue, or rephrase.)"
+                );
+                observer.on_text(&note).await;
+                break (note, true);
+            }
+            rounds += 1;
+            let tokens_per_char = self.tokens_per_char(&model);
+            let messages = trim::build_prompt(
+                &system,
+                &history,
+                &turn_messages,
+                &trim::Budget {
+                    tokens: inner.chat.history_token_budget,
+                    old_tool_result_chars: inner.chat.old_tool_result_chars,
+                    tokens_per_char,
+                },
+            );
+            let prompt_chars: usize = messages.iter().map(message_chars).sum();
+            let chat_request = ChatRequest {
+                model: model.clone(),
+                messages,
+                tools: tools.clone(),
+                options: inner.ollama.options.clone(),
+                think: Some(inner.ollama.think),
+                keep_alive: inner.ollama.keep_alive.clone(),
+            };
+            let round = self
+                .model_round(chat_request, observer, !tools.is_empty())
+                .await?;
+            usage = add_usage(usage, round.usage);
+            last_prompt = (round.usage.prompt_tokens, prompt_chars);
+            let mut calls = round.tool_calls;
+            if calls.is_empty() && !tools.is_empty() {
+                if let Some(recovered) =
+                    crate::llm::fallback::recover_tool_calls(&round.content, &tool_names)
+                {
+                    debug!(
+                        count = recovered.len(),
+                        "recovered tool calls written as JSON text"
+                    );
+                    calls = recovered;
+                } else if round.held {
+                    // Held back in case it was a tool call; it was not: show it now.
+                    observer.on_text(&round.content).await;
+                }
+            }
+            if calls.is_empty() {
+                turn_messages.push(ChatMessage::assistant(round.content.clone()));
+                break (round.content, false);
+            }
+            let assistant = ChatMessage {
+                tool_calls: calls.clone(),
+                thinking: None,
+                ..ChatMessage::assistant(if round.held {
+                    String::new()
+                } else {
+                    round.content
+                })
+            };
+            turn_messages.push(assistant);
+            tool_call_count += u32::try_from(calls.len()).unwrap_or(u32::MAX);
+            let outcomes = self.run_tools(&calls, &request, observer).await;
+            for (call, outcome) in calls.iter().zip(outcomes) {
+                turn_messages.push(ChatMessage::tool(
+                    call.function.name.clone(),
+                    outcome.content,
+                ));
+            }
+        };
+        if hit_round_limit {
+            // Keep the stored turn well-formed: it ends with an assistant message.
+            turn_messages.push(ChatMessage::assistant(reply.clone()));
+        }
+        self.learn_calibration(&model, last_prompt);
+        let tokens_per_char = self.tokens_per_char(&model);
+        let to_store: Vec<(ChatMessage, u32)> = turn_messages
+            .into_iter()
+            .map(|m| {
+                let tokens = trim::estimate_tokens(&m, tokens_per_char);
+                (m, tokens)
+            })
+            .collect();
+        inner.store.append_turn(&request.session, to_store).await?;
+        Ok(TurnResult {
+            reply,
+            model,
+            usage,
+            rounds,
+            tool_calls: tool_call_count,
+            hit_round_limit,
+        })
+    }
+
+    /// One model request, streamed to the observer.
+    async fn model_round(
+        &self,
+        request: ChatRequest,
+        observer: &dyn TurnObserver,
+        tools_offered: bool,
+    ) -> Result<Round, TurnError> {
+        let mut stream = self.inner.model.chat(request).await?;
+        let mut round = Round::default();
+        while let Some(event) = stream.next().await {
+            match event? {
+                ChatEvent::Content(delta) => {
+                    round.content.push_str(&delta);
+                    // Text that may turn out to be a tool call written as JSON is held back
+                    // until the reply is complete; anything else streams at once.
+                    let first = round.content.len() == delta.len();
+                    if tools_offered && (first || round.held) {
+                        round.held = tools_offered && might_be_json_call(&round.content);
+                        if !round.held {
+                            observer.on_text(&round.content).await;
+                        }
+                    } else {
+                        observer.on_text(&delta).await;
+                    }
+                }
+                ChatEvent::Thinking(_) => {}
+                ChatEvent::ToolCalls(calls) => round.tool_calls.extend(calls),
+                ChatEvent::Done { usage, .. } => round.usage = usage,
+            }
+        }
+        Ok(round)
+    }
+
+    /// Runs the round's tool calls concurrently, in the order the model gave them.
+    async fn run_tools(
+        &self,
+        calls: &[ToolCall],
+        request: &TurnRequest,
+        observer: &dyn TurnObserver,
+    ) -> Vec<ToolOutcome> {
+        let runs = calls.iter().map(|call| async move {
+            let name = call.function.name.as_str();
+            let args = normalize_arguments(&call.function.arguments);
+            observer.on_tool_call(name, &args).await;
+            let outcome = if request
+                .tool_filter
+                .as_ref()
+                .is_some_and(|allow| !allow(name))
+            {
+                refused(name, "this tool is not available to you here")
+            } else if self.inner.tools.needs_approval(name)
+                && !observer.approve_tool(name, &args).await
+            {
+                refused(
+                    name,
+                    "the user did not approve this tool call; do not retry it, answer without it",
+                )
+            } else {
+                self.inner.tools.call(name, args.clone()).await
+            };
+            observer.on_tool_result(name, &outcome).await;
+            outcome
+        });
+        futures::future::join_all(runs).await
+    }
+
+    fn tokens_per_char(&self, model: &str) -> f64 {
+        let map = self
+            .inner
+            .calibration
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        map.get(model).copied().unwrap_or(DEFAULT_TOKENS_PER_CHAR)
+    }
+
+    /// Learns tokens per character from Ollama's own prompt count of the last request.
+    fn learn_calibration(&self, model: &str, (prompt_tokens, prompt_chars): (u32, usize)) {
+        // Tiny prompts (or a prompt served from cache, which reports few tokens) say little.
+        if prompt_tokens < 32 || prompt_chars < 128 {
+            return;
+        }
+        let ratio = f64::from(prompt_tokens) / prompt_chars as f64;
+        if !(0.05..=2.0).contains(&ratio) {
+            return;
+        }
+        let mut map = self
+            .inner
+            .calibration
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        let entry = map.entry(model.to_string()).or_insert(ratio);
+        *entry = 0.7 * *entry + 0.3 * ratio;
+    }
+
+    fn touch_session(&self, session: &str) {
+        let now = Instant::now();
+        let mut recent = self.inner.recent.lock().unwrap_or_else(|p| p.into_inner());
+        recent.insert(session.to_string(), now);
+        recent.retain(|_, t| now.duration_since(*t) < ACTIVE_WINDOW);
+        metrics()
+            .active_sessions
+            .set(i64::try_from(recent.len()).unwrap_or(i64::MAX));
+    }
+}
+
+#[derive(Default)]
+struct Round {
+    content: String,
+    /// The content was held back from the observer (it looked like a JSON tool call).
+    held: bool,
+    tool_calls: Vec<ToolCall>,
+    usage: Usage,
+}
+
+fn refused(name: &str, why: &str) -> ToolOutcome {
+    let (server, tool) = split_namespaced(name).unwrap_or(("", name));
+    ToolOutcome {
+        server: server.to_string(),
+        tool: tool.to_string(),
+        content: format!("Tool call refused: {why}."),
+        kind: OutcomeKind::Denied,
+        duration: Duration::ZERO,
+    }
+}
+
+/// Could this (partial) content still be a tool call written as JSON text?
+fn might_be_json_call(content: &str) -> bool {
+    let t = content.trim_start();
+    if t.is_empty() {
+        return true;
+    }
+    const OPENERS: [&str; 4] = ["{", "[", "```", "<tool_call>"];
+    OPENERS.iter().any(|o| t.starts_with(o) || o.starts_with(t))
+}
+
+/// Some models send arguments as a JSON string holding an object; tools want the object.
+fn normalize_arguments(args: &Value) -> Value {
+    match args {
+        Value::String(s) => match serde_json::from_str::<Value>(s) {
+            Ok(v @ Value::Object(_)) => v,
+            _ => args.clone(),
+        },
+        Value::Null => Value::Object(Default::default()),
+        other => other.clone(),
+    }
+}
+
+fn message_chars(m: &ChatMessage) -> usize {
+    m.content.len()
+        + m.tool_calls
+            .iter()
+            .map(|c| c.function.name.len() + c.function.arguments.to_string().len())
+            .sum::<usize>()
+}
+
+fn add_usage(a: Usage, b: Usage) -> Usage {
+    Usage {
+        prompt_tokens: a.prompt_tokens + b.prompt_tokens,
+        completion_tokens: a.completion_tokens + b.completion_tokens,
+        total_duration: a.total_duration + b.total_duration,
+        load_duration: a.load_duration + b.load_duration,
+        prompt_eval_duration: a.prompt_eval_duration + b.prompt_eval_duration,
+        eval_duration: a.eval_duration + b.eval_duration,
+    }
+}
+
+/// `llama3.2` and `llama3.2:latest` name the same model.
+pub fn same_model(a: &str, b: &str) -> bool {
+    let norm = |s: &str| s.strip_suffix(":latest").unwrap_or(s).to_string();
+    norm(a) == norm(b)
+}
+
+/// Schemas as servers write them carry weight the model does not need (`$schema`, titles,
+/// `additionalProperties: false`); every request repeats them, so drop that weight once here.
+fn compact_tool(mut tool: ToolSpec) -> ToolSpec {
+    fn strip(v: &mut Value) {
+        match v {
+            Value::Object(map) => {
+                map.remove("$schema");
+                map.remove("title");
+                if map.get("additionalProperties") == Some(&Value::Bool(false)) {
+                    map.remove("additionalProperties");
+                }
+                map.values_mut().for_each(strip);
+            }
+            Value::Array(items) => items.iter_mut().for_each(strip),
+            _ => {}
+        }
+    }
+    strip(&mut tool.parameters);
+    tool
+}
+
+/// Messages loaded from the store, grouped by turn.
+pub(crate) fn group_turns(history: &[StoredMessage]) -> Vec<&[StoredMessage]> {
+    history.chunk_by(|a, b| a.turn == b.turn).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn json_prefix_detection() {
+        assert!(might_be_json_call("  {\"na"));
+        assert!(might_be_json_call("``"));
+        assert!(might_be_json_call("<tool"));
+        assert!(!might_be_json_call("Hello"));
+        assert!(!might_be_json_call("<b>"));
+    }
+
+    #[test]
+    fn string_arguments_become_objects() {
+        assert_eq!(
+            normalize_arguments(&Value::String("{\"a\":1}".into())),
+            serde_json::json!({"a": 1})
+        );
+        assert_eq!(normalize_arguments(&Value::Null), serde_json::json!({}));
+        assert_eq!(
+            normalize_arguments(&Value::String("x".into())),
+            Value::String("x".into())
+        );
+    }
+
+    #[test]
+    fn compact_strips_weight_but_keeps_meaning() {
+        let t = compact_tool(ToolSpec {
+            name: "m__t".into(),
+            description: "d".into(),
+            parameters: serde_json::json!({"$schema": "x", "type": "object", "additionalProperties": false,
+                "properties": {"a": {"type": "string", "title": "A", "description": "keep"}}, "required": ["a"]}),
+        });
+        assert_eq!(
+            t.parameters,
+            serde_json::json!({"type": "object", "properties": {"a": {"type": "string", "description": "keep"}}, "required": ["a"]})
+        );
+    }
+
+    #[test]
+    fn latest_tag_is_the_same_model() {
+        assert!(same_model("llama3.2", "llama3.2:latest"));
+        assert!(!same_model("llama3.2", "llama3.1"));
+    }
+}
+
+#[cfg(test)]
+mod engine_tests;

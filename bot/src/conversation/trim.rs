@@ -1,0 +1,248 @@
+//! Fitting history into the prompt: the system prompt and the current turn always go in; earlier
+//! turns go in newest first while they fit `history_token_budget`. When they do not fit, tool
+//! results of turns before the latest are shortened first, then the oldest turns are dropped.
+//! Token counts come from Ollama: each stored message carries an estimate calibrated by the
+//! `prompt_eval_count` Ollama reported for the request it was part of.
+
+use crate::llm::{ChatMessage, Role};
+use crate::store::StoredMessage;
+
+use super::group_turns;
+
+pub struct Budget {
+    /// Prompt tokens that earlier turns may take.
+    pub tokens: u32,
+    /// Length to which tool results of earlier turns are shortened when over budget.
+    pub old_tool_result_chars: usize,
+    /// Tokens per character for this model, as learned from Ollama's counts.
+    pub tokens_per_char: f64,
+}
+
+/// Per-message overhead of the chat template (role markers), in tokens.
+const MESSAGE_OVERHEAD: u32 = 4;
+
+/// Tokens a message takes, from its characters and the model's learned ratio.
+pub fn estimate_tokens(message: &ChatMessage, tokens_per_char: f64) -> u32 {
+    let chars = super::message_chars(message);
+    let tokens = (chars as f64 * tokens_per_char).ceil();
+    MESSAGE_OVERHEAD
+        + if tokens >= f64::from(u32::MAX) {
+            u32::MAX - MESSAGE_OVERHEAD
+        } else {
+            tokens as u32
+        }
+}
+
+/// A tool result cut to `max` characters (at a char boundary), saying so.
+pub fn shorten(content: &str, max: usize) -> Option<String> {
+    if content.chars().count() <= max {
+        return None;
+    }
+    let cut: String = content.chars().take(max).collect();
+    Some(format!(
+        "{cut}… [earlier tool result shortened from {} characters]",
+        content.chars().count()
+    ))
+}
+
+/// The messages to send: system, the history that fits, then this turn's messages.
+pub fn build_prompt(
+    system: &str,
+    history: &[StoredMessage],
+    current: &[ChatMessage],
+    budget: &Budget,
+) -> Vec<ChatMessage> {
+    let turns = group_turns(history);
+    // (messages, tokens) per earlier turn, oldest first.
+    let mut kept: Vec<(Vec<ChatMessage>, u32)> = turns
+        .iter()
+        .map(|t| {
+            (
+                t.iter().map(|m| m.message.clone()).collect(),
+                t.iter().map(|m| m.tokens).sum(),
+            )
+        })
+        .collect();
+    let total =
+        |kept: &[(Vec<ChatMessage>, u32)]| kept.iter().map(|(_, t)| u64::from(*t)).sum::<u64>();
+    let limit = u64::from(budget.tokens);
+
+    if total(&kept) > limit {
+        // First: shorten tool results of every turn but the latest.
+        let last = kept.len().saturating_sub(1);
+        for (messages, tokens) in kept.iter_mut().take(last) {
+            shorten_tool_results(messages, tokens, budget);
+        }
+    }
+    // Then drop the oldest turns until the rest fits.
+    let mut start = 0;
+    while start < kept.len() && total(&kept[start..]) > limit {
+        if start + 1 == kept.len() {
+            // The latest turn alone is too big: shorten its tool results before giving it up.
+            let (messages, tokens) = &mut kept[start];
+            shorten_tool_results(messages, tokens, budget);
+            if u64::from(*tokens) <= limit {
+                break;
+            }
+        }
+        start += 1;
+    }
+
+    let mut out = Vec::with_capacity(
+        1 + kept[start..].iter().map(|(m, _)| m.len()).sum::<usize>() + current.len(),
+    );
+    if !system.trim().is_empty() {
+        out.push(ChatMessage::system(system));
+    }
+    for (messages, _) in kept.drain(start..) {
+        out.extend(messages);
+    }
+    out.extend(current.iter().cloned());
+    out
+}
+
+fn shorten_tool_results(messages: &mut [ChatMessage], tokens: &mut u32, budget: &Budget) {
+    for m in messages.iter_mut().filter(|m| m.role == Role::Tool) {
+        if let Some(short) = shorten(&m.content, budget.old_tool_result_chars) {
+            m.content = short;
+        }
+    }
+    *tokens = messages
+        .iter()
+        .map(|m| estimate_tokens(m, budget.tokens_per_char))
+        .sum();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::llm::ToolCall;
+
+    fn stored(turn: i64, message: ChatMessage) -> StoredMessage {
+        let tokens = estimate_tokens(&message, 0.25);
+        StoredMessage {
+            turn,
+            message,
+            tokens,
+        }
+    }
+
+    fn budget(tokens: u32) -> Budget {
+        Budget {
+            tokens,
+            old_tool_result_chars: 20,
+            tokens_per_char: 0.25,
+        }
+    }
+
+    fn plain_turn(turn: i64, text: &str) -> Vec<StoredMessage> {
+        vec![
+            stored(turn, ChatMessage::user(text)),
+            stored(turn, ChatMessage::assistant(format!("re: {text}"))),
+        ]
+    }
+
+    fn tool_turn(turn: i64, result: &str) -> Vec<StoredMessage> {
+        let mut call = ChatMessage::assistant("");
+        call.tool_calls.push(ToolCall::new(
+            "fetch__fetch",
+            serde_json::json!({"url": "http://x"}),
+        ));
+        vec![
+            stored(turn, ChatMessage::user("fetch it")),
+            stored(turn, call),
+            stored(turn, ChatMessage::tool("fetch__fetch", result)),
+            stored(turn, ChatMessage::assistant("done")),
+        ]
+    }
+
+    #[test]
+    fn everything_fits_unchanged() {
+        let history: Vec<_> = (1..=3).flat_map(|t| plain_turn(t, "hello")).collect();
+        let out = build_prompt(
+            "sys",
+            &history,
+            &[ChatMessage::user("now")],
+            &budget(10_000),
+        );
+        assert_eq!(out.len(), 1 + 6 + 1);
+        assert_eq!(out[0].role, Role::System);
+        assert_eq!(out.last().map(|m| m.content.as_str()), Some("now"));
+    }
+
+    #[test]
+    fn oldest_turns_dropped_first_and_turns_stay_whole() {
+        let history: Vec<_> = (1..=10)
+            .flat_map(|t| plain_turn(t, &format!("message number {t:02} {}", "x".repeat(80))))
+            .collect();
+        let per_turn: u32 = history[..2].iter().map(|m| m.tokens).sum();
+        let out = build_prompt(
+            "sys",
+            &history,
+            &[ChatMessage::user("now")],
+            &budget(per_turn * 3),
+        );
+        let users: Vec<_> = out
+            .iter()
+            .filter(|m| m.role == Role::User)
+            .map(|m| m.content.clone())
+            .collect();
+        assert_eq!(
+            users.len(),
+            4,
+            "three whole turns kept plus the current message"
+        );
+        assert!(users[0].starts_with("message number 08"));
+        assert_eq!(users[3], "now");
+        // Every kept user message is followed by its reply: no turn is cut in half.
+        assert_eq!(out.iter().filter(|m| m.role == Role::Assistant).count(), 3);
+    }
+
+    #[test]
+    fn old_tool_results_are_shortened_before_turns_are_dropped() {
+        let big = "y".repeat(4000);
+        let mut history = tool_turn(1, &big);
+        history.extend(tool_turn(2, &big));
+        let latest_turn_tokens: u32 = history[4..].iter().map(|m| m.tokens).sum();
+        let out = build_prompt(
+            "",
+            &history,
+            &[ChatMessage::user("now")],
+            &budget(latest_turn_tokens + 100),
+        );
+        let tools: Vec<_> = out.iter().filter(|m| m.role == Role::Tool).collect();
+        assert_eq!(tools.len(), 2, "both turns kept");
+        assert!(
+            tools[0].content.contains("shortened from 4000 characters"),
+            "older result shortened"
+        );
+        assert_eq!(
+            tools[1].content, big,
+            "the latest turn's result stays whole"
+        );
+    }
+
+    #[test]
+    fn current_turn_is_never_trimmed() {
+        let current = vec![
+            ChatMessage::user("q"),
+            ChatMessage::tool("a__b", "z".repeat(50_000)),
+        ];
+        let out = build_prompt("sys", &plain_turn(1, "old"), &current, &budget(256));
+        assert_eq!(out.last().map(|m| m.content.len()), Some(50_000));
+    }
+
+    #[test]
+    fn oversized_single_turn_is_dropped_when_shortening_is_not_enough() {
+        let history = plain_turn(1, &"w".repeat(20_000));
+        let out = build_prompt("sys", &history, &[ChatMessage::user("now")], &budget(256));
+        assert_eq!(out.len(), 2);
+    }
+
+    #[test]
+    fn estimates_use_the_learned_ratio() {
+        let m = ChatMessage::user("a".repeat(400));
+        assert_eq!(estimate_tokens(&m, 0.25), 104);
+        assert_eq!(estimate_tokens(&m, 0.5), 204);
+    }
+}
