@@ -24,6 +24,7 @@ pub const GROUP: &str = "ollama-mcp.io";
     group = "ollama-mcp.io",
     version = "v1alpha1",
     kind = "BotDeployment",
+    doc = "A Discord bot that chats through Ollama models and calls tools on MCP servers; the operator runs it with its MCP servers as sidecars.",
     namespaced,
     shortname = "bd",
     category = "ollama-mcp",

@@ -8,6 +8,7 @@ use anyhow::Context as _;
 use clap::{Parser, Subcommand, ValueEnum};
 use k8s_openapi::api::coordination::v1::Lease;
 use kube::{Api, Client};
+use ollama_mcp_bot::telemetry;
 use ollama_mcp_operator::controller::{self, Context, Settings};
 use ollama_mcp_operator::http::{self, HttpState};
 use ollama_mcp_operator::leader::{LeaseLock, LeaseTiming};
@@ -90,19 +91,14 @@ fn print(text: &str) {
     print!("{text}");
 }
 
-/// The tracing subscriber (one small function, to be swapped for the shared telemetry module).
-fn init_tracing(format: LogFormat) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,kube=warn"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter);
-    match format {
-        LogFormat::Text => builder.init(),
-        LogFormat::Json => builder.json().init(),
-    }
-}
-
 async fn run(args: RunArgs) -> anyhow::Result<()> {
-    init_tracing(args.log_format);
+    // Logs on stderr; OpenTelemetry traces when OTEL_EXPORTER_OTLP_ENDPOINT is set.
+    let format = match args.log_format {
+        LogFormat::Text => telemetry::LogFormat::Text,
+        LogFormat::Json => telemetry::LogFormat::Json,
+    };
+    let _telemetry = telemetry::init("ollama-mcp-operator", format, "info,kube=warn")
+        .context("setting up logging and tracing")?;
     let client = Client::try_default().await.context(
         "connecting to the Kubernetes API (in a pod: its service account; outside: $KUBECONFIG)",
     )?;
