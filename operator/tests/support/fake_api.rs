@@ -12,6 +12,7 @@
     dead_code,
     clippy::unwrap_used,
     clippy::expect_used,
+    clippy::result_large_err,
     reason = "test support"
 )]
 
@@ -657,7 +658,7 @@ fn watch(api: &FakeApi, t: &Target, q: &BTreeMap<String, String>, meta_only: boo
         Ok::<_, Infallible>(bytes::Bytes::from(bytes))
     };
     let past = {
-        let (wanted, line) = (wanted.clone(), line.clone());
+        let wanted = wanted.clone();
         futures::stream::iter(
             backlog
                 .into_iter()
@@ -666,7 +667,7 @@ fn watch(api: &FakeApi, t: &Target, q: &BTreeMap<String, String>, meta_only: boo
         )
     };
     let live = futures::stream::unfold((rx, last), move |(mut rx, mut last)| {
-        let (wanted, line) = (wanted.clone(), line.clone());
+        let wanted = wanted.clone();
         async move {
             loop {
                 match rx.recv().await {
