@@ -533,6 +533,7 @@ pub struct BotDeploymentStatus {
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct McpServerStatus {
+    /// Name of the server (as in `spec.mcpServers`).
     pub name: String,
     /// `stdio` (bridged sidecar), `http` (sidecar) or `remote`.
     pub transport: String,
@@ -550,6 +551,7 @@ pub struct McpServerStatus {
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ModelStatus {
+    /// The model, as Ollama names it.
     pub name: String,
     /// Ollama has the model.
     pub present: bool,

@@ -34,6 +34,8 @@ enum Command {
     Crd,
     /// Print the MCP server presets as a Markdown table.
     Presets,
+    /// Print the BotDeployment API reference (from the CRD's schema) as Markdown.
+    ApiReference,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -78,6 +80,7 @@ async fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
         Command::Crd => print(&crd_yaml()),
         Command::Presets => print(&presets::markdown_table()),
+        Command::ApiReference => print(&ollama_mcp_operator::api_reference()),
         Command::Run(args) => run(args).await?,
     }
     Ok(())
