@@ -1,1 +1,533 @@
-//! (being written)
+//! The stdio → streamable HTTP bridge: serves ONE stdio MCP server at `/mcp` (plus `/healthz`)
+//! so that it can run as a Kubernetes sidecar (`ollama-mcp-bot bridge --port P -- CMD ARGS...`).
+//!
+//! An rmcp server handler forwards `initialize` (the child's own capabilities and identity),
+//! `tools/*`, `prompts/*` and `resources/*` to an rmcp client connected to the child. The child
+//! is supervised: when it dies, requests fail with a JSON-RPC error that says so, `/healthz`
+//! answers 503, and the child is restarted with backoff. Downstream sessions survive a restart
+//! and are told that the tool list may have changed.
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use rmcp::model::{
+    CallToolRequestParams, CallToolResponse, ErrorData, GetPromptRequestParams, GetPromptResponse,
+    InitializeRequestParams, InitializeResult, ListPromptsResult, ListResourceTemplatesResult,
+    ListResourcesResult, ListToolsResult, PaginatedRequestParams, ProtocolVersion,
+    ReadResourceRequestParams, ReadResourceResponse, ServerConfig,
+};
+use rmcp::service::{
+    NotificationContext, Peer, QuitReason, RequestContext, RoleClient, RoleServer, ServiceError,
+};
+use rmcp::transport::streamable_http_server::session::local::LocalSessionManager;
+use rmcp::transport::{StreamableHttpServerConfig, StreamableHttpService};
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::McpServerConfig;
+use crate::mcp::connection::{self, Connection};
+
+/// Everything the bridge needs, without clap (the binary maps its flags onto this).
+#[derive(Debug, Clone)]
+pub struct BridgeArgs {
+    pub listen: SocketAddr,
+    pub command: String,
+    pub args: Vec<String>,
+    /// Extra environment for the child, on top of ours (a sidecar's env usually suffices).
+    pub env: BTreeMap<String, String>,
+    /// `Host` headers accepted on `/mcp`; empty = loopback only (the bot reaches its sidecars at
+    /// 127.0.0.1). `["*"]` accepts any host.
+    pub allowed_hosts: Vec<String>,
+    /// Time the child has to complete the MCP handshake, per attempt.
+    pub startup_timeout: Duration,
+}
+
+impl BridgeArgs {
+    pub fn new(listen: SocketAddr, command: impl Into<String>, args: Vec<String>) -> Self {
+        Self {
+            listen,
+            command: command.into(),
+            args,
+            env: BTreeMap::new(),
+            allowed_hosts: Vec::new(),
+            startup_timeout: Duration::from_secs(McpServerConfig::DEFAULT_STARTUP_TIMEOUT_SECS),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum BridgeError {
+    #[error(
+        "no command given: put the MCP server's command after `--`, e.g. `bridge --port 8101 -- mcp-server-memory`"
+    )]
+    NoCommand,
+    #[error("listening on {addr} failed: {source}; choose a free port")]
+    Bind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("serving HTTP failed: {0}")]
+    Serve(std::io::Error),
+}
+
+/// Serves `command args` (a stdio MCP server) at `http://listen/mcp` until `shutdown` completes;
+/// then stops the child.
+pub async fn serve(
+    listen: SocketAddr,
+    command: String,
+    args: Vec<String>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), BridgeError> {
+    serve_with(BridgeArgs::new(listen, command, args), shutdown).await
+}
+
+/// [`serve`] with every option.
+pub async fn serve_with(
+    args: BridgeArgs,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), BridgeError> {
+    if args.command.trim().is_empty() {
+        return Err(BridgeError::NoCommand);
+    }
+    let listener = tokio::net::TcpListener::bind(args.listen)
+        .await
+        .map_err(|source| BridgeError::Bind {
+            addr: args.listen,
+            source,
+        })?;
+    serve_on(listener, args, shutdown).await
+}
+
+/// [`serve_with`] on a listener that is already bound (`args.listen` is ignored); tests bind
+/// port 0 and read the address first.
+pub async fn serve_on(
+    listener: tokio::net::TcpListener,
+    args: BridgeArgs,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), BridgeError> {
+    if args.command.trim().is_empty() {
+        return Err(BridgeError::NoCommand);
+    }
+    let stop = CancellationToken::new();
+    let upstream = Upstream::start(&args, stop.child_token());
+    let handler = BridgeHandler {
+        upstream: upstream.clone(),
+        startup_timeout: args.startup_timeout,
+    };
+
+    let mut http_config =
+        StreamableHttpServerConfig::default().with_cancellation_token(stop.child_token());
+    if args.allowed_hosts.iter().any(|h| h == "*") {
+        http_config = http_config.disable_allowed_hosts();
+    } else if !args.allowed_hosts.is_empty() {
+        let mut hosts = vec!["localhost".to_string(), "127.0.0.1".into(), "::1".into()];
+        hosts.extend(args.allowed_hosts.iter().cloned());
+        http_config = http_config.with_allowed_hosts(hosts);
+    }
+    let mcp = StreamableHttpService::new(
+        move || Ok(handler.clone()),
+        Arc::new(LocalSessionManager::default()),
+        http_config,
+    );
+    let health = upstream.clone();
+    let app = axum::Router::new().route_service("/mcp", mcp).route(
+        "/healthz",
+        axum::routing::get(move || {
+            let health = health.clone();
+            async move { health.healthz() }
+        }),
+    );
+    let addr = listener.local_addr().map_err(BridgeError::Serve)?;
+    tracing::info!(%addr, command = %args.command, "bridge serving the MCP server at /mcp");
+
+    let stopping = stop.clone();
+    let graceful = async move {
+        shutdown.await;
+        // Ends open SSE streams and sessions, so the graceful shutdown can finish.
+        stopping.cancel();
+    };
+    let server = axum::serve(listener, app).with_graceful_shutdown(graceful);
+    let result = tokio::select! {
+        r = server => r.map_err(BridgeError::Serve),
+        // A client that keeps its connection open must not hold the sidecar forever.
+        _ = async { stop.cancelled().await; tokio::time::sleep(Duration::from_secs(10)).await } => Ok(()),
+    };
+    stop.cancel();
+    upstream.stopped().await;
+    tracing::info!("bridge stopped");
+    result
+}
+
+/// The supervised connection to the child.
+#[derive(Clone)]
+struct Upstream {
+    state: watch::Receiver<Arc<UpstreamState>>,
+    /// Downstream sessions, told when the child's tools may have changed.
+    sessions: Arc<Mutex<Vec<Peer<RoleServer>>>>,
+    task: Arc<Mutex<Option<tokio::task::JoinHandle<()>>>>,
+    label: Arc<str>,
+}
+
+#[derive(Clone)]
+struct UpstreamState {
+    peer: Option<Peer<RoleClient>>,
+    info: Option<ServerConfig>,
+    /// Why the child is down, as a predicate ("crashed (it exited)"); `None` while it is up or
+    /// still starting for the first time.
+    down: Option<String>,
+}
+
+impl Upstream {
+    fn start(args: &BridgeArgs, stop: CancellationToken) -> Upstream {
+        let config = McpServerConfig {
+            name: args
+                .command
+                .rsplit('/')
+                .next()
+                .unwrap_or(&args.command)
+                .to_string(),
+            command: Some(args.command.clone()),
+            args: args.args.clone(),
+            env: args.env.clone(),
+            startup_timeout_secs: args.startup_timeout.as_secs().max(1),
+            ..Default::default()
+        };
+        let full = std::iter::once(args.command.as_str())
+            .chain(args.args.iter().map(String::as_str))
+            .collect::<Vec<_>>()
+            .join(" ");
+        // Quoted in every error message: long wrapper scripts are cut.
+        let label: Arc<str> = match full.char_indices().nth(80) {
+            Some((cut, _)) => format!("{} …", &full[..cut]).into(),
+            None => full.into(),
+        };
+        let (tx, rx) = watch::channel(Arc::new(UpstreamState {
+            peer: None,
+            info: None,
+            down: None,
+        }));
+        let upstream = Upstream {
+            state: rx,
+            sessions: Arc::new(Mutex::new(Vec::new())),
+            task: Arc::new(Mutex::new(None)),
+            label,
+        };
+        let task = tokio::spawn(supervise(config, tx, upstream.clone(), stop));
+        if let Ok(mut slot) = upstream.task.lock() {
+            *slot = Some(task);
+        }
+        upstream
+    }
+
+    fn snapshot(&self) -> Arc<UpstreamState> {
+        self.state.borrow().clone()
+    }
+
+    fn healthz(&self) -> (axum::http::StatusCode, String) {
+        let state = self.snapshot();
+        match (&state.peer, &state.down) {
+            (Some(_), _) => (axum::http::StatusCode::OK, "ok".into()),
+            (None, Some(why)) => (
+                axum::http::StatusCode::SERVICE_UNAVAILABLE,
+                format!("MCP server down: it {why}"),
+            ),
+            (None, None) => (
+                axum::http::StatusCode::SERVICE_UNAVAILABLE,
+                "MCP server starting".into(),
+            ),
+        }
+    }
+
+    /// The child's client, or the JSON-RPC error to answer with.
+    fn peer(&self) -> Result<Peer<RoleClient>, ErrorData> {
+        let state = self.snapshot();
+        match (&state.peer, &state.down) {
+            (Some(peer), _) => Ok(peer.clone()),
+            (None, Some(why)) => Err(ErrorData::internal_error(
+                format!(
+                    "the MCP server `{}` {why}; the bridge is restarting it, retry in a few seconds",
+                    self.label
+                ),
+                None,
+            )),
+            (None, None) => Err(ErrorData::internal_error(
+                format!(
+                    "the MCP server `{}` is still starting; retry in a few seconds",
+                    self.label
+                ),
+                None,
+            )),
+        }
+    }
+
+    /// Waits up to `timeout` for the child to be up (initialize waits; other requests do not).
+    async fn ready_info(&self, timeout: Duration) -> Result<ServerConfig, ErrorData> {
+        let mut rx = self.state.clone();
+        let waited = tokio::time::timeout(timeout, rx.wait_for(|s| s.peer.is_some())).await;
+        match waited {
+            Ok(Ok(state)) => Ok(state.info.clone().unwrap_or_default()),
+            _ => self.peer().map(|_| ServerConfig::default()),
+        }
+    }
+
+    /// Maps a failed forward to the JSON-RPC error the downstream client gets.
+    fn forward_error(&self, e: ServiceError) -> ErrorData {
+        match e {
+            // The child's own protocol error goes through unchanged.
+            ServiceError::McpError(e) => e,
+            ServiceError::TransportClosed | ServiceError::TransportSend(_) => {
+                ErrorData::internal_error(
+                    format!(
+                        "the MCP server `{}` crashed during the request; the bridge is restarting it, retry in a few seconds",
+                        self.label
+                    ),
+                    None,
+                )
+            }
+            other => ErrorData::internal_error(
+                format!("forwarding to `{}` failed: {other}", self.label),
+                None,
+            ),
+        }
+    }
+
+    async fn notify_tools_changed(&self) {
+        let sessions: Vec<Peer<RoleServer>> = match self.sessions.lock() {
+            Ok(mut s) => {
+                s.retain(|p| !p.is_transport_closed());
+                s.clone()
+            }
+            Err(_) => Vec::new(),
+        };
+        for peer in sessions {
+            let _ = peer.notify_tool_list_changed().await;
+        }
+    }
+
+    async fn stopped(&self) {
+        let task = self.task.lock().ok().and_then(|mut t| t.take());
+        if let Some(task) = task {
+            let _ = task.await;
+        }
+    }
+}
+
+/// Keeps the child running until `stop`; publishes its client and info.
+async fn supervise(
+    config: McpServerConfig,
+    tx: watch::Sender<Arc<UpstreamState>>,
+    upstream: Upstream,
+    stop: CancellationToken,
+) {
+    let key = "bridge";
+    let mut attempt: u32 = 0;
+    let mut restarted = false;
+    let mut ever_up = false;
+    loop {
+        let connected = tokio::select! {
+            r = connection::connect(&config, key) => r,
+            _ = stop.cancelled() => return,
+        };
+        let why = match connected {
+            Ok(Connection {
+                client,
+                tools_changed,
+                stderr,
+                pid,
+            }) => {
+                let peer = client.peer().clone();
+                let info = peer.peer_info().map(|i| downstream_info(&i));
+                tracing::info!(command = %upstream.label, pid, "bridge: MCP server ready");
+                tx.send_replace(Arc::new(UpstreamState {
+                    peer: Some(peer),
+                    info,
+                    down: None,
+                }));
+                if restarted {
+                    upstream.notify_tools_changed().await;
+                }
+                let cancel = client.cancellation_token();
+                let mut waiting = std::pin::pin!(client.waiting());
+                let started = tokio::time::Instant::now();
+                let quit = loop {
+                    tokio::select! {
+                        q = &mut waiting => break Some(q),
+                        _ = tools_changed.notified() => upstream.notify_tools_changed().await,
+                        _ = stop.cancelled() => {
+                            cancel.cancel();
+                            let _ = tokio::time::timeout(Duration::from_secs(15), &mut waiting).await;
+                            break None;
+                        }
+                    }
+                };
+                let Some(quit) = quit else { return };
+                if started.elapsed() >= Duration::from_secs(60) {
+                    attempt = 0;
+                }
+                ever_up = true;
+                match quit {
+                    Ok(QuitReason::Closed) => format!("crashed (it exited{})", stderr.suffix()),
+                    Ok(other) => format!("stopped ({other:?})"),
+                    Err(e) => format!("crashed (its client task failed: {e})"),
+                }
+            }
+            Err(e) if ever_up => format!("crashed and could not be started again yet: {e}"),
+            Err(e) => format!("could not be started: {e}"),
+        };
+        attempt = attempt.saturating_add(1);
+        restarted = true;
+        let delay = crate::mcp::restart_backoff(attempt);
+        tracing::warn!(command = %upstream.label, attempt, reason = %why, delay_ms = delay.as_millis() as u64, "bridge: MCP server down; restarting");
+        tx.send_replace(Arc::new(UpstreamState {
+            peer: None,
+            info: None,
+            down: Some(why),
+        }));
+        tokio::select! {
+            _ = tokio::time::sleep(delay) => {}
+            _ = stop.cancelled() => return,
+        }
+    }
+}
+
+/// What the bridge announces: the child's identity and the capabilities we forward.
+fn downstream_info(child: &rmcp::model::ServerPeerInfo) -> ServerConfig {
+    let mut caps = child.capabilities.clone();
+    // Not forwarded: log streams, completions, resource subscriptions, task extensions.
+    caps.logging = None;
+    caps.completions = None;
+    caps.extensions = None;
+    if let Some(resources) = caps.resources.as_mut() {
+        resources.subscribe = None;
+    }
+    // The bridge itself announces changes (a restarted child may list other tools).
+    if let Some(tools) = caps.tools.as_mut() {
+        tools.list_changed = Some(true);
+    }
+    let mut info = InitializeResult::new(caps);
+    if let Some(server_info) = &child.server_info {
+        info.server_info = server_info.clone();
+    }
+    info.instructions = child.instructions.clone();
+    info
+}
+
+/// One downstream session's handler; all share the upstream.
+#[derive(Clone)]
+struct BridgeHandler {
+    upstream: Upstream,
+    startup_timeout: Duration,
+}
+
+impl rmcp::ServerHandler for BridgeHandler {
+    fn get_info(&self) -> ServerConfig {
+        self.upstream.snapshot().info.clone().unwrap_or_default()
+    }
+
+    fn supported_protocol_versions(&self) -> std::borrow::Cow<'static, [ProtocolVersion]> {
+        // Session-based versions only: the bridge keeps one session per downstream client.
+        std::borrow::Cow::Borrowed(ProtocolVersion::known_up_to(
+            &ProtocolVersion::LATEST_WITH_INITIALIZE,
+        ))
+    }
+
+    async fn initialize(
+        &self,
+        request: InitializeRequestParams,
+        context: RequestContext<RoleServer>,
+    ) -> Result<InitializeResult, ErrorData> {
+        let mut info = self.upstream.ready_info(self.startup_timeout).await?;
+        context.peer.set_peer_info(request.clone());
+        info.protocol_version = self.negotiate_initialize(&request)?.protocol_version;
+        Ok(info)
+    }
+
+    async fn on_initialized(&self, context: NotificationContext<RoleServer>) {
+        if let Ok(mut sessions) = self.upstream.sessions.lock() {
+            sessions.retain(|p| !p.is_transport_closed());
+            sessions.push(context.peer);
+        }
+    }
+
+    async fn list_tools(
+        &self,
+        request: Option<PaginatedRequestParams>,
+        _context: RequestContext<RoleServer>,
+    ) -> Result<ListToolsResult, ErrorData> {
+        let peer = self.upstream.peer()?;
+        peer.list_tools(request)
+            .await
+            .map_err(|e| self.upstream.forward_error(e))
+    }
+
+    async fn call_tool(
+        &self,
+        request: CallToolRequestParams,
+        context: RequestContext<RoleServer>,
+    ) -> Result<CallToolResponse, ErrorData> {
+        let peer = self.upstream.peer()?;
+        tokio::select! {
+            r = peer.call_tool_once(request) => r.map_err(|e| self.upstream.forward_error(e)),
+            // The downstream client cancelled: dropping the call cancels it upstream too.
+            _ = context.ct.cancelled() => Err(ErrorData::internal_error("the request was cancelled", None)),
+        }
+    }
+
+    async fn list_prompts(
+        &self,
+        request: Option<PaginatedRequestParams>,
+        _context: RequestContext<RoleServer>,
+    ) -> Result<ListPromptsResult, ErrorData> {
+        let peer = self.upstream.peer()?;
+        peer.list_prompts(request)
+            .await
+            .map_err(|e| self.upstream.forward_error(e))
+    }
+
+    async fn get_prompt(
+        &self,
+        request: GetPromptRequestParams,
+        _context: RequestContext<RoleServer>,
+    ) -> Result<GetPromptResponse, ErrorData> {
+        let peer = self.upstream.peer()?;
+        peer.get_prompt_once(request)
+            .await
+            .map_err(|e| self.upstream.forward_error(e))
+    }
+
+    async fn list_resources(
+        &self,
+        request: Option<PaginatedRequestParams>,
+        _context: RequestContext<RoleServer>,
+    ) -> Result<ListResourcesResult, ErrorData> {
+        let peer = self.upstream.peer()?;
+        peer.list_resources(request)
+            .await
+            .map_err(|e| self.upstream.forward_error(e))
+    }
+
+    async fn list_resource_templates(
+        &self,
+        request: Option<PaginatedRequestParams>,
+        _context: RequestContext<RoleServer>,
+    ) -> Result<ListResourceTemplatesResult, ErrorData> {
+        let peer = self.upstream.peer()?;
+        peer.list_resource_templates(request)
+            .await
+            .map_err(|e| self.upstream.forward_error(e))
+    }
+
+    async fn read_resource(
+        &self,
+        request: ReadResourceRequestParams,
+        _context: RequestContext<RoleServer>,
+    ) -> Result<ReadResourceResponse, ErrorData> {
+        let peer = self.upstream.peer()?;
+        peer.read_resource_once(request)
+            .await
+            .map_err(|e| self.upstream.forward_error(e))
+    }
+}

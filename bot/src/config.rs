@@ -41,7 +41,7 @@ pub struct OllamaConfig {
     pub models: Vec<String>,
     /// Whole-request timeout, streaming included.
     pub request_timeout_secs: u64,
-    /// Connect attempts before giving up (connect errors, 429 and 5xx before the first byte).
+    /// Retries after the first attempt (connect errors, 429 and 5xx before the first byte).
     pub max_retries: u32,
     /// Ask models for their thinking (`think: true`); off by default to save tokens.
     pub think: bool,

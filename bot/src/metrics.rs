@@ -101,7 +101,7 @@ pub struct Metrics {
 
 impl Metrics {
     fn new() -> Self {
-        let s = Self {
+        Self {
             messages_received: Counter::default(),
             messages: Family::default(),
             queue_depth: Gauge::default(),
@@ -114,7 +114,7 @@ impl Metrics {
             prompt_tokens: Family::default(),
             completion_tokens: Family::default(),
             tokens_per_second: Family::new_with_constructor(|| {
-                Histogram::new([1.0, 2.5, 5.0, 10.0, 20.0, 40.0, 80.0, 160.0, 320.0].into_iter())
+                Histogram::new([1.0, 2.5, 5.0, 10.0, 20.0, 40.0, 80.0, 160.0, 320.0])
             }),
             tool_calls: Family::default(),
             tool_call_duration: Family::new_with_constructor(|| Histogram::new(seconds_buckets())),
@@ -127,8 +127,7 @@ impl Metrics {
             store_write_duration: Histogram::new(fast_buckets()),
             build_info: Family::default(),
             registry: Registry::with_prefix("ollama_mcp_bot"),
-        };
-        s
+        }
     }
 
     fn register(mut self) -> Self {

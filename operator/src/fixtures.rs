@@ -350,8 +350,11 @@ impl ApiServerVerifier {
         let r = self.expect_apply(&format!("/apis/ollama-mcp.io/v1alpha1/namespaces/{NS}/botdeployments/{name}/status")).await;
         assert_eq!(r.body["kind"], json!("BotDeployment"));
         let status = r.body["status"].clone();
-        r.respond(StatusCode::OK, &json!({"apiVersion": "ollama-mcp.io/v1alpha1", "kind": "BotDeployment",
-                                          "metadata": {"name": name, "namespace": NS}, "status": status}));
+        // The API server answers with the whole object.
+        let mut obj = serde_json::to_value(minimal()).unwrap();
+        obj["metadata"]["name"] = json!(name);
+        obj["status"] = status.clone();
+        r.respond(StatusCode::OK, &obj);
         status
     }
 

@@ -45,6 +45,9 @@ impl TurnError {
     }
 }
 
+/// Decides which namespaced tools a user may call.
+pub type ToolFilter = Arc<dyn Fn(&str) -> bool + Send + Sync>;
+
 /// One user message to answer.
 #[derive(Clone, Default)]
 pub struct TurnRequest {
@@ -57,7 +60,7 @@ pub struct TurnRequest {
     /// Persona for this place; `None` = the configured system prompt.
     pub system_prompt: Option<String>,
     /// Which namespaced tools this user may use; `None` = all.
-    pub tool_filter: Option<Arc<dyn Fn(&str) -> bool + Send + Sync>>,
+    pub tool_filter: Option<ToolFilter>,
 }
 
 impl TurnRequest {

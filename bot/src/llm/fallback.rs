@@ -31,7 +31,12 @@ pub fn recover_tool_calls(content: &str, known_tools: &[&str]) -> Option<Vec<Too
     }
     calls
         .into_iter()
-        .map(|(name, arguments)| Some(ToolCall::new(resolve_name(name, known_tools)?, arguments_object(arguments)?)))
+        .map(|(name, arguments)| {
+            Some(ToolCall::new(
+                resolve_name(name, known_tools)?,
+                arguments_object(arguments)?,
+            ))
+        })
         .collect()
 }
 
@@ -58,7 +63,9 @@ fn unfence(text: &str) -> Option<&str> {
     let inner = text.strip_prefix("```")?.strip_suffix("```")?;
     let (first_line, body) = inner.split_once('\n')?;
     let lang = first_line.trim();
-    let lang_ok = lang.is_empty() || lang.eq_ignore_ascii_case("json") || lang.eq_ignore_ascii_case("tool_call");
+    let lang_ok = lang.is_empty()
+        || lang.eq_ignore_ascii_case("json")
+        || lang.eq_ignore_ascii_case("tool_call");
     (lang_ok && !body.contains("```")).then(|| body.trim())
 }
 
@@ -118,7 +125,10 @@ fn collect_calls<'a>(value: &'a Value, out: &mut Vec<(&'a str, Option<&'a Value>
                 "content" => v.is_null() || v.as_str().is_some_and(|s| s.trim().is_empty()),
                 _ => false,
             });
-            let calls = object.get("tool_calls")?.as_array().filter(|c| !c.is_empty())?;
+            let calls = object
+                .get("tool_calls")?
+                .as_array()
+                .filter(|c| !c.is_empty())?;
             if !only_envelope {
                 return None;
             }
@@ -146,13 +156,19 @@ fn single_call(object: &Map<String, Value>) -> Option<(&str, Option<&Value>)> {
         return single_call(function.as_object()?);
     }
     let name = object.get("name")?.as_str()?;
-    if !object.keys().all(|k| matches!(k.as_str(), "name" | "arguments" | "parameters") || is_meta(k)) {
+    if !object
+        .keys()
+        .all(|k| matches!(k.as_str(), "name" | "arguments" | "parameters") || is_meta(k))
+    {
         return None;
     }
     if object.contains_key("arguments") && object.contains_key("parameters") {
         return None;
     }
-    Some((name, object.get("arguments").or_else(|| object.get("parameters"))))
+    Some((
+        name,
+        object.get("arguments").or_else(|| object.get("parameters")),
+    ))
 }
 
 /// The offered tool `name` refers to: itself, or the one `server__name` that ends with it.
@@ -191,11 +207,21 @@ mod tests {
     use super::*;
     use serde_json::json;
 
-    const TOOLS: &[&str] = &["memory__read_graph", "memory__create_entities", "fetch__fetch", "everything__echo", "echo"];
+    const TOOLS: &[&str] = &[
+        "memory__read_graph",
+        "memory__create_entities",
+        "fetch__fetch",
+        "everything__echo",
+        "echo",
+    ];
 
     fn recover(content: &str) -> Option<Vec<(String, Value)>> {
-        recover_tool_calls(content, TOOLS)
-            .map(|calls| calls.into_iter().map(|c| (c.function.name, c.function.arguments)).collect())
+        recover_tool_calls(content, TOOLS).map(|calls| {
+            calls
+                .into_iter()
+                .map(|c| (c.function.name, c.function.arguments))
+                .collect()
+        })
     }
 
     fn one(name: &str, args: Value) -> Option<Vec<(String, Value)>> {
@@ -212,7 +238,10 @@ mod tests {
             recover("  \n{\"name\": \"fetch__fetch\", \"parameters\": {\"url\": \"http://x\"}}\n "),
             one("fetch__fetch", json!({"url": "http://x"}))
         );
-        assert_eq!(recover(r#"{"name": "memory__read_graph"}"#), one("memory__read_graph", json!({})));
+        assert_eq!(
+            recover(r#"{"name": "memory__read_graph"}"#),
+            one("memory__read_graph", json!({}))
+        );
         assert_eq!(
             recover(r#"{"type": "function", "name": "memory__read_graph", "parameters": null}"#),
             one("memory__read_graph", json!({}))
@@ -226,15 +255,21 @@ mod tests {
             ("fetch__fetch".to_string(), json!({"url": "u"})),
         ]);
         assert_eq!(
-            recover(r#"[{"name": "memory__read_graph", "arguments": {}}, {"name": "fetch__fetch", "arguments": {"url": "u"}}]"#),
+            recover(
+                r#"[{"name": "memory__read_graph", "arguments": {}}, {"name": "fetch__fetch", "arguments": {"url": "u"}}]"#
+            ),
             expected
         );
         assert_eq!(
-            recover("{\"name\": \"memory__read_graph\", \"arguments\": {}}\n{\"name\": \"fetch__fetch\", \"arguments\": {\"url\": \"u\"}}"),
+            recover(
+                "{\"name\": \"memory__read_graph\", \"arguments\": {}}\n{\"name\": \"fetch__fetch\", \"arguments\": {\"url\": \"u\"}}"
+            ),
             expected
         );
         assert_eq!(
-            recover(r#"{"name": "memory__read_graph", "parameters": {}}; {"name": "fetch__fetch", "parameters": {"url": "u"}}"#),
+            recover(
+                r#"{"name": "memory__read_graph", "parameters": {}}; {"name": "fetch__fetch", "parameters": {"url": "u"}}"#
+            ),
             expected
         );
     }
@@ -242,11 +277,15 @@ mod tests {
     #[test]
     fn function_wrapper_and_tool_calls_envelope() {
         assert_eq!(
-            recover(r#"{"function": {"name": "everything__echo", "arguments": {"message": "hi"}}}"#),
+            recover(
+                r#"{"function": {"name": "everything__echo", "arguments": {"message": "hi"}}}"#
+            ),
             one("everything__echo", json!({"message": "hi"}))
         );
         assert_eq!(
-            recover(r#"{"type": "function", "id": "call_1", "function": {"name": "everything__echo", "arguments": {"message": "hi"}}}"#),
+            recover(
+                r#"{"type": "function", "id": "call_1", "function": {"name": "everything__echo", "arguments": {"message": "hi"}}}"#
+            ),
             one("everything__echo", json!({"message": "hi"}))
         );
         assert_eq!(
@@ -262,8 +301,12 @@ mod tests {
 
     #[test]
     fn inside_a_json_fence() {
-        let content = "```json\n{\"name\": \"fetch__fetch\", \"arguments\": {\"url\": \"http://x\"}}\n```";
-        assert_eq!(recover(content), one("fetch__fetch", json!({"url": "http://x"})));
+        let content =
+            "```json\n{\"name\": \"fetch__fetch\", \"arguments\": {\"url\": \"http://x\"}}\n```";
+        assert_eq!(
+            recover(content),
+            one("fetch__fetch", json!({"url": "http://x"}))
+        );
         let content = "```\n[{\"name\": \"memory__read_graph\", \"arguments\": {}}]\n```\n";
         assert_eq!(recover(content), one("memory__read_graph", json!({})));
     }
@@ -271,7 +314,10 @@ mod tests {
     #[test]
     fn inside_tool_call_tags() {
         let content = "<tool_call>\n{\"name\": \"fetch__fetch\", \"arguments\": {\"url\": \"http://x\"}}\n</tool_call>";
-        assert_eq!(recover(content), one("fetch__fetch", json!({"url": "http://x"})));
+        assert_eq!(
+            recover(content),
+            one("fetch__fetch", json!({"url": "http://x"}))
+        );
         let two = "<tool_call>\n{\"name\": \"memory__read_graph\", \"arguments\": {}}\n</tool_call>\n<tool_call>\n{\"name\": \"everything__echo\", \"arguments\": {\"message\": \"m\"}}\n</tool_call>";
         assert_eq!(
             recover(two),
@@ -295,8 +341,13 @@ mod tests {
     #[test]
     fn arguments_as_a_json_string() {
         assert_eq!(
-            recover(r#"{"name": "fetch__fetch", "arguments": "{\"url\": \"http://x\", \"max_length\": 500}"}"#),
-            one("fetch__fetch", json!({"url": "http://x", "max_length": 500}))
+            recover(
+                r#"{"name": "fetch__fetch", "arguments": "{\"url\": \"http://x\", \"max_length\": 500}"}"#
+            ),
+            one(
+                "fetch__fetch",
+                json!({"url": "http://x", "max_length": 500})
+            )
         );
         assert_eq!(
             recover(r#"{"function": {"name": "memory__read_graph", "arguments": ""}}"#),
@@ -311,7 +362,10 @@ mod tests {
             one("memory__read_graph", json!({}))
         );
         // `echo` is itself offered: the exact name wins over `everything__echo`.
-        assert_eq!(recover(r#"{"name": "echo", "arguments": {}}"#), one("echo", json!({})));
+        assert_eq!(
+            recover(r#"{"name": "echo", "arguments": {}}"#),
+            one("echo", json!({}))
+        );
     }
 
     #[test]
@@ -323,13 +377,21 @@ mod tests {
 
     #[test]
     fn unknown_tools_are_not_recovered() {
-        assert_eq!(recover(r#"{"name": "get_weather", "arguments": {"city": "Oslo"}}"#), None);
-        // One unknown call spoils the lot: we do not run half of what the model meant.
         assert_eq!(
-            recover(r#"[{"name": "memory__read_graph", "arguments": {}}, {"name": "nope", "arguments": {}}]"#),
+            recover(r#"{"name": "get_weather", "arguments": {"city": "Oslo"}}"#),
             None
         );
-        assert_eq!(recover_tool_calls(r#"{"name": "memory__read_graph", "arguments": {}}"#, &[]), None);
+        // One unknown call spoils the lot: we do not run half of what the model meant.
+        assert_eq!(
+            recover(
+                r#"[{"name": "memory__read_graph", "arguments": {}}, {"name": "nope", "arguments": {}}]"#
+            ),
+            None
+        );
+        assert_eq!(
+            recover_tool_calls(r#"{"name": "memory__read_graph", "arguments": {}}"#, &[]),
+            None
+        );
     }
 
     #[test]

@@ -12,7 +12,9 @@ use tokio::time::Instant;
 
 use super::retry::{Backoff, retry_after};
 use super::wire::{ChatBody, LineDecoder, ShowResponse, TagsResponse, error_message};
-use super::{ChatEvent, ChatModel, ChatRequest, ChatStream, LlmError, ModelDetails, ModelSummary, Usage};
+use super::{
+    ChatEvent, ChatModel, ChatRequest, ChatStream, LlmError, ModelDetails, ModelSummary, Usage,
+};
 use crate::config::OllamaConfig;
 use crate::metrics::{ModelOutcomeLabels, metrics};
 
@@ -47,7 +49,9 @@ impl std::fmt::Debug for OllamaClient {
 
 /// `url` with any `user:password@` removed, for messages about a URL that may not even parse.
 fn redact_userinfo(url: &str) -> String {
-    let Some((scheme, rest)) = url.split_once("://") else { return url.to_string() };
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_string();
+    };
     let authority_end = rest.find('/').unwrap_or(rest.len());
     match rest[..authority_end].rfind('@') {
         Some(at) => format!("{scheme}://{}", &rest[at + 1..]),
@@ -63,11 +67,19 @@ impl OllamaClient {
         // client panics. Installing twice is harmless (the second attempt is refused).
         let _ = rustls::crypto::ring::default_provider().install_default();
 
-        let invalid = |reason: String| LlmError::Connect { url: redact_userinfo(&config.url), reason };
-        let parsed = url::Url::parse(config.url.trim())
-            .map_err(|e| invalid(format!("ollama.url is not a valid URL ({e}); use e.g. http://127.0.0.1:11434")))?;
+        let invalid = |reason: String| LlmError::Connect {
+            url: redact_userinfo(&config.url),
+            reason,
+        };
+        let parsed = url::Url::parse(config.url.trim()).map_err(|e| {
+            invalid(format!(
+                "ollama.url is not a valid URL ({e}); use e.g. http://127.0.0.1:11434"
+            ))
+        })?;
         if !matches!(parsed.scheme(), "http" | "https") || parsed.host_str().is_none() {
-            return Err(invalid("ollama.url must be an http:// or https:// URL with a host".into()));
+            return Err(invalid(
+                "ollama.url must be an http:// or https:// URL with a host".into(),
+            ));
         }
         let mut shown = parsed.clone();
         let _ = shown.set_password(None);
@@ -118,41 +130,60 @@ impl OllamaClient {
     ) -> Result<reqwest::Response, LlmError> {
         let mut attempt: u32 = 0;
         loop {
-            let (error, reason, server_delay) = match tokio::time::timeout_at(deadline, build().send()).await {
-                Err(_) => return Err(LlmError::Timeout { after: self.request_timeout }),
-                Ok(Ok(response)) if response.status().is_success() => return Ok(response),
-                Ok(Ok(response)) => {
-                    let status = response.status();
-                    let server_delay = retry_after(response.headers());
-                    let body = match tokio::time::timeout_at(deadline, response.bytes()).await {
-                        Ok(Ok(body)) => body,
-                        Ok(Err(_)) => Bytes::new(),
-                        Err(_) => return Err(LlmError::Timeout { after: self.request_timeout }),
-                    };
-                    let error = status_error(status, &error_message(&body), model);
-                    if !is_retryable_status(status) {
-                        return Err(error);
+            let (error, reason, server_delay) =
+                match tokio::time::timeout_at(deadline, build().send()).await {
+                    Err(_) => {
+                        return Err(LlmError::Timeout {
+                            after: self.request_timeout,
+                        });
                     }
-                    (error, format!("HTTP {}", status.as_u16()), server_delay)
-                }
-                Ok(Err(e)) => {
-                    let reason = describe(&e);
-                    let error = if e.is_connect() && e.is_timeout() {
-                        LlmError::Timeout { after: self.connect_timeout }
-                    } else if e.is_timeout() {
-                        return Err(LlmError::Timeout { after: self.request_timeout });
-                    } else {
-                        LlmError::Connect { url: self.display_url.clone(), reason: reason.clone() }
-                    };
-                    // Any failure before an answer arrived (refused, reset, closed) is safe to
-                    // retry: the server has produced nothing the caller could have seen.
-                    (error, reason, None)
-                }
-            };
+                    Ok(Ok(response)) if response.status().is_success() => return Ok(response),
+                    Ok(Ok(response)) => {
+                        let status = response.status();
+                        let server_delay = retry_after(response.headers());
+                        let body = match tokio::time::timeout_at(deadline, response.bytes()).await {
+                            Ok(Ok(body)) => body,
+                            Ok(Err(_)) => Bytes::new(),
+                            Err(_) => {
+                                return Err(LlmError::Timeout {
+                                    after: self.request_timeout,
+                                });
+                            }
+                        };
+                        let error = status_error(status, &error_message(&body), model);
+                        if !is_retryable_status(status) {
+                            return Err(error);
+                        }
+                        (error, format!("HTTP {}", status.as_u16()), server_delay)
+                    }
+                    Ok(Err(e)) => {
+                        let reason = describe(&e);
+                        let error = if e.is_connect() && e.is_timeout() {
+                            LlmError::Timeout {
+                                after: self.connect_timeout,
+                            }
+                        } else if e.is_timeout() {
+                            return Err(LlmError::Timeout {
+                                after: self.request_timeout,
+                            });
+                        } else {
+                            LlmError::Connect {
+                                url: self.display_url.clone(),
+                                reason: reason.clone(),
+                            }
+                        };
+                        // Any failure before an answer arrived (refused, reset, closed) is safe to
+                        // retry: the server has produced nothing the caller could have seen.
+                        (error, reason, None)
+                    }
+                };
             if attempt >= self.max_retries {
                 return Err(error);
             }
-            let delay = self.backoff.delay(attempt).max(server_delay.unwrap_or_default().min(self.backoff.max));
+            let delay = self
+                .backoff
+                .delay(attempt)
+                .max(server_delay.unwrap_or_default().min(self.backoff.max));
             if Instant::now() + delay >= deadline {
                 return Err(error);
             }
@@ -182,14 +213,23 @@ fn is_retryable_status(status: StatusCode) -> bool {
 /// (Ollama's wording has changed between versions, so the text is not relied upon).
 fn status_error(status: StatusCode, message: &str, model: Option<&str>) -> LlmError {
     match model {
-        Some(model) if status == StatusCode::NOT_FOUND => LlmError::ModelNotFound { model: model.to_string() },
+        Some(model) if status == StatusCode::NOT_FOUND => LlmError::ModelNotFound {
+            model: model.to_string(),
+        },
         Some(model)
             if status == StatusCode::BAD_REQUEST
-                && message.to_ascii_lowercase().contains("does not support tools") =>
+                && message
+                    .to_ascii_lowercase()
+                    .contains("does not support tools") =>
         {
-            LlmError::ToolsUnsupported { model: model.to_string() }
+            LlmError::ToolsUnsupported {
+                model: model.to_string(),
+            }
         }
-        _ => LlmError::Server { status: status.as_u16(), message: message.to_string() },
+        _ => LlmError::Server {
+            status: status.as_u16(),
+            message: message.to_string(),
+        },
     }
 }
 
@@ -200,7 +240,11 @@ fn describe(e: &reqwest::Error) -> String {
         last = source;
     }
     let text = last.to_string();
-    if text.is_empty() { "request failed".into() } else { text }
+    if text.is_empty() {
+        "request failed".into()
+    } else {
+        text
+    }
 }
 
 #[async_trait::async_trait]
@@ -216,7 +260,9 @@ impl ChatModel for OllamaClient {
         let body = match serde_json::to_vec(&ChatBody::new(&request)) {
             Ok(body) => Bytes::from(body),
             Err(e) => {
-                let error = LlmError::Protocol { detail: format!("cannot encode the request: {e}") };
+                let error = LlmError::Protocol {
+                    detail: format!("cannot encode the request: {e}"),
+                };
                 recorder.failure(&error);
                 return Err(error);
             }
@@ -228,7 +274,10 @@ impl ChatModel for OllamaClient {
                 .header(reqwest::header::CONTENT_TYPE, "application/json")
                 .body(body.clone())
         };
-        let response = match self.send_with_retry(build, Some(&request.model), deadline).await {
+        let response = match self
+            .send_with_retry(build, Some(&request.model), deadline)
+            .await
+        {
             Ok(response) => response,
             Err(error) => {
                 recorder.failure(&error);
@@ -251,7 +300,9 @@ impl ChatModel for OllamaClient {
     #[tracing::instrument(name = "ollama.list_models", skip_all)]
     async fn list_models(&self) -> Result<Vec<ModelSummary>, LlmError> {
         let url = self.endpoint("/api/tags");
-        let response = self.send_with_retry(|| self.http.get(&url), None, self.deadline()).await?;
+        let response = self
+            .send_with_retry(|| self.http.get(&url), None, self.deadline())
+            .await?;
         let tags: TagsResponse = self.read_json(response).await?;
         Ok(tags.models.into_iter().map(ModelSummary::from).collect())
     }
@@ -260,19 +311,31 @@ impl ChatModel for OllamaClient {
     async fn show(&self, model: &str) -> Result<ModelDetails, LlmError> {
         let url = self.endpoint("/api/show");
         let body = serde_json::json!({ "model": model });
-        let response =
-            self.send_with_retry(|| self.http.post(&url).json(&body), Some(model), self.deadline()).await?;
+        let response = self
+            .send_with_retry(
+                || self.http.post(&url).json(&body),
+                Some(model),
+                self.deadline(),
+            )
+            .await?;
         let show: ShowResponse = self.read_json(response).await?;
         Ok(show.into_details(model))
     }
 }
 
 impl OllamaClient {
-    async fn read_json<T: serde::de::DeserializeOwned>(&self, response: reqwest::Response) -> Result<T, LlmError> {
+    async fn read_json<T: serde::de::DeserializeOwned>(
+        &self,
+        response: reqwest::Response,
+    ) -> Result<T, LlmError> {
         let body = tokio::time::timeout(self.request_timeout, response.bytes())
             .await
-            .map_err(|_| LlmError::Timeout { after: self.request_timeout })?
-            .map_err(|e| LlmError::Protocol { detail: format!("reading the answer failed: {}", describe(&e)) })?;
+            .map_err(|_| LlmError::Timeout {
+                after: self.request_timeout,
+            })?
+            .map_err(|e| LlmError::Protocol {
+                detail: format!("reading the answer failed: {}", describe(&e)),
+            })?;
         serde_json::from_slice(&body).map_err(|e| LlmError::Protocol {
             detail: format!("unexpected answer ({e}): {}", super::wire::excerpt(&body)),
         })
@@ -315,16 +378,27 @@ impl StreamState {
                 return Some((Err(error), self));
             }
             match tokio::time::timeout_at(self.deadline, self.body.next()).await {
-                Err(_) => self.error = Some(LlmError::Timeout { after: self.timeout }),
+                Err(_) => {
+                    self.error = Some(LlmError::Timeout {
+                        after: self.timeout,
+                    })
+                }
                 Ok(Some(Ok(piece))) => {
                     if let Err(e) = self.decoder.feed(&piece, &mut self.pending) {
                         self.error = Some(e);
                     }
                 }
-                Ok(Some(Err(e))) if e.is_timeout() => self.error = Some(LlmError::Timeout { after: self.timeout }),
+                Ok(Some(Err(e))) if e.is_timeout() => {
+                    self.error = Some(LlmError::Timeout {
+                        after: self.timeout,
+                    })
+                }
                 Ok(Some(Err(e))) => {
                     self.error = Some(LlmError::Protocol {
-                        detail: format!("stream ended early: the connection broke ({})", describe(&e)),
+                        detail: format!(
+                            "stream ended early: the connection broke ({})",
+                            describe(&e)
+                        ),
                     });
                 }
                 Ok(None) => {
@@ -349,12 +423,20 @@ struct Recorder {
 
 impl Recorder {
     fn new(model: &str, span: tracing::Span) -> Self {
-        Self { model: model.to_string(), started: Instant::now(), first_token_seen: false, outcome_recorded: false, span }
+        Self {
+            model: model.to_string(),
+            started: Instant::now(),
+            first_token_seen: false,
+            outcome_recorded: false,
+            span,
+        }
     }
 
     fn event(&mut self, event: &ChatEvent) {
         match event {
-            ChatEvent::Content(_) | ChatEvent::Thinking(_) | ChatEvent::ToolCalls(_) if !self.first_token_seen => {
+            ChatEvent::Content(_) | ChatEvent::Thinking(_) | ChatEvent::ToolCalls(_)
+                if !self.first_token_seen =>
+            {
                 self.first_token_seen = true;
                 metrics()
                     .time_to_first_token
@@ -369,8 +451,12 @@ impl Recorder {
     fn success(&mut self, usage: &Usage, done_reason: Option<&str>) {
         let m = metrics();
         let labels = m.model(&self.model);
-        m.prompt_tokens.get_or_create(&labels).inc_by(u64::from(usage.prompt_tokens));
-        m.completion_tokens.get_or_create(&labels).inc_by(u64::from(usage.completion_tokens));
+        m.prompt_tokens
+            .get_or_create(&labels)
+            .inc_by(u64::from(usage.prompt_tokens));
+        m.completion_tokens
+            .get_or_create(&labels)
+            .inc_by(u64::from(usage.completion_tokens));
         if let Some(speed) = usage.tokens_per_second() {
             m.tokens_per_second.get_or_create(&labels).observe(speed);
         }
@@ -397,7 +483,10 @@ impl Recorder {
         self.outcome_recorded = true;
         let m = metrics();
         m.model_requests
-            .get_or_create(&ModelOutcomeLabels { model: self.model.clone(), outcome: outcome.to_string() })
+            .get_or_create(&ModelOutcomeLabels {
+                model: self.model.clone(),
+                outcome: outcome.to_string(),
+            })
             .inc();
         m.model_request_duration
             .get_or_create(&m.model(&self.model))
@@ -429,8 +518,14 @@ mod tests {
             Some("gemma"),
         );
         assert!(matches!(e, LlmError::ToolsUnsupported { .. }));
-        let e = status_error(StatusCode::BAD_REQUEST, "\"gemma\" does not support thinking", Some("gemma"));
-        assert!(matches!(e, LlmError::Server { status: 400, ref message } if message.contains("thinking")));
+        let e = status_error(
+            StatusCode::BAD_REQUEST,
+            "\"gemma\" does not support thinking",
+            Some("gemma"),
+        );
+        assert!(
+            matches!(e, LlmError::Server { status: 400, ref message } if message.contains("thinking"))
+        );
         let e = status_error(StatusCode::NOT_FOUND, "404 page not found", None);
         assert!(matches!(e, LlmError::Server { status: 404, .. }));
     }
@@ -446,15 +541,24 @@ mod tests {
 
     #[test]
     fn url_validation_and_redaction() {
-        let config = |url: &str| OllamaConfig { url: url.into(), ..OllamaConfig::default() };
+        let config = |url: &str| OllamaConfig {
+            url: url.into(),
+            ..OllamaConfig::default()
+        };
         let c = OllamaClient::new(&config("http://user:s3cret@127.0.0.1:11434/")).unwrap();
         assert_eq!(c.url(), "http://127.0.0.1:11434");
         assert!(!format!("{c:?}").contains("s3cret"));
         assert_eq!(redact_userinfo("http://u:p@h:1/x"), "http://h:1/x");
         assert_eq!(redact_userinfo("http://h:1/a@b"), "http://h:1/a@b");
-        assert_eq!(c.endpoint("/api/chat"), "http://user:s3cret@127.0.0.1:11434/api/chat");
+        assert_eq!(
+            c.endpoint("/api/chat"),
+            "http://user:s3cret@127.0.0.1:11434/api/chat"
+        );
         let c = OllamaClient::new(&config("https://gpu.example/ollama/")).unwrap();
-        assert_eq!(c.endpoint("/api/tags"), "https://gpu.example/ollama/api/tags");
+        assert_eq!(
+            c.endpoint("/api/tags"),
+            "https://gpu.example/ollama/api/tags"
+        );
         for bad in ["127.0.0.1:11434", "ftp://x", "not a url"] {
             let e = OllamaClient::new(&config(bad)).unwrap_err();
             assert!(matches!(e, LlmError::Connect { .. }), "{bad}: {e}");

@@ -9,7 +9,10 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
-use super::{ChatEvent, ChatMessage, ChatRequest, LlmError, ModelDetails, ModelSummary, Role, ToolCall, ToolSpec, Usage};
+use super::{
+    ChatEvent, ChatMessage, ChatRequest, LlmError, ModelDetails, ModelSummary, Role, ToolCall,
+    ToolSpec, Usage,
+};
 
 /// The body of `POST /api/chat`.
 #[derive(Debug, Serialize)]
@@ -119,7 +122,10 @@ pub(crate) struct WireTool<'a> {
 
 impl<'a> From<&'a ToolSpec> for WireTool<'a> {
     fn from(spec: &'a ToolSpec) -> Self {
-        Self { kind: "function", function: spec }
+        Self {
+            kind: "function",
+            function: spec,
+        }
     }
 }
 
@@ -186,7 +192,10 @@ impl ChatChunk {
             }
         }
         if self.done {
-            out.push_back(ChatEvent::Done { usage, done_reason: self.done_reason });
+            out.push_back(ChatEvent::Done {
+                usage,
+                done_reason: self.done_reason,
+            });
         }
     }
 }
@@ -195,12 +204,19 @@ impl ChatChunk {
 pub(crate) fn excerpt(bytes: &[u8]) -> String {
     const MAX: usize = 120;
     let text = String::from_utf8_lossy(bytes);
-    let mut out: String = text.chars().take(MAX).map(|c| if c.is_control() { ' ' } else { c }).collect();
+    let mut out: String = text
+        .chars()
+        .take(MAX)
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect();
     if text.chars().count() > MAX {
         out.push('…');
     }
     out
 }
+
+/// Longest NDJSON line accepted; Ollama's lines are small (one token, or one set of tool calls).
+const MAX_LINE_BYTES: usize = 16 * 1024 * 1024;
 
 /// Turns the bytes of an NDJSON body, in whatever pieces the network delivers them, into
 /// [`ChatEvent`]s. A line may span several pieces and one piece may hold several lines.
@@ -214,8 +230,19 @@ impl LineDecoder {
     /// Feeds one network piece; complete lines become events in `out`.
     pub fn feed(&mut self, piece: &[u8], out: &mut VecDeque<ChatEvent>) -> Result<(), LlmError> {
         self.buf.extend_from_slice(piece);
+        if self.buf.len() > MAX_LINE_BYTES && !self.buf.contains(&b'\n') {
+            // A server that never ends its line must not make us buffer without bound.
+            return Err(LlmError::Protocol {
+                detail: format!(
+                    "a line longer than {MAX_LINE_BYTES} bytes: {}",
+                    excerpt(&self.buf)
+                ),
+            });
+        }
         while !self.done {
-            let Some(newline) = self.buf.iter().position(|&b| b == b'\n') else { break };
+            let Some(newline) = self.buf.iter().position(|&b| b == b'\n') else {
+                break;
+            };
             let line: Vec<u8> = self.buf.drain(..=newline).collect();
             self.line(&line[..newline], out)?;
         }
@@ -231,7 +258,9 @@ impl LineDecoder {
         if self.done {
             Ok(())
         } else {
-            Err(LlmError::Protocol { detail: "stream ended early, without the final `done` line".into() })
+            Err(LlmError::Protocol {
+                detail: "stream ended early, without the final `done` line".into(),
+            })
         }
     }
 
@@ -248,7 +277,10 @@ impl LineDecoder {
         }
         if chunk.message.is_none() && !chunk.done {
             return Err(LlmError::Protocol {
-                detail: format!("line has neither `message`, `done` nor `error`: {}", excerpt(trimmed)),
+                detail: format!(
+                    "line has neither `message`, `done` nor `error`: {}",
+                    excerpt(trimmed)
+                ),
             });
         }
         self.done = chunk.done;
@@ -299,7 +331,10 @@ impl From<TagsModel> for ModelSummary {
         Self {
             name: m.name,
             size: m.size,
-            parameter_size: m.details.and_then(|d| d.parameter_size).filter(|s| !s.is_empty()),
+            parameter_size: m
+                .details
+                .and_then(|d| d.parameter_size)
+                .filter(|s| !s.is_empty()),
         }
     }
 }
@@ -321,7 +356,11 @@ impl ShowResponse {
             .iter()
             .find(|(k, _)| k.ends_with(".context_length"))
             .and_then(|(_, v)| v.as_u64());
-        ModelDetails { name: name.to_string(), capabilities: self.capabilities, context_length }
+        ModelDetails {
+            name: name.to_string(),
+            capabilities: self.capabilities,
+            context_length,
+        }
     }
 }
 
@@ -415,7 +454,9 @@ mod tests {
         let (events, r) = decode_pieces(&[body.as_bytes()]);
         r.unwrap();
         assert_eq!(events[0], ChatEvent::Thinking("hmm".into()));
-        let ChatEvent::ToolCalls(calls) = &events[1] else { panic!("{events:?}") };
+        let ChatEvent::ToolCalls(calls) = &events[1] else {
+            panic!("{events:?}")
+        };
         assert_eq!(calls[0].function.name, "memory__read_graph");
         assert_eq!(calls[0].function.arguments, json!({"a": {"b": [1, 2]}}));
         assert!(matches!(events[2], ChatEvent::Done { .. }));
@@ -448,13 +489,30 @@ mod tests {
 
     #[test]
     fn body_without_done_is_a_protocol_error() {
-        let body = concat!(r#"{"message":{"role":"assistant","content":"Hi"},"done":false}"#, "\n");
+        let body = concat!(
+            r#"{"message":{"role":"assistant","content":"Hi"},"done":false}"#,
+            "\n"
+        );
         let (events, r) = decode_pieces(&[body.as_bytes()]);
         assert_eq!(events, vec![ChatEvent::Content("Hi".into())]);
         match r {
-            Err(LlmError::Protocol { detail }) => assert!(detail.contains("ended early"), "{detail}"),
+            Err(LlmError::Protocol { detail }) => {
+                assert!(detail.contains("ended early"), "{detail}")
+            }
             other => panic!("{other:?}"),
         }
+    }
+
+    #[test]
+    fn endless_line_is_a_protocol_error() {
+        let mut d = LineDecoder::default();
+        let mut out = VecDeque::new();
+        let piece = vec![b'x'; 1024 * 1024];
+        let error = (0..32).find_map(|_| d.feed(&piece, &mut out).err());
+        assert!(
+            matches!(error, Some(LlmError::Protocol { .. })),
+            "{error:?}"
+        );
     }
 
     #[test]

@@ -5,8 +5,12 @@ use std::time::Duration;
 
 use crate::llm::ToolSpec;
 
+mod adapter;
+pub(crate) mod connection;
 mod hub;
-pub use hub::McpHub;
+mod validate;
+pub use hub::{HubOptions, McpHub};
+pub(crate) use hub::backoff as restart_backoff;
 
 /// Separates server and tool in the names the model sees: `memory__create_entities`.
 pub const NAMESPACE_SEPARATOR: &str = "__";

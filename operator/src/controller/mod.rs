@@ -347,3 +347,6 @@ pub async fn run(ctx: Arc<Context>, namespace: Option<String>, shutdown: impl st
         })
         .await;
 }
+
+#[cfg(test)]
+mod tests;

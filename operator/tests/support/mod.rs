@@ -1,0 +1,2 @@
+//! Test support shared by the operator's integration tests and its benchmark.
+pub mod fake_api;
