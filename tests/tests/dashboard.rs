@@ -14,8 +14,15 @@ use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 use std::time::Duration;
 
+use ollama_mcp_bot::config::BotConfig;
+use ollama_mcp_bot::conversation::{Engine, Silent, TurnRequest};
+use ollama_mcp_bot::llm::ollama::OllamaClient;
+use ollama_mcp_bot::mcp::{HubOptions, McpHub, ServerState};
+use ollama_mcp_bot::store::Store;
+use ollama_mcp_tests::ollama_double::{OllamaDouble, Reply};
 use ollama_mcp_tests::prometheus::{Prometheus, ScrapeTarget};
-use serde_json::Value;
+use ollama_mcp_tests::servers;
+use serde_json::{Value, json};
 use tokio::io::AsyncWriteExt as _;
 
 /// The labels a bot's series carry in a cluster (the ServiceMonitor / PodMonitor relabeling adds
@@ -190,11 +197,12 @@ fn metric_names(expr: &str) -> BTreeSet<String> {
     out
 }
 
-/// What Prometheus scraped, and the servers it scraped; dropping it stops everything.
+/// What Prometheus scraped, and the parts it scraped; dropping it stops everything.
 pub struct Scraped {
     pub prometheus: Prometheus,
     pub bot_metrics: SocketAddr,
     servers: Vec<tokio::task::JoinHandle<()>>,
+    _bot: BotParts,
 }
 
 impl Drop for Scraped {
@@ -214,6 +222,56 @@ async fn serve(router: axum::Router) -> (SocketAddr, tokio::task::JoinHandle<()>
     (addr, task)
 }
 
+const MODEL: &str = "llama3.2";
+
+/// The bot's real engine: the conversation engine with the real Ollama client talking to the
+/// Ollama double, the real MCP hub running the real memory server, the real SQLite store.
+struct BotParts {
+    engine: Engine,
+    hub: Arc<McpHub>,
+    ollama: OllamaDouble,
+    _dir: tempfile::TempDir,
+}
+
+impl BotParts {
+    async fn start() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let ollama = OllamaDouble::builder()
+            .model(MODEL, &["completion", "tools"])
+            .instant()
+            .start()
+            .await
+            .unwrap();
+        let mut config = BotConfig::default();
+        config.ollama.url = ollama.url();
+        config.ollama.model = MODEL.to_string();
+        config.ollama.max_retries = 0;
+        let hub = McpHub::start(
+            &[servers::memory(dir.path())],
+            HubOptions::from_chat(&config.chat),
+        )
+        .await;
+        assert!(
+            servers::wait_until(WAIT, || hub
+                .status()
+                .iter()
+                .all(|s| s.state == ServerState::Ready))
+            .await,
+            "the memory server did not start: {:?}",
+            hub.status()
+        );
+        let store = Store::open(&dir.path().join("bot.db").display().to_string()).unwrap();
+        let model = Arc::new(OllamaClient::new(&config.ollama).unwrap());
+        let engine = Engine::new(model, hub.clone(), store, &config);
+        Self {
+            engine,
+            hub,
+            ollama,
+            _dir: dir,
+        }
+    }
+}
+
 /// The scenario the dashboard is checked against. Prometheus scrapes the bot's real `/metrics`
 /// (the process-wide registry the bot's parts record into) and the operator's real `/metrics`
 /// router, labelled as the ServiceMonitors label them in a cluster.
@@ -221,11 +279,12 @@ async fn serve(router: axum::Router) -> (SocketAddr, tokio::task::JoinHandle<()>
 /// Two rounds of work with a scrape after each: `rate()` needs a counter to change between two
 /// scrapes of the same series, and a labelled series only appears at its first event.
 ///
-/// The lead's end-to-end scenario plugs in here: replace [`bot_round`] with a conversation driven
-/// through `ollama-mcp-bot run` (Discord double → engine → Ollama double → real MCP servers) and
-/// scrape that process instead of the in-process registry.
+/// The lead's end-to-end scenario plugs in here: drive the rounds through `ollama-mcp-bot run`
+/// (Discord double → engine → Ollama double → real MCP servers) and scrape that process instead
+/// of the in-process registry; [`discord_round`] then goes away.
 async fn drive_bot_and_scrape() -> Scraped {
     let _ = rustls::crypto::ring::default_provider().install_default();
+    let bot = BotParts::start().await;
     let ready = ollama_mcp_bot::metrics::Readiness::default();
     ready.set(true);
     let (bot_addr, bot_server) = serve(ollama_mcp_bot::metrics::router(ready)).await;
@@ -254,8 +313,9 @@ async fn drive_bot_and_scrape() -> Scraped {
         .expect("the operator is scraped");
 
     for round in 0..2 {
-        bot_round(round).await;
-        operator_round(&operator_metrics, round);
+        conversation_round(&bot, round).await;
+        discord_round(round);
+        operator_round(&operator_metrics);
         prometheus
             .wait_for_fresh_scrape(BOT_JOB, WAIT)
             .await
@@ -269,49 +329,72 @@ async fn drive_bot_and_scrape() -> Scraped {
         prometheus,
         bot_metrics: bot_addr,
         servers: vec![bot_server, op_server],
+        _bot: bot,
     }
 }
 
-/// One round of bot work, recorded through the bot's metrics API exactly as its parts record it:
-/// a message answered after a model request with a tool call, a message that fails, a Discord
-/// 429, a gateway reconnect, an MCP server restart, a store write.
+/// Real work: a turn in which the model calls a memory tool and then answers, a turn whose model
+/// stream breaks, and (in the first round) a crash of the memory server that the hub restarts.
+async fn conversation_round(bot: &BotParts, round: u32) {
+    let entity = json!({"entities": [{"name": format!("otter-{round}"), "entityType": "animal", "observations": ["holds hands while sleeping"]}]});
+    bot.ollama
+        .push_reply(Reply::tool_call("memory__create_entities", entity));
+    bot.ollama
+        .push_reply(Reply::text("I will remember that otters hold hands."));
+    let session = format!("guild:1:user:{round}");
+    let done = bot
+        .engine
+        .turn(
+            TurnRequest::new(&session, "Remember: otters hold hands."),
+            &Silent,
+        )
+        .await;
+    let done = done.expect("the tool-calling turn completes");
+    assert_eq!(done.tool_calls, 1, "the model's tool call ran");
+
+    bot.ollama.push_reply(Reply::ErrorMidStream {
+        after_chunks: 2,
+        message: "llama runner process has terminated".into(),
+    });
+    let failed = bot
+        .engine
+        .turn(TurnRequest::new(&session, "And what else?"), &Silent)
+        .await;
+    assert!(failed.is_err(), "a broken model stream fails the turn");
+
+    if round == 0 {
+        let pid = bot
+            .hub
+            .server_pid("memory")
+            .expect("the memory server's pid");
+        servers::kill_hard(pid);
+        let back = servers::wait_until(WAIT, || {
+            bot.hub.server_pid("memory").is_some_and(|p| p != pid)
+                && bot
+                    .hub
+                    .status()
+                    .iter()
+                    .all(|s| s.state == ServerState::Ready)
+        })
+        .await;
+        assert!(
+            back,
+            "the hub restarted the memory server: {:?}",
+            bot.hub.status()
+        );
+    }
+}
+
+/// The Discord adapter's share of the metrics, recorded through the bot's metrics API as the
+/// adapter records it: messages received and their outcomes, the queue, REST requests with a
+/// 429, gateway latency and a reconnect.
 ///
-/// A stand-in until the `run` scenario (Discord double + Ollama double + real MCP servers) can
-/// drive the real parts; the events listed are what that scenario must produce for every panel
-/// to show data.
-async fn bot_round(round: u32) {
-    use ollama_mcp_bot::metrics::{ModelOutcomeLabels, ServerLabels, metrics};
-    let m = metrics();
-    let model = m.model("llama3.2");
+/// A stand-in until the `run` scenario drives the real adapter against the Discord double; the
+/// events listed are what that scenario must produce for every Discord panel to show data.
+fn discord_round(round: u32) {
+    let m = ollama_mcp_bot::metrics::metrics();
     m.messages_received.inc_by(2);
     m.queue_depth.set(i64::from(round));
-    m.active_sessions.set(1 + i64::from(round));
-    m.model_requests
-        .get_or_create(&ModelOutcomeLabels {
-            model: "llama3.2".into(),
-            outcome: "ok".into(),
-        })
-        .inc_by(2);
-    m.model_requests
-        .get_or_create(&ModelOutcomeLabels {
-            model: "llama3.2".into(),
-            outcome: "error".into(),
-        })
-        .inc();
-    m.model_request_duration.get_or_create(&model).observe(1.2);
-    m.time_to_first_token.get_or_create(&model).observe(0.3);
-    m.prompt_tokens.get_or_create(&model).inc_by(120);
-    m.completion_tokens.get_or_create(&model).inc_by(40);
-    m.tokens_per_second.get_or_create(&model).observe(33.0);
-    m.record_tool_call("memory", "create_entities", "ok", Duration::from_millis(40));
-    m.record_tool_call("fetch", "fetch", "tool_error", Duration::from_millis(900));
-    m.set_server_up("memory", true);
-    m.set_server_up("fetch", round > 0);
-    m.mcp_server_restarts
-        .get_or_create(&ServerLabels {
-            server: "fetch".into(),
-        })
-        .inc();
     m.record_message("answered");
     m.record_message("error");
     m.record_discord_request("create_message", 200);
@@ -319,11 +402,12 @@ async fn bot_round(round: u32) {
     m.record_discord_request("edit_message", 429);
     m.gateway_latency_seconds.set(0.042);
     m.gateway_reconnects.inc();
-    m.store_write_duration.observe(0.0008);
 }
 
-/// One round of operator work through its metrics API: two reconciliations, one failing.
-fn operator_round(m: &ollama_mcp_operator::metrics::Metrics, round: u32) {
+/// The operator's metrics as its controller records them: two reconciliations, one failing at
+/// `apply`, and the children of one BotDeployment. The operator binary needs an API server to
+/// start; its reconcile loop is tested against one in `operator/`.
+fn operator_round(m: &ollama_mcp_operator::metrics::Metrics) {
     drop(m.reconcile_started());
     drop(m.reconcile_started());
     m.reconcile_failed("apply");
@@ -332,11 +416,10 @@ fn operator_round(m: &ollama_mcp_operator::metrics::Metrics, round: u32) {
         vec![("Deployment", 1), ("ConfigMap", 1), ("Service", 1)],
     );
     m.leader.set(1);
-    let _ = round;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn every_panel_shows_data_from_a_real_prometheus() {
+async fn every_panel_shows_data_from_a_real_prometheus_and_promtool_accepts_the_scrape() {
     let scraped = drive_bot_and_scrape().await;
     let prom = &scraped.prometheus;
     let d = dashboard();
@@ -396,6 +479,8 @@ async fn every_panel_shows_data_from_a_real_prometheus() {
         failures.len(),
         failures.join("\n")
     );
+
+    promtool_check_bot_scrape(scraped.bot_metrics).await;
 }
 
 /// The OpenMetrics exposition rewritten as the Prometheus text format `promtool` lints: the
@@ -428,11 +513,8 @@ fn openmetrics_to_text(openmetrics: &str) -> String {
     out
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn promtool_accepts_a_scrape_of_the_bot() {
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    bot_round(0).await;
-    let (addr, server) = serve(ollama_mcp_bot::metrics::router(Default::default())).await;
+/// `promtool check metrics` on a scrape of the bot (after the scenario, so every family has series).
+async fn promtool_check_bot_scrape(addr: SocketAddr) {
     let response = reqwest::get(format!("http://{addr}/metrics"))
         .await
         .unwrap();
@@ -446,7 +528,6 @@ async fn promtool_accepts_a_scrape_of_the_bot() {
         "{content_type}"
     );
     let body = response.text().await.unwrap();
-    server.abort();
     assert!(
         body.trim_end().ends_with("# EOF"),
         "an OpenMetrics exposition ends with # EOF"
