@@ -22,3 +22,5 @@ pub mod metrics;
 pub mod store;
 #[cfg(feature = "telemetry")]
 pub mod telemetry;
+#[cfg(feature = "runtime")]
+pub mod terminal;

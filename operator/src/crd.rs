@@ -294,7 +294,10 @@ pub struct ManagedOllamaSpec {
 pub struct StorageSpec {
     /// Requested size, e.g. `50Gi`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(length(min = 1, max = 32), pattern(r"^[0-9]+(\.[0-9]+)?(Ki|Mi|Gi|Ti|Pi|Ei|k|M|G|T|P|E)?$"))]
+    #[schemars(
+        length(min = 1, max = 32),
+        pattern(r"^[0-9]+(\.[0-9]+)?(Ki|Mi|Gi|Ti|Pi|Ei|k|M|G|T|P|E)?$")
+    )]
     pub size: Option<String>,
     /// StorageClass; empty string = no class (a pre-bound volume); absent = the cluster default.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -390,7 +393,9 @@ pub struct McpServerSpec {
 }
 
 /// The MCP servers the operator knows how to run.
-#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, JsonSchema)]
+#[derive(
+    Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, JsonSchema,
+)]
 #[serde(rename_all = "kebab-case")]
 pub enum Preset {
     Memory,

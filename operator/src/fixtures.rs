@@ -30,7 +30,10 @@ pub fn minimal() -> BotDeployment {
         "helper",
         BotDeploymentSpec {
             discord: DiscordSpec {
-                token_secret_ref: SecretKeyRef { name: "helper-discord".into(), key: "token".into() },
+                token_secret_ref: SecretKeyRef {
+                    name: "helper-discord".into(),
+                    key: "token".into(),
+                },
                 api_base: None,
                 command_prefix: None,
                 triggers: vec![],
@@ -52,7 +55,10 @@ pub fn minimal() -> BotDeployment {
                 keep_alive: None,
                 request_timeout_seconds: None,
             },
-            ollama: OllamaSpec { url: Some("http://ollama.ai.svc:11434".into()), managed: None },
+            ollama: OllamaSpec {
+                url: Some("http://ollama.ai.svc:11434".into()),
+                managed: None,
+            },
             mcp_servers: vec![],
             persistence: None,
             image: None,
@@ -77,7 +83,11 @@ pub fn secret_env(name: &str, secret: &str, key: &str) -> EnvVar {
         name: name.into(),
         value: None,
         value_from: Some(EnvVarSource {
-            secret_key_ref: Some(SecretKeySelector { name: secret.into(), key: key.into(), optional: None }),
+            secret_key_ref: Some(SecretKeySelector {
+                name: secret.into(),
+                key: key.into(),
+                optional: None,
+            }),
             ..Default::default()
         }),
     }
@@ -85,10 +95,17 @@ pub fn secret_env(name: &str, secret: &str, key: &str) -> EnvVar {
 
 /// A server of every kind: each preset, a custom stdio image, a custom HTTP image, a remote.
 pub fn every_server() -> Vec<McpServerSpec> {
-    let preset = |name: &str, p: Preset| McpServerSpec { name: name.into(), preset: Some(p), ..Default::default() };
+    let preset = |name: &str, p: Preset| McpServerSpec {
+        name: name.into(),
+        preset: Some(p),
+        ..Default::default()
+    };
     vec![
         preset("memory", Preset::Memory),
-        McpServerSpec { args: vec!["--ignore-robots-txt".into()], ..preset("fetch", Preset::Fetch) },
+        McpServerSpec {
+            args: vec!["--ignore-robots-txt".into()],
+            ..preset("fetch", Preset::Fetch)
+        },
         preset("browser", Preset::Puppeteer),
         preset("thinking", Preset::SequentialThinking),
         preset("aws-docs", Preset::AwsDocumentation),
@@ -97,9 +114,23 @@ pub fn every_server() -> Vec<McpServerSpec> {
             image: Some("ghcr.io/acme/tools-mcp:1.2".into()),
             command: vec!["node".into(), "dist/index.js".into()],
             args: vec!["--stdio".into()],
-            env: vec![secret_env("API_KEY", "tools", "key"), EnvVar { name: "MODE".into(), value: Some("fast".into()), value_from: None }],
-            tools: ToolFilterSpec { allow: vec![], deny: vec!["drop_table".into()], require_approval: vec!["deploy".into()] },
-            egress: vec![EgressSpec { port: 5432, cidr: Some("10.20.0.0/16".into()) }],
+            env: vec![
+                secret_env("API_KEY", "tools", "key"),
+                EnvVar {
+                    name: "MODE".into(),
+                    value: Some("fast".into()),
+                    value_from: None,
+                },
+            ],
+            tools: ToolFilterSpec {
+                allow: vec![],
+                deny: vec!["drop_table".into()],
+                require_approval: vec!["deploy".into()],
+            },
+            egress: vec![EgressSpec {
+                port: 5432,
+                cidr: Some("10.20.0.0/16".into()),
+            }],
             call_timeout_seconds: Some(90),
             startup_timeout_seconds: Some(45),
             ..Default::default()
@@ -120,12 +151,22 @@ pub fn every_server() -> Vec<McpServerSpec> {
                     name: "Authorization".into(),
                     value: None,
                     value_from: Some(HeaderValueSource {
-                        secret_key_ref: SecretKeyRef { name: "remote".into(), key: "auth".into() },
+                        secret_key_ref: SecretKeyRef {
+                            name: "remote".into(),
+                            key: "auth".into(),
+                        },
                     }),
                 },
-                HeaderSpec { name: "X-Team".into(), value: Some("bots".into()), value_from: None },
+                HeaderSpec {
+                    name: "X-Team".into(),
+                    value: Some("bots".into()),
+                    value_from: None,
+                },
             ],
-            tools: ToolFilterSpec { require_approval: vec!["send_email".into()], ..Default::default() },
+            tools: ToolFilterSpec {
+                require_approval: vec!["send_email".into()],
+                ..Default::default()
+            },
             ..Default::default()
         },
     ]
@@ -152,12 +193,21 @@ pub fn full() -> BotDeployment {
         admin_users: vec![id("666666666666666666")],
         admin_roles: vec![id("777777777777777777")],
     };
-    s.discord.rate_limit = Some(RateLimitSpec { messages: Some(3), per_seconds: Some(30), max_concurrent_per_guild: Some(2) });
+    s.discord.rate_limit = Some(RateLimitSpec {
+        messages: Some(3),
+        per_seconds: Some(30),
+        max_concurrent_per_guild: Some(2),
+    });
     s.model = ModelSpec {
         name: "qwen3:8b".into(),
         allowed: vec!["llama3.2".into(), "qwen3:8b".into()],
         system_prompt: Some("You are Helper.".into()),
-        options: Some(json!({"num_ctx": 16384, "temperature": 0.4}).as_object().cloned().unwrap()),
+        options: Some(
+            json!({"num_ctx": 16384, "temperature": 0.4})
+                .as_object()
+                .cloned()
+                .unwrap(),
+        ),
         max_tool_rounds: Some(5),
         history_token_budget: Some(4000),
         think: Some(true),
@@ -169,9 +219,18 @@ pub fn full() -> BotDeployment {
         managed: Some(ManagedOllamaSpec {
             image: Some("ollama/ollama:0.12.6".into()),
             models: vec!["qwen3:8b".into()],
-            storage: Some(StorageSpec { size: Some("50Gi".into()), storage_class_name: Some("fast".into()) }),
+            storage: Some(StorageSpec {
+                size: Some("50Gi".into()),
+                storage_class_name: Some("fast".into()),
+            }),
             resources: Some(k8s_openapi::api::core::v1::ResourceRequirements {
-                limits: Some([("nvidia.com/gpu".to_string(), k8s_openapi::apimachinery::pkg::api::resource::Quantity("1".into()))].into()),
+                limits: Some(
+                    [(
+                        "nvidia.com/gpu".to_string(),
+                        k8s_openapi::apimachinery::pkg::api::resource::Quantity("1".into()),
+                    )]
+                    .into(),
+                ),
                 ..Default::default()
             }),
             node_selector: [("gpu".to_string(), "true".to_string())].into(),
@@ -183,22 +242,42 @@ pub fn full() -> BotDeployment {
             }],
             affinity: None,
             runtime_class_name: Some("nvidia".into()),
-            env: vec![EnvVar { name: "OLLAMA_NUM_PARALLEL".into(), value: Some("2".into()), value_from: None }],
+            env: vec![EnvVar {
+                name: "OLLAMA_NUM_PARALLEL".into(),
+                value: Some("2".into()),
+                value_from: None,
+            }],
         }),
     };
     s.mcp_servers = every_server();
-    s.persistence = Some(StorageSpec { size: Some("2Gi".into()), storage_class_name: Some("".into()) });
+    s.persistence = Some(StorageSpec {
+        size: Some("2Gi".into()),
+        storage_class_name: Some("".into()),
+    });
     s.image = Some("registry.example/bot:1.2.3".into());
     s.image_pull_policy = Some(PullPolicy::IfNotPresent);
     s.resources = Some(k8s_openapi::api::core::v1::ResourceRequirements {
-        requests: Some([("memory".to_string(), k8s_openapi::apimachinery::pkg::api::resource::Quantity("128Mi".into()))].into()),
+        requests: Some(
+            [(
+                "memory".to_string(),
+                k8s_openapi::apimachinery::pkg::api::resource::Quantity("128Mi".into()),
+            )]
+            .into(),
+        ),
         ..Default::default()
     });
     s.node_selector = [("kubernetes.io/os".to_string(), "linux".to_string())].into();
-    s.tolerations = vec![k8s_openapi::api::core::v1::Toleration { key: Some("bots".into()), operator: Some("Exists".into()), ..Default::default() }];
+    s.tolerations = vec![k8s_openapi::api::core::v1::Toleration {
+        key: Some("bots".into()),
+        operator: Some("Exists".into()),
+        ..Default::default()
+    }];
     s.affinity = Some(k8s_openapi::api::core::v1::Affinity::default());
     s.pod_annotations = [("example.com/team".to_string(), "bots".to_string())].into();
-    s.metrics = MetricsSpec { service_monitor: true, interval: Some("30s".into()) };
+    s.metrics = MetricsSpec {
+        service_monitor: true,
+        interval: Some("30s".into()),
+    };
     bd
 }
 
@@ -232,7 +311,11 @@ impl Received {
     pub fn respond(self, status: StatusCode, body: &Value) {
         let bytes = serde_json::to_vec(body).unwrap();
         self.send.send_response(
-            Response::builder().status(status).header("content-type", "application/json").body(Body::from(bytes)).unwrap(),
+            Response::builder()
+                .status(status)
+                .header("content-type", "application/json")
+                .body(Body::from(bytes))
+                .unwrap(),
         );
     }
 
@@ -281,17 +364,20 @@ impl ApiServerVerifier {
             .expect("the operator's client is gone; expected another request");
         let (parts, body) = req.into_parts();
         let bytes = body.collect_bytes().await.unwrap();
-        let body = if bytes.is_empty() { Value::Null } else { serde_json::from_slice(&bytes).unwrap_or(Value::Null) };
-        let query = parts
-            .uri
-            .query()
-            .map(|q| url_pairs(q))
-            .unwrap_or_default();
+        let body = if bytes.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_slice(&bytes).unwrap_or(Value::Null)
+        };
+        let query = parts.uri.query().map(|q| url_pairs(q)).unwrap_or_default();
         Received {
             method: parts.method,
             path: parts.uri.path().to_string(),
             query,
-            content_type: parts.headers.get("content-type").map(|v| v.to_str().unwrap().to_string()),
+            content_type: parts
+                .headers
+                .get("content-type")
+                .map(|v| v.to_str().unwrap().to_string()),
             body,
             send,
         }
@@ -300,7 +386,11 @@ impl ApiServerVerifier {
     /// Expects a GET of `path`; returns the request to answer.
     pub async fn expect_get(&mut self, path: &str) -> Received {
         let r = self.next().await;
-        assert_eq!((r.method.as_str(), r.path.as_str()), ("GET", path), "unexpected request");
+        assert_eq!(
+            (r.method.as_str(), r.path.as_str()),
+            ("GET", path),
+            "unexpected request"
+        );
         r
     }
 
@@ -324,22 +414,67 @@ impl ApiServerVerifier {
     /// checks the body names the object; returns the request to answer.
     pub async fn expect_apply(&mut self, path: &str) -> Received {
         let r = self.next().await;
-        assert_eq!((r.method.as_str(), r.path.as_str()), ("PATCH", path), "unexpected request");
-        assert_eq!(r.content_type.as_deref(), Some("application/apply-patch+yaml"), "{path} is not an apply patch");
-        assert_eq!(r.query.get("fieldManager").map(String::as_str), Some(MANAGER), "{path}: field manager");
-        assert_eq!(r.query.get("force").map(String::as_str), Some("true"), "{path}: force");
+        assert_eq!(
+            (r.method.as_str(), r.path.as_str()),
+            ("PATCH", path),
+            "unexpected request"
+        );
+        assert_eq!(
+            r.content_type.as_deref(),
+            Some("application/apply-patch+yaml"),
+            "{path} is not an apply patch"
+        );
+        assert_eq!(
+            r.query.get("fieldManager").map(String::as_str),
+            Some(MANAGER),
+            "{path}: field manager"
+        );
+        assert_eq!(
+            r.query.get("force").map(String::as_str),
+            Some("true"),
+            "{path}: force"
+        );
         let name = path.rsplit('/').next().unwrap();
-        let name = if path.ends_with("/status") { path.rsplit('/').nth(1).unwrap() } else { name };
-        assert_eq!(r.body["metadata"]["name"].as_str().or(Some(name)), Some(name), "{path}: body names another object");
-        assert!(r.body["apiVersion"].is_string() && r.body["kind"].is_string(), "{path}: apply body needs apiVersion and kind");
+        let name = if path.ends_with("/status") {
+            path.rsplit('/').nth(1).unwrap()
+        } else {
+            name
+        };
+        assert_eq!(
+            r.body["metadata"]["name"].as_str().or(Some(name)),
+            Some(name),
+            "{path}: body names another object"
+        );
+        assert!(
+            r.body["apiVersion"].is_string() && r.body["kind"].is_string(),
+            "{path}: apply body needs apiVersion and kind"
+        );
         if !path.ends_with("/status") {
             let owner = &r.body["metadata"]["ownerReferences"][0];
-            assert_eq!(owner["uid"], json!(UID), "{path}: controller owner reference");
-            assert_eq!(owner["controller"], json!(true), "{path}: controller owner reference");
+            assert_eq!(
+                owner["uid"],
+                json!(UID),
+                "{path}: controller owner reference"
+            );
+            assert_eq!(
+                owner["controller"],
+                json!(true),
+                "{path}: controller owner reference"
+            );
             assert_eq!(owner["kind"], json!("BotDeployment"));
             let labels = r.body["metadata"]["labels"].as_object().expect("labels");
-            for l in ["name", "instance", "component", "part-of", "managed-by", "version"] {
-                assert!(labels.contains_key(&format!("app.kubernetes.io/{l}")), "{path}: label {l} missing");
+            for l in [
+                "name",
+                "instance",
+                "component",
+                "part-of",
+                "managed-by",
+                "version",
+            ] {
+                assert!(
+                    labels.contains_key(&format!("app.kubernetes.io/{l}")),
+                    "{path}: label {l} missing"
+                );
             }
         }
         r
@@ -347,7 +482,11 @@ impl ApiServerVerifier {
 
     /// Expects the status patch; answers it and returns the status written.
     pub async fn expect_status(&mut self, name: &str) -> Value {
-        let r = self.expect_apply(&format!("/apis/ollama-mcp.io/v1alpha1/namespaces/{NS}/botdeployments/{name}/status")).await;
+        let r = self
+            .expect_apply(&format!(
+                "/apis/ollama-mcp.io/v1alpha1/namespaces/{NS}/botdeployments/{name}/status"
+            ))
+            .await;
         assert_eq!(r.body["kind"], json!("BotDeployment"));
         let status = r.body["status"].clone();
         // The API server answers with the whole object.
@@ -361,7 +500,13 @@ impl ApiServerVerifier {
     /// Expects a Kubernetes Event about the BotDeployment; returns it.
     pub async fn expect_event(&mut self) -> Value {
         let r = self.next().await;
-        assert_eq!((r.method.as_str(), r.path.as_str()), ("POST", format!("/apis/events.k8s.io/v1/namespaces/{NS}/events").as_str()));
+        assert_eq!(
+            (r.method.as_str(), r.path.as_str()),
+            (
+                "POST",
+                format!("/apis/events.k8s.io/v1/namespaces/{NS}/events").as_str()
+            )
+        );
         let ev = r.body.clone();
         assert_eq!(ev["regarding"]["kind"], json!("BotDeployment"));
         r.respond(StatusCode::CREATED, &ev);
@@ -379,23 +524,34 @@ impl ApiServerVerifier {
                                        "kind": "ServiceMonitor", "verbs": ["get", "list", "watch", "create", "patch", "delete"]}]}),
             );
         } else {
-            r.respond_status(404, "NotFound", "the server could not find the requested resource");
+            r.respond_status(
+                404,
+                "NotFound",
+                "the server could not find the requested resource",
+            );
         }
     }
 
     /// Expects the list of the bot's pods; answers with `pods`.
     pub async fn expect_list_pods(&mut self, name: &str, pods: Vec<Value>) {
-        let r = self.expect_get(&format!("/api/v1/namespaces/{NS}/pods")).await;
+        let r = self
+            .expect_get(&format!("/api/v1/namespaces/{NS}/pods"))
+            .await;
         assert_eq!(
             r.query.get("labelSelector").map(String::as_str),
-            Some(format!("app.kubernetes.io/name=ollama-mcp-bot,app.kubernetes.io/instance={name}").as_str())
+            Some(
+                format!("app.kubernetes.io/name=ollama-mcp-bot,app.kubernetes.io/instance={name}")
+                    .as_str()
+            )
         );
         r.respond(StatusCode::OK, &json!({"kind": "PodList", "apiVersion": "v1", "metadata": {"resourceVersion": "5"}, "items": pods}));
     }
 
     /// After the reconcile returned and the client is dropped: no request may be left.
     pub async fn expect_done(mut self) {
-        if let Ok(Some((req, _))) = tokio::time::timeout(Duration::from_secs(5), self.0.next_request()).await {
+        if let Ok(Some((req, _))) =
+            tokio::time::timeout(Duration::from_secs(5), self.0.next_request()).await
+        {
             panic!("unexpected extra request {} {}", req.method(), req.uri());
         }
     }
@@ -440,7 +596,10 @@ pub fn settings(ollama: Option<&FakeOllama>) -> Settings {
     Settings {
         bot_image: Some(BOT_IMAGE.into()),
         ollama_url_override: ollama.map(|o| o.url()),
-        model_check: CheckTiming { retry_not_ready: Duration::from_secs(3600), recheck_ready: Duration::from_secs(3600) },
+        model_check: CheckTiming {
+            retry_not_ready: Duration::from_secs(3600),
+            recheck_ready: Duration::from_secs(3600),
+        },
         instance: None,
     }
 }
@@ -491,7 +650,11 @@ impl FakeOllama {
 }
 
 fn canonical(model: &str) -> String {
-    if model.contains(':') { model.to_string() } else { format!("{model}:latest") }
+    if model.contains(':') {
+        model.to_string()
+    } else {
+        format!("{model}:latest")
+    }
 }
 
 fn model_field(body: &Value) -> Result<String, (StatusCode, axum::Json<Value>)> {
@@ -499,7 +662,10 @@ fn model_field(body: &Value) -> Result<String, (StatusCode, axum::Json<Value>)> 
         .or_else(|| body.get("name"))
         .and_then(Value::as_str)
         .map(canonical)
-        .ok_or((StatusCode::BAD_REQUEST, axum::Json(json!({"error": "model is required"}))))
+        .ok_or((
+            StatusCode::BAD_REQUEST,
+            axum::Json(json!({"error": "model is required"})),
+        ))
 }
 
 async fn show(
@@ -515,7 +681,12 @@ async fn show(
             "details": {"format": "gguf", "family": "llama", "parameter_size": "3.2B", "quantization_level": "Q4_K_M"},
             "model_info": {}, "capabilities": caps,
         }))),
-        None => Err((StatusCode::NOT_FOUND, axum::Json(json!({"error": format!("model '{}' not found", body["model"].as_str().unwrap_or_default())})))),
+        None => Err((
+            StatusCode::NOT_FOUND,
+            axum::Json(
+                json!({"error": format!("model '{}' not found", body["model"].as_str().unwrap_or_default())}),
+            ),
+        )),
     }
 }
 
@@ -550,7 +721,10 @@ async fn pull(
 pub async fn wait_model_check(ctx: &Context, key: &str) {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
     while ctx.models.is_running(key) {
-        assert!(tokio::time::Instant::now() < deadline, "the model check did not finish in 30 s");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the model check did not finish in 30 s"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }

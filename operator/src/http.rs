@@ -30,7 +30,10 @@ pub fn router(state: HttpState) -> Router {
 
 async fn metrics(State(s): State<HttpState>) -> impl IntoResponse {
     (
-        [(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")],
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
         s.metrics.encode(),
     )
 }
@@ -51,7 +54,9 @@ pub async fn serve(
 ) -> std::io::Result<()> {
     let listener = tokio::net::TcpListener::bind(addr).await?;
     tracing::info!(addr = %listener.local_addr()?, "serving /metrics /healthz /readyz");
-    axum::serve(listener, router(state)).with_graceful_shutdown(shutdown).await
+    axum::serve(listener, router(state))
+        .with_graceful_shutdown(shutdown)
+        .await
 }
 
 #[cfg(test)]
@@ -60,8 +65,13 @@ mod tests {
 
     #[tokio::test]
     async fn endpoints_answer() {
-        let state = HttpState { metrics: Arc::new(Metrics::default()), ready: Arc::new(AtomicBool::new(false)) };
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let state = HttpState {
+            metrics: Arc::new(Metrics::default()),
+            ready: Arc::new(AtomicBool::new(false)),
+        };
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
         let addr = listener.local_addr().expect("addr");
         let app = router(state.clone());
         let server = tokio::spawn(async move { axum::serve(listener, app).await });
@@ -73,8 +83,16 @@ mod tests {
         state.ready.store(true, Ordering::Relaxed);
         assert_eq!(get("/readyz").await.expect("readyz").status(), 200);
         state.metrics.reconcile_failed("apply");
-        let body = get("/metrics").await.expect("metrics").text().await.expect("body");
-        assert!(body.contains("ollama_mcp_operator_reconcile_errors_total{reason=\"apply\"} 1"), "{body}");
+        let body = get("/metrics")
+            .await
+            .expect("metrics")
+            .text()
+            .await
+            .expect("body");
+        assert!(
+            body.contains("ollama_mcp_operator_reconcile_errors_total{reason=\"apply\"} 1"),
+            "{body}"
+        );
         server.abort();
     }
 }

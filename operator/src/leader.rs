@@ -54,7 +54,13 @@ pub struct LeaseLock {
 
 impl LeaseLock {
     pub fn new(api: Api<Lease>, name: &str, identity: &str, timing: LeaseTiming) -> Self {
-        Self { api, name: name.into(), identity: identity.into(), timing, observed: None }
+        Self {
+            api,
+            name: name.into(),
+            identity: identity.into(),
+            timing,
+            observed: None,
+        }
     }
 
     pub fn identity(&self) -> &str {
@@ -67,23 +73,36 @@ impl LeaseLock {
 
     /// One attempt: acquire a free or expired Lease, or renew our own. `Ok(true)` while leading.
     pub async fn try_acquire_or_renew(&mut self) -> Result<bool, LeaderError> {
-        let read = |source| LeaderError::Read { name: self.name.clone(), source };
+        let read = |source| LeaderError::Read {
+            name: self.name.clone(),
+            source,
+        };
         let now = Timestamp::now();
         let Some(lease) = self.api.get_opt(&self.name).await.map_err(read)? else {
             let lease = Lease {
-                metadata: ObjectMeta { name: Some(self.name.clone()), ..Default::default() },
+                metadata: ObjectMeta {
+                    name: Some(self.name.clone()),
+                    ..Default::default()
+                },
                 spec: Some(self.spec(now, now, 0)),
             };
             return match self.api.create(&PostParams::default(), &lease).await {
                 Ok(_) => Ok(true),
                 // Another candidate created it first.
                 Err(kube::Error::Api(s)) if s.code == 409 => Ok(false),
-                Err(source) => Err(LeaderError::Write { name: self.name.clone(), source }),
+                Err(source) => Err(LeaderError::Write {
+                    name: self.name.clone(),
+                    source,
+                }),
             };
         };
         let spec = lease.spec.clone().unwrap_or_default();
         let holder = spec.holder_identity.clone().filter(|h| !h.is_empty());
-        let record = (holder.clone(), spec.renew_time.as_ref().map(|t| t.0), lease.metadata.resource_version.clone());
+        let record = (
+            holder.clone(),
+            spec.renew_time.as_ref().map(|t| t.0),
+            lease.metadata.resource_version.clone(),
+        );
         let first_seen = match &self.observed {
             Some((r, at)) if *r == record => *at,
             _ => Instant::now(),
@@ -108,10 +127,18 @@ impl LeaseLock {
         let mut next = lease;
         next.spec = Some(self.spec(acquired, now, transitions));
         // `replace` sends the resourceVersion we read: a concurrent writer makes this a 409.
-        match self.api.replace(&self.name, &PostParams::default(), &next).await {
+        match self
+            .api
+            .replace(&self.name, &PostParams::default(), &next)
+            .await
+        {
             Ok(written) => {
                 self.observed = Some((
-                    (Some(self.identity.clone()), Some(now), written.metadata.resource_version.clone()),
+                    (
+                        Some(self.identity.clone()),
+                        Some(now),
+                        written.metadata.resource_version.clone(),
+                    ),
                     Instant::now(),
                 ));
                 if !ours {
@@ -120,31 +147,50 @@ impl LeaseLock {
                 Ok(true)
             }
             Err(kube::Error::Api(s)) if s.code == 409 => Ok(false),
-            Err(source) => Err(LeaderError::Write { name: self.name.clone(), source }),
+            Err(source) => Err(LeaderError::Write {
+                name: self.name.clone(),
+                source,
+            }),
         }
     }
 
     /// Gives the Lease up (on shutdown) so that a standby takes over at once.
     pub async fn release(&mut self) -> Result<(), LeaderError> {
-        let read = |source| LeaderError::Read { name: self.name.clone(), source };
-        let Some(mut lease) = self.api.get_opt(&self.name).await.map_err(read)? else { return Ok(()) };
-        let Some(spec) = lease.spec.as_mut() else { return Ok(()) };
+        let read = |source| LeaderError::Read {
+            name: self.name.clone(),
+            source,
+        };
+        let Some(mut lease) = self.api.get_opt(&self.name).await.map_err(read)? else {
+            return Ok(());
+        };
+        let Some(spec) = lease.spec.as_mut() else {
+            return Ok(());
+        };
         if spec.holder_identity.as_deref() != Some(self.identity.as_str()) {
             return Ok(());
         }
         spec.holder_identity = None;
         spec.lease_duration_seconds = Some(1);
         spec.renew_time = Some(MicroTime(Timestamp::now()));
-        match self.api.replace(&self.name, &PostParams::default(), &lease).await {
+        match self
+            .api
+            .replace(&self.name, &PostParams::default(), &lease)
+            .await
+        {
             Ok(_) | Err(kube::Error::Api(_)) => Ok(()),
-            Err(source) => Err(LeaderError::Write { name: self.name.clone(), source }),
+            Err(source) => Err(LeaderError::Write {
+                name: self.name.clone(),
+                source,
+            }),
         }
     }
 
     fn spec(&self, acquired: Timestamp, renewed: Timestamp, transitions: i32) -> LeaseSpec {
         LeaseSpec {
             holder_identity: Some(self.identity.clone()),
-            lease_duration_seconds: Some(i32::try_from(self.timing.lease_duration.as_secs()).unwrap_or(15)),
+            lease_duration_seconds: Some(
+                i32::try_from(self.timing.lease_duration.as_secs()).unwrap_or(15),
+            ),
             acquire_time: Some(MicroTime(acquired)),
             renew_time: Some(MicroTime(renewed)),
             lease_transitions: Some(transitions),

@@ -15,7 +15,11 @@ use ollama_mcp_operator::metrics::Metrics;
 use ollama_mcp_operator::{crd_yaml, presets};
 
 #[derive(Parser)]
-#[command(name = "ollama-mcp-operator", version, about = "Runs ollama-mcp Discord bots from BotDeployment resources")]
+#[command(
+    name = "ollama-mcp-operator",
+    version,
+    about = "Runs ollama-mcp Discord bots from BotDeployment resources"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -75,7 +79,10 @@ async fn main() -> anyhow::Result<()> {
     Ok(())
 }
 
-#[allow(clippy::print_stdout, reason = "the crd and presets commands print their output")]
+#[allow(
+    clippy::print_stdout,
+    reason = "the crd and presets commands print their output"
+)]
 fn print(text: &str) {
     print!("{text}");
 }
@@ -93,9 +100,9 @@ fn init_tracing(format: LogFormat) {
 
 async fn run(args: RunArgs) -> anyhow::Result<()> {
     init_tracing(args.log_format);
-    let client = Client::try_default()
-        .await
-        .context("connecting to the Kubernetes API (in a pod: its service account; outside: $KUBECONFIG)")?;
+    let client = Client::try_default().await.context(
+        "connecting to the Kubernetes API (in a pod: its service account; outside: $KUBECONFIG)",
+    )?;
     let metrics = Arc::new(Metrics::default());
     let ready = Arc::new(AtomicBool::new(false));
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
@@ -110,7 +117,10 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
 
     let server = tokio::spawn(http::serve(
         args.metrics_addr,
-        HttpState { metrics: Arc::clone(&metrics), ready: Arc::clone(&ready) },
+        HttpState {
+            metrics: Arc::clone(&metrics),
+            ready: Arc::clone(&ready),
+        },
         stopped(stop_rx.clone()),
     ));
 
@@ -128,8 +138,14 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
     if args.leader_elect {
         let ns = std::env::var("POD_NAMESPACE")
             .context("--leader-elect needs POD_NAMESPACE (the namespace of the Lease; set it from the downward API)")?;
-        let identity = std::env::var("POD_NAME").unwrap_or_else(|_| format!("ollama-mcp-operator-{}", std::process::id()));
-        let mut lock = LeaseLock::new(Api::<Lease>::namespaced(client, &ns), &args.lease_name, &identity, LeaseTiming::default());
+        let identity = std::env::var("POD_NAME")
+            .unwrap_or_else(|_| format!("ollama-mcp-operator-{}", std::process::id()));
+        let mut lock = LeaseLock::new(
+            Api::<Lease>::namespaced(client, &ns),
+            &args.lease_name,
+            &identity,
+            LeaseTiming::default(),
+        );
         // A standby replica is healthy and ready; it just does not reconcile.
         ready.store(true, Ordering::Relaxed);
         tokio::select! {
@@ -157,7 +173,10 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
 }
 
 async fn finish(server: tokio::task::JoinHandle<std::io::Result<()>>) -> anyhow::Result<()> {
-    server.await.context("the HTTP server task failed")?.context("the HTTP server failed")
+    server
+        .await
+        .context("the HTTP server task failed")?
+        .context("the HTTP server failed")
 }
 
 async fn shutdown_signal() {

@@ -48,7 +48,10 @@ impl Default for Metrics {
             reconciliations: Counter::default(),
             reconcile_errors: Family::default(),
             reconcile_duration: Histogram::new(
-                [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0].into_iter(),
+                [
+                    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+                ]
+                .into_iter(),
             ),
             managed_objects: Family::default(),
             bot_deployments: Gauge::default(),
@@ -57,7 +60,11 @@ impl Default for Metrics {
             registry: Registry::default(),
             per_object: Mutex::default(),
         };
-        registry.register("reconciliations", "Reconciliations of BotDeployments", m.reconciliations.clone());
+        registry.register(
+            "reconciliations",
+            "Reconciliations of BotDeployments",
+            m.reconciliations.clone(),
+        );
         registry.register(
             "reconcile_errors",
             "Failed reconciliations by the step that failed",
@@ -68,10 +75,26 @@ impl Default for Metrics {
             "Time one reconciliation took",
             m.reconcile_duration.clone(),
         );
-        registry.register("managed_objects", "Objects the operator keeps, by kind", m.managed_objects.clone());
-        registry.register("bot_deployments", "BotDeployments the operator keeps", m.bot_deployments.clone());
-        registry.register("invalid_specs", "Reconciliations that found an invalid spec", m.invalid_specs.clone());
-        registry.register("leader", "1 while this replica holds the leader Lease", m.leader.clone());
+        registry.register(
+            "managed_objects",
+            "Objects the operator keeps, by kind",
+            m.managed_objects.clone(),
+        );
+        registry.register(
+            "bot_deployments",
+            "BotDeployments the operator keeps",
+            m.bot_deployments.clone(),
+        );
+        registry.register(
+            "invalid_specs",
+            "Reconciliations that found an invalid spec",
+            m.invalid_specs.clone(),
+        );
+        registry.register(
+            "leader",
+            "1 while this replica holds the leader Lease",
+            m.leader.clone(),
+        );
         Self { registry, ..m }
     }
 }
@@ -80,11 +103,18 @@ impl Metrics {
     /// Starts timing a reconciliation; the duration is recorded when the guard drops.
     pub fn reconcile_started(&self) -> ReconcileTimer<'_> {
         self.reconciliations.inc();
-        ReconcileTimer { metrics: self, start: Instant::now() }
+        ReconcileTimer {
+            metrics: self,
+            start: Instant::now(),
+        }
     }
 
     pub fn reconcile_failed(&self, reason: &str) {
-        self.reconcile_errors.get_or_create(&ReasonLabels { reason: reason.to_string() }).inc();
+        self.reconcile_errors
+            .get_or_create(&ReasonLabels {
+                reason: reason.to_string(),
+            })
+            .inc();
     }
 
     /// Records the children of one BotDeployment (empty when it is gone or invalid).
@@ -95,16 +125,23 @@ impl Metrics {
         } else {
             per.insert(key.to_string(), counts);
         }
-        let mut totals: HashMap<&'static str, i64> =
-            crate::controller::apply::MANAGED_KINDS.iter().map(|k| (*k, 0)).collect();
+        let mut totals: HashMap<&'static str, i64> = crate::controller::apply::MANAGED_KINDS
+            .iter()
+            .map(|k| (*k, 0))
+            .collect();
         for counts in per.values() {
             for (kind, n) in counts {
                 *totals.entry(kind).or_default() += n;
             }
         }
-        self.bot_deployments.set(i64::try_from(per.len()).unwrap_or(i64::MAX));
+        self.bot_deployments
+            .set(i64::try_from(per.len()).unwrap_or(i64::MAX));
         for (kind, n) in totals {
-            self.managed_objects.get_or_create(&KindLabels { kind: kind.to_string() }).set(n);
+            self.managed_objects
+                .get_or_create(&KindLabels {
+                    kind: kind.to_string(),
+                })
+                .set(n);
         }
     }
 
@@ -125,7 +162,9 @@ pub struct ReconcileTimer<'a> {
 
 impl Drop for ReconcileTimer<'_> {
     fn drop(&mut self) {
-        self.metrics.reconcile_duration.observe(self.start.elapsed().as_secs_f64());
+        self.metrics
+            .reconcile_duration
+            .observe(self.start.elapsed().as_secs_f64());
     }
 }
 
@@ -141,13 +180,31 @@ mod tests {
         m.set_children("ns/a", vec![("Deployment", 1), ("ConfigMap", 1)]);
         m.set_children("ns/b", vec![("Deployment", 1)]);
         let text = m.encode();
-        assert!(text.contains("ollama_mcp_operator_reconciliations_total 1"), "{text}");
-        assert!(text.contains("ollama_mcp_operator_reconcile_errors_total{reason=\"apply\"} 1"), "{text}");
-        assert!(text.contains("ollama_mcp_operator_reconcile_duration_seconds_count 1"), "{text}");
-        assert!(text.contains("ollama_mcp_operator_managed_objects{kind=\"Deployment\"} 2"), "{text}");
-        assert!(text.contains("ollama_mcp_operator_bot_deployments 2"), "{text}");
+        assert!(
+            text.contains("ollama_mcp_operator_reconciliations_total 1"),
+            "{text}"
+        );
+        assert!(
+            text.contains("ollama_mcp_operator_reconcile_errors_total{reason=\"apply\"} 1"),
+            "{text}"
+        );
+        assert!(
+            text.contains("ollama_mcp_operator_reconcile_duration_seconds_count 1"),
+            "{text}"
+        );
+        assert!(
+            text.contains("ollama_mcp_operator_managed_objects{kind=\"Deployment\"} 2"),
+            "{text}"
+        );
+        assert!(
+            text.contains("ollama_mcp_operator_bot_deployments 2"),
+            "{text}"
+        );
         m.set_children("ns/b", Vec::new());
         let text = m.encode();
-        assert!(text.contains("ollama_mcp_operator_managed_objects{kind=\"Deployment\"} 1"), "{text}");
+        assert!(
+            text.contains("ollama_mcp_operator_managed_objects{kind=\"Deployment\"} 1"),
+            "{text}"
+        );
     }
 }

@@ -76,7 +76,11 @@ pub const PRESETS: &[PresetDef] = &[
         preset: Preset::Puppeteer,
         name: "puppeteer",
         image: CHROMIUM_NODE_IMAGE,
-        command: &["npx", "-y", "@modelcontextprotocol/server-puppeteer@2025.5.12"],
+        command: &[
+            "npx",
+            "-y",
+            "@modelcontextprotocol/server-puppeteer@2025.5.12",
+        ],
         env: &[
             ("PUPPETEER_SKIP_DOWNLOAD", "true"),
             ("ALLOW_DANGEROUS", "true"),
@@ -95,7 +99,11 @@ pub const PRESETS: &[PresetDef] = &[
         preset: Preset::SequentialThinking,
         name: "sequential-thinking",
         image: NODE_IMAGE,
-        command: &["npx", "-y", "@modelcontextprotocol/server-sequential-thinking@2026.8.31"],
+        command: &[
+            "npx",
+            "-y",
+            "@modelcontextprotocol/server-sequential-thinking@2026.8.31",
+        ],
         env: &[("DISABLE_THOUGHT_LOGGING", "true")],
         data_dir: None,
         needs_shm: false,
@@ -108,7 +116,10 @@ pub const PRESETS: &[PresetDef] = &[
         name: "aws-documentation",
         image: UV_IMAGE,
         command: &["uvx", "awslabs.aws-documentation-mcp-server@latest"],
-        env: &[("FASTMCP_LOG_LEVEL", "ERROR"), ("AWS_DOCUMENTATION_PARTITION", "aws")],
+        env: &[
+            ("FASTMCP_LOG_LEVEL", "ERROR"),
+            ("AWS_DOCUMENTATION_PARTITION", "aws"),
+        ],
         data_dir: None,
         needs_shm: false,
         egress_ports: &[443],
@@ -121,7 +132,10 @@ pub const PRESETS: &[PresetDef] = &[
 pub fn preset(p: Preset) -> &'static PresetDef {
     // The table is complete (tested), so the fallback is unreachable in practice; it returns the
     // first entry instead of panicking.
-    PRESETS.iter().find(|d| d.preset == p).unwrap_or(&PRESETS[0])
+    PRESETS
+        .iter()
+        .find(|d| d.preset == p)
+        .unwrap_or(&PRESETS[0])
 }
 
 /// The Markdown table of the presets, as the documentation shows it.
@@ -133,14 +147,22 @@ pub fn markdown_table() -> String {
         let env = if d.env.is_empty() {
             "—".to_string()
         } else {
-            d.env.iter().map(|(k, v)| format!("`{k}={v}`")).collect::<Vec<_>>().join("<br>")
+            d.env
+                .iter()
+                .map(|(k, v)| format!("`{k}={v}`"))
+                .collect::<Vec<_>>()
+                .join("<br>")
         };
         let ports = if d.egress_ports.is_empty() {
             String::new()
         } else {
             format!(
                 "TCP {}: ",
-                d.egress_ports.iter().map(u16::to_string).collect::<Vec<_>>().join(", ")
+                d.egress_ports
+                    .iter()
+                    .map(u16::to_string)
+                    .collect::<Vec<_>>()
+                    .join(", ")
             )
         };
         out.push_str(&format!(
@@ -180,7 +202,12 @@ mod tests {
     fn images_are_pinned() {
         for d in PRESETS {
             let tag = d.image.rsplit_once(':').map(|(_, t)| t).unwrap_or("");
-            assert!(!tag.is_empty() && tag != "latest" && !tag.contains('/'), "{} image {} is not pinned", d.name, d.image);
+            assert!(
+                !tag.is_empty() && tag != "latest" && !tag.contains('/'),
+                "{} image {} is not pinned",
+                d.name,
+                d.image
+            );
         }
     }
 

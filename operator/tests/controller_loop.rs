@@ -21,25 +21,36 @@ const NS: &str = "bots";
 async fn eventually(what: &str, mut check: impl FnMut() -> bool) {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
     while !check() {
-        assert!(tokio::time::Instant::now() < deadline, "timed out waiting until {what}");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting until {what}"
+        );
         tokio::time::sleep(Duration::from_millis(25)).await;
     }
 }
 
 fn condition(api: &FakeApi, type_: &str) -> Option<(String, String, String)> {
     let bd = api.get("ollama-mcp.io/v1alpha1", "botdeployments", NS, "helper")?;
-    bd["status"]["conditions"].as_array()?.iter().find(|c| c["type"] == json!(type_)).map(|c| {
-        (
-            c["status"].as_str().unwrap_or_default().to_string(),
-            c["reason"].as_str().unwrap_or_default().to_string(),
-            c["message"].as_str().unwrap_or_default().to_string(),
-        )
-    })
+    bd["status"]["conditions"]
+        .as_array()?
+        .iter()
+        .find(|c| c["type"] == json!(type_))
+        .map(|c| {
+            (
+                c["status"].as_str().unwrap_or_default().to_string(),
+                c["reason"].as_str().unwrap_or_default().to_string(),
+                c["message"].as_str().unwrap_or_default().to_string(),
+            )
+        })
 }
 
 fn init_containers(api: &FakeApi) -> Vec<String> {
     api.get("apps/v1", "deployments", NS, "helper")
-        .and_then(|d| d["spec"]["template"]["spec"]["initContainers"].as_array().cloned())
+        .and_then(|d| {
+            d["spec"]["template"]["spec"]["initContainers"]
+                .as_array()
+                .cloned()
+        })
         .unwrap_or_default()
         .iter()
         .map(|c| c["name"].as_str().unwrap().to_string())
@@ -64,7 +75,11 @@ async fn the_controller_keeps_a_bot_through_its_life() {
         ollama_url_override: Some(nowhere),
         ..Default::default()
     };
-    let ctx = Arc::new(Context::new(client.clone(), settings, Arc::new(Metrics::default())));
+    let ctx = Arc::new(Context::new(
+        client.clone(),
+        settings,
+        Arc::new(Metrics::default()),
+    ));
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let controller = tokio::spawn(controller::run(ctx, Some(NS.into()), async move {
         let _ = stopped.await;
@@ -94,27 +109,56 @@ async fn the_controller_keeps_a_bot_through_its_life() {
         ("v1", "services", "helper-metrics"),
         ("networking.k8s.io/v1", "networkpolicies", "helper"),
     ] {
-        let obj = api.get(gv, plural, NS, name).unwrap_or_else(|| panic!("{plural}/{name} missing"));
-        assert_eq!(obj["metadata"]["ownerReferences"][0]["name"], json!("helper"));
+        let obj = api
+            .get(gv, plural, NS, name)
+            .unwrap_or_else(|| panic!("{plural}/{name} missing"));
+        assert_eq!(
+            obj["metadata"]["ownerReferences"][0]["name"],
+            json!("helper")
+        );
     }
     eventually("status says the model cannot be checked", || {
-        condition(&api, "ModelReady").is_some_and(|(s, r, _)| s == "False" && r == "OllamaUnreachable")
+        condition(&api, "ModelReady")
+            .is_some_and(|(s, r, _)| s == "False" && r == "OllamaUnreachable")
     })
     .await;
     assert_eq!(condition(&api, "Ready").unwrap().0, "False");
 
     // Update: remove a server; its sidecar goes.
     let patch = json!({"spec": {"mcpServers": [{"name": "memory", "preset": "memory"}]}});
-    bds.patch("helper", &PatchParams::default(), &Patch::Merge(&patch)).await.unwrap();
-    eventually("the thinking sidecar is gone", || init_containers(&api) == ["bridge-copy", "mcp-memory"]).await;
-
-    // Persistence on, then off: the PVC comes and goes.
-    bds.patch("helper", &PatchParams::default(), &Patch::Merge(&json!({"spec": {"persistence": {"size": "1Gi"}}})))
+    bds.patch("helper", &PatchParams::default(), &Patch::Merge(&patch))
         .await
         .unwrap();
-    eventually("the data PVC exists", || api.get("v1", "persistentvolumeclaims", NS, "helper-data").is_some()).await;
-    bds.patch("helper", &PatchParams::default(), &Patch::Merge(&json!({"spec": {"persistence": null}}))).await.unwrap();
-    eventually("the data PVC is deleted", || api.get("v1", "persistentvolumeclaims", NS, "helper-data").is_none()).await;
+    eventually("the thinking sidecar is gone", || {
+        init_containers(&api) == ["bridge-copy", "mcp-memory"]
+    })
+    .await;
+
+    // Persistence on, then off: the PVC comes and goes.
+    bds.patch(
+        "helper",
+        &PatchParams::default(),
+        &Patch::Merge(&json!({"spec": {"persistence": {"size": "1Gi"}}})),
+    )
+    .await
+    .unwrap();
+    eventually("the data PVC exists", || {
+        api.get("v1", "persistentvolumeclaims", NS, "helper-data")
+            .is_some()
+    })
+    .await;
+    bds.patch(
+        "helper",
+        &PatchParams::default(),
+        &Patch::Merge(&json!({"spec": {"persistence": null}})),
+    )
+    .await
+    .unwrap();
+    eventually("the data PVC is deleted", || {
+        api.get("v1", "persistentvolumeclaims", NS, "helper-data")
+            .is_none()
+    })
+    .await;
 
     // Invalid: a header from a Secret that does not exist.
     let remote = json!({"spec": {"mcpServers": [
@@ -122,26 +166,59 @@ async fn the_controller_keeps_a_bot_through_its_life() {
         {"name": "remote", "url": "https://mcp.example.com/mcp",
          "headers": [{"name": "Authorization", "valueFrom": {"secretKeyRef": {"name": "remote-auth", "key": "auth"}}}]}
     ]}});
-    bds.patch("helper", &PatchParams::default(), &Patch::Merge(&remote)).await.unwrap();
+    bds.patch("helper", &PatchParams::default(), &Patch::Merge(&remote))
+        .await
+        .unwrap();
     eventually("status is Degraded with advice", || {
-        condition(&api, "Degraded").is_some_and(|(s, r, m)| s == "True" && r == "InvalidSpec" && m.contains("Secret `remote-auth` does not exist"))
+        condition(&api, "Degraded").is_some_and(|(s, r, m)| {
+            s == "True" && r == "InvalidSpec" && m.contains("Secret `remote-auth` does not exist")
+        })
     })
     .await;
     let events = api.list("events.k8s.io/v1", "events", NS);
-    assert!(events.iter().any(|e| e["reason"] == json!("InvalidSpec") && e["type"] == json!("Warning")), "{events:#?}");
+    assert!(
+        events
+            .iter()
+            .any(|e| e["reason"] == json!("InvalidSpec") && e["type"] == json!("Warning")),
+        "{events:#?}"
+    );
 
     // The Secret appears: the watch on Secrets brings the bot back without a spec change.
     api.insert("v1", "secrets", json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "remote-auth", "namespace": NS}, "data": {"auth": "eA=="}}));
-    eventually("Degraded clears once the Secret exists", || condition(&api, "Degraded").is_some_and(|(s, ..)| s == "False")).await;
+    eventually("Degraded clears once the Secret exists", || {
+        condition(&api, "Degraded").is_some_and(|(s, ..)| s == "False")
+    })
+    .await;
     let bot = api.get("apps/v1", "deployments", NS, "helper").unwrap();
-    let env = bot["spec"]["template"]["spec"]["containers"][0]["env"].as_array().unwrap();
-    assert!(env.iter().any(|e| e["name"] == json!("OLLAMA_MCP_HEADER_REMOTE_0")), "{env:#?}");
-    assert!(bot["spec"]["template"]["metadata"]["annotations"]["ollama-mcp.io/secrets-hash"].is_string());
+    let env = bot["spec"]["template"]["spec"]["containers"][0]["env"]
+        .as_array()
+        .unwrap();
+    assert!(
+        env.iter()
+            .any(|e| e["name"] == json!("OLLAMA_MCP_HEADER_REMOTE_0")),
+        "{env:#?}"
+    );
+    assert!(
+        bot["spec"]["template"]["metadata"]["annotations"]["ollama-mcp.io/secrets-hash"]
+            .is_string()
+    );
 
     // The operator never asked for a Secret's data: every Secret request was metadata-only.
-    let secret_requests: Vec<_> = api.requests().into_iter().filter(|r| r.path.contains("/secrets")).collect();
+    let secret_requests: Vec<_> = api
+        .requests()
+        .into_iter()
+        .filter(|r| r.path.contains("/secrets"))
+        .collect();
     assert!(secret_requests.len() >= 2, "{secret_requests:#?}");
-    assert!(secret_requests.iter().all(|r| r.metadata_only && r.method == "GET"), "{secret_requests:#?}");
+    assert!(
+        secret_requests
+            .iter()
+            .all(|r| r.metadata_only && r.method == "GET"),
+        "{secret_requests:#?}"
+    );
     let _ = stop.send(());
-    tokio::time::timeout(Duration::from_secs(30), controller).await.expect("the controller stops").unwrap();
+    tokio::time::timeout(Duration::from_secs(30), controller)
+        .await
+        .expect("the controller stops")
+        .unwrap();
 }

@@ -4,8 +4,8 @@
 
 use std::path::PathBuf;
 
-use kube_cel::{Validator, compile_schema, estimate_rule_cost};
 use kube::Resource;
+use kube_cel::{Validator, compile_schema, estimate_rule_cost};
 use ollama_mcp_operator::controller::build::{BuildInputs, Owner, build};
 use ollama_mcp_operator::controller::validate::{SecretVersions, validate};
 use ollama_mcp_operator::crd::BotDeployment;
@@ -15,7 +15,9 @@ use serde_json::{Value, json};
 const BOT_IMAGE: &str = "ghcr.io/ollama-mcp/bot:0.1.0";
 
 fn repo(path: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..").join(path)
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("..")
+        .join(path)
 }
 
 fn schema() -> Value {
@@ -38,13 +40,21 @@ fn crds_directory_holds_the_generated_crd() {
 #[test]
 fn crd_shape() {
     let crd: Value = serde_yaml::from_str(&crd_yaml()).unwrap();
-    assert_eq!(crd["metadata"]["name"], json!("botdeployments.ollama-mcp.io"));
+    assert_eq!(
+        crd["metadata"]["name"],
+        json!("botdeployments.ollama-mcp.io")
+    );
     assert_eq!(crd["spec"]["names"]["shortNames"], json!(["bd"]));
     assert_eq!(crd["spec"]["scope"], json!("Namespaced"));
     let v = &crd["spec"]["versions"][0];
     assert_eq!(v["name"], json!("v1alpha1"));
     assert_eq!(v["subresources"], json!({"status": {}}));
-    let columns: Vec<&str> = v["additionalPrinterColumns"].as_array().unwrap().iter().map(|c| c["name"].as_str().unwrap()).collect();
+    let columns: Vec<&str> = v["additionalPrinterColumns"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["name"].as_str().unwrap())
+        .collect();
     assert_eq!(columns, ["Ready", "Model", "Age"]);
     let spec = &v["schema"]["openAPIV3Schema"]["properties"]["spec"];
     assert_eq!(spec["required"], json!(["discord", "model", "ollama"]));
@@ -52,9 +62,19 @@ fn crd_shape() {
     assert_eq!(server["required"], json!(["name"]));
     assert_eq!(
         server["properties"]["preset"]["enum"],
-        json!(["memory", "fetch", "puppeteer", "sequential-thinking", "aws-documentation", null])
+        json!([
+            "memory",
+            "fetch",
+            "puppeteer",
+            "sequential-thinking",
+            "aws-documentation",
+            null
+        ])
     );
-    assert_eq!(server["properties"]["transport"]["enum"], json!(["stdio", "http", null]));
+    assert_eq!(
+        server["properties"]["transport"]["enum"],
+        json!(["stdio", "http", null])
+    );
     assert_eq!(server["properties"]["port"]["minimum"], json!(1.0));
     assert_eq!(server["properties"]["port"]["maximum"], json!(65535.0));
     // Every field is documented (descriptions become `kubectl explain`).
@@ -66,7 +86,11 @@ fn crd_shape() {
                 if v["description"].as_str().is_none_or(str::is_empty) {
                     out.push(p.clone());
                 }
-                if !p.contains("affinity") && !p.contains("tolerations") && !p.contains("resources") && !p.contains(".env") {
+                if !p.contains("affinity")
+                    && !p.contains("tolerations")
+                    && !p.contains("resources")
+                    && !p.contains(".env")
+                {
                     undocumented(&p, v, out);
                     undocumented(&p, &v["items"], out);
                 }
@@ -75,7 +99,10 @@ fn crd_shape() {
     }
     let mut missing = Vec::new();
     undocumented("spec", spec, &mut missing);
-    assert!(missing.is_empty(), "fields without a description: {missing:#?}");
+    assert!(
+        missing.is_empty(),
+        "fields without a description: {missing:#?}"
+    );
 }
 
 fn doc(spec: Value) -> Value {
@@ -95,14 +122,21 @@ fn minimal_spec() -> Value {
 fn cel_errors(obj: &Value) -> Vec<String> {
     match Validator::new().validate(&schema(), obj, None) {
         Ok(()) => Vec::new(),
-        Err(errors) => errors.into_vec().into_iter().map(|e| e.to_string()).collect(),
+        Err(errors) => errors
+            .into_vec()
+            .into_iter()
+            .map(|e| e.to_string())
+            .collect(),
     }
 }
 
 #[track_caller]
 fn assert_rejected(obj: &Value, message: &str) {
     let errors = cel_errors(obj);
-    assert!(errors.iter().any(|e| e.contains(message)), "expected `{message}`, got {errors:#?}");
+    assert!(
+        errors.iter().any(|e| e.contains(message)),
+        "expected `{message}`, got {errors:#?}"
+    );
 }
 
 #[test]
@@ -117,7 +151,8 @@ fn cel_rules() {
     assert_rejected(&doc(neither), "set exactly one of ollama.url");
 
     let mut dup = minimal_spec();
-    dup["mcpServers"] = json!([{"name": "a", "preset": "memory"}, {"name": "a", "preset": "fetch"}]);
+    dup["mcpServers"] =
+        json!([{"name": "a", "preset": "memory"}, {"name": "a", "preset": "fetch"}]);
     assert_rejected(&doc(dup), "mcpServers names must be unique");
 
     let mut two_kinds = minimal_spec();
@@ -128,7 +163,8 @@ fn cel_rules() {
     assert_rejected(&doc(no_kind), "give exactly one of preset or image");
 
     let mut headers = minimal_spec();
-    headers["mcpServers"] = json!([{"name": "a", "image": "i:1", "headers": [{"name": "A", "value": "v"}]}]);
+    headers["mcpServers"] =
+        json!([{"name": "a", "image": "i:1", "headers": [{"name": "A", "value": "v"}]}]);
     assert_rejected(&doc(headers), "headers apply only to remote servers");
     let mut header_both = minimal_spec();
     header_both["mcpServers"] = json!([{"name": "a", "url": "https://x/mcp",
@@ -148,7 +184,10 @@ fn cel_rules_fit_the_api_servers_cost_budget() {
         match s {
             Value::Object(m) => {
                 if let Some(Value::Array(vs)) = m.get("x-kubernetes-validations") {
-                    out.extend(vs.iter().filter_map(|v| v["rule"].as_str().map(|r| (r.to_string(), s.clone()))));
+                    out.extend(
+                        vs.iter()
+                            .filter_map(|v| v["rule"].as_str().map(|r| (r.to_string(), s.clone()))),
+                    );
                 }
                 m.values().for_each(|v| collect(v, out));
             }
@@ -157,7 +196,12 @@ fn cel_rules_fit_the_api_servers_cost_budget() {
         }
     }
     collect(&schema(), &mut rules);
-    assert_eq!(rules.len(), 6, "{:#?}", rules.iter().map(|r| &r.0).collect::<Vec<_>>());
+    assert_eq!(
+        rules.len(),
+        6,
+        "{:#?}",
+        rules.iter().map(|r| &r.0).collect::<Vec<_>>()
+    );
     for (rule, node) in rules {
         let warnings = estimate_rule_cost(&rule, &compile_schema(&node));
         assert!(warnings.is_empty(), "`{rule}`: {warnings:?}");
@@ -168,15 +212,24 @@ fn cel_rules_fit_the_api_servers_cost_budget() {
 fn examples() -> Vec<(String, Vec<Value>)> {
     let dir = repo("manifests/examples");
     let mut out = Vec::new();
-    let mut entries: Vec<_> = std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().path()).collect();
+    let mut entries: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
     entries.sort();
-    for path in entries.into_iter().filter(|p| p.extension().is_some_and(|e| e == "yaml")) {
+    for path in entries
+        .into_iter()
+        .filter(|p| p.extension().is_some_and(|e| e == "yaml"))
+    {
         let text = std::fs::read_to_string(&path).unwrap();
         let docs = serde_yaml::Deserializer::from_str(&text)
             .map(|d| <Value as serde::Deserialize>::deserialize(d).unwrap())
             .filter(|v| !v.is_null())
             .collect();
-        out.push((path.file_name().unwrap().to_string_lossy().into_owned(), docs));
+        out.push((
+            path.file_name().unwrap().to_string_lossy().into_owned(),
+            docs,
+        ));
     }
     out
 }
@@ -190,18 +243,30 @@ fn examples_are_valid_with_the_secrets_they_ship() {
         let secrets: SecretVersions = docs
             .iter()
             .filter(|d| d["kind"] == json!("Secret"))
-            .map(|d| (d["metadata"]["name"].as_str().unwrap().to_string(), Some("1".to_string())))
+            .map(|d| {
+                (
+                    d["metadata"]["name"].as_str().unwrap().to_string(),
+                    Some("1".to_string()),
+                )
+            })
             .collect();
         // The Secrets are templates: placeholders, never a real token.
         for d in docs.iter().filter(|d| d["kind"] == json!("Secret")) {
             for (k, v) in d["stringData"].as_object().expect("stringData") {
-                assert!(v.as_str().unwrap().contains("REPLACE-WITH"), "{file}: {k} is not a placeholder");
+                assert!(
+                    v.as_str().unwrap().contains("REPLACE-WITH"),
+                    "{file}: {k} is not a placeholder"
+                );
             }
         }
-        let bds: Vec<&Value> = docs.iter().filter(|d| d["kind"] == json!("BotDeployment")).collect();
+        let bds: Vec<&Value> = docs
+            .iter()
+            .filter(|d| d["kind"] == json!("BotDeployment"))
+            .collect();
         assert_eq!(bds.len(), 1, "{file}");
         for d in bds {
-            let mut bd: BotDeployment = serde_json::from_value(d.clone()).unwrap_or_else(|e| panic!("{file}: {e}"));
+            let mut bd: BotDeployment =
+                serde_json::from_value(d.clone()).unwrap_or_else(|e| panic!("{file}: {e}"));
             assert_eq!(cel_errors(d), Vec::<String>::new(), "{file}");
             // As it comes from the API server: with a uid, which owner references need.
             bd.metadata.uid = Some("uid".into());
@@ -211,8 +276,15 @@ fn examples_are_valid_with_the_secrets_they_ship() {
                 namespace: bd.metadata.namespace.clone().unwrap(),
                 reference: bd.controller_owner_ref(&()).unwrap(),
             };
-            let children = build(&owner, &bd.spec, BuildInputs { default_bot_image: BOT_IMAGE, secrets: &secrets })
-                .unwrap_or_else(|e| panic!("{file}: {e}"));
+            let children = build(
+                &owner,
+                &bd.spec,
+                BuildInputs {
+                    default_bot_image: BOT_IMAGE,
+                    secrets: &secrets,
+                },
+            )
+            .unwrap_or_else(|e| panic!("{file}: {e}"));
             assert_eq!(children.deployment.metadata.name, bd.metadata.name);
         }
     }

@@ -25,12 +25,22 @@ fn lock(api: &FakeApi, id: &str) -> LeaseLock {
 
 fn lock_with(api: &FakeApi, id: &str, timing: LeaseTiming) -> LeaseLock {
     let _ = rustls::crypto::ring::default_provider().install_default();
-    LeaseLock::new(Api::<Lease>::namespaced(api.client(), "ops"), "ollama-mcp-operator", id, timing)
+    LeaseLock::new(
+        Api::<Lease>::namespaced(api.client(), "ops"),
+        "ollama-mcp-operator",
+        id,
+        timing,
+    )
 }
 
 fn holder(api: &FakeApi) -> Option<String> {
-    api.get("coordination.k8s.io/v1", "leases", "ops", "ollama-mcp-operator")
-        .and_then(|l| l["spec"]["holderIdentity"].as_str().map(str::to_string))
+    api.get(
+        "coordination.k8s.io/v1",
+        "leases",
+        "ops",
+        "ollama-mcp-operator",
+    )
+    .and_then(|l| l["spec"]["holderIdentity"].as_str().map(str::to_string))
 }
 
 #[tokio::test]
@@ -38,8 +48,14 @@ async fn one_leader_renews_and_a_standby_takes_over_after_expiry() {
     let api = FakeApi::new(false);
     let mut a = lock(&api, "a");
     let mut b = lock(&api, "b");
-    assert!(a.try_acquire_or_renew().await.unwrap(), "a creates the Lease");
-    assert!(!b.try_acquire_or_renew().await.unwrap(), "b must not lead while a's Lease is fresh");
+    assert!(
+        a.try_acquire_or_renew().await.unwrap(),
+        "a creates the Lease"
+    );
+    assert!(
+        !b.try_acquire_or_renew().await.unwrap(),
+        "b must not lead while a's Lease is fresh"
+    );
     assert!(a.try_acquire_or_renew().await.unwrap(), "a renews");
     assert_eq!(holder(&api).as_deref(), Some("a"));
 
@@ -49,10 +65,20 @@ async fn one_leader_renews_and_a_standby_takes_over_after_expiry() {
         if b.try_acquire_or_renew().await.unwrap() {
             break;
         }
-        assert!(tokio::time::Instant::now() < deadline, "b never took over the expired Lease");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "b never took over the expired Lease"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    let lease = api.get("coordination.k8s.io/v1", "leases", "ops", "ollama-mcp-operator").unwrap();
+    let lease = api
+        .get(
+            "coordination.k8s.io/v1",
+            "leases",
+            "ops",
+            "ollama-mcp-operator",
+        )
+        .unwrap();
     assert_eq!(lease["spec"]["holderIdentity"], "b");
     assert_eq!(lease["spec"]["leaseTransitions"], 1);
     // a comes back: the Lease is b's now.
@@ -63,7 +89,11 @@ async fn one_leader_renews_and_a_standby_takes_over_after_expiry() {
 async fn a_renewing_leader_keeps_the_lease() {
     let api = FakeApi::new(false);
     // A long lease against a 50 ms renewal: a loaded machine cannot make this flaky.
-    let slow = LeaseTiming { lease_duration: Duration::from_secs(5), renew_deadline: Duration::from_secs(4), retry_period: Duration::from_millis(50) };
+    let slow = LeaseTiming {
+        lease_duration: Duration::from_secs(5),
+        renew_deadline: Duration::from_secs(4),
+        retry_period: Duration::from_millis(50),
+    };
     let mut a = lock_with(&api, "a", slow);
     let mut b = lock_with(&api, "b", slow);
     a.acquire().await;
@@ -73,10 +103,16 @@ async fn a_renewing_leader_keeps_the_lease() {
     // For a while b keeps trying and never wins.
     let until = tokio::time::Instant::now() + Duration::from_secs(3);
     while tokio::time::Instant::now() < until {
-        assert!(!b.try_acquire_or_renew().await.unwrap(), "b took a Lease that was being renewed");
+        assert!(
+            !b.try_acquire_or_renew().await.unwrap(),
+            "b took a Lease that was being renewed"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    assert!(!renewing.is_finished(), "the leader gave up a Lease nobody contested");
+    assert!(
+        !renewing.is_finished(),
+        "the leader gave up a Lease nobody contested"
+    );
     renewing.abort();
 }
 

@@ -14,7 +14,8 @@ use ollama_mcp_tests::servers::{
 };
 use rmcp::ServiceExt as _;
 use rmcp::model::{
-    CallToolRequestParams, ClientCapabilities, ClientConfig, Implementation, ProtocolVersion,
+    CallToolRequestParams, ClientCapabilities, ClientConfig, GetPromptRequestParams,
+    Implementation, ProtocolVersion, ReadResourceRequestParams,
 };
 use rmcp::service::{NotificationContext, RoleClient, ServiceError};
 use rmcp::transport::StreamableHttpClientTransport;
@@ -59,6 +60,10 @@ async fn start_bridge(script: String) -> RunningBridge {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .expect("bind");
+    start_bridge_on(listener, script).await
+}
+
+async fn start_bridge_on(listener: tokio::net::TcpListener, script: String) -> RunningBridge {
     let addr = listener.local_addr().expect("addr");
     let mut args = BridgeArgs::new(addr, "sh", vec!["-c".into(), script]);
     args.startup_timeout = Duration::from_secs(60);
@@ -122,7 +127,7 @@ async fn bridge_serves_memory_over_http_and_survives_a_crash() {
         file = memory.env["MEMORY_FILE_PATH"],
         bin = memory.command.as_deref().unwrap(),
     );
-    let mut running = start_bridge(script).await;
+    let mut running = start_bridge(script.clone()).await;
     let url = format!("http://{}/mcp", running.addr);
 
     // initialize: the child's identity and capabilities come through.
@@ -247,7 +252,6 @@ async fn bridge_serves_memory_over_http_and_survives_a_crash() {
     assert_eq!(hub.status()[0].state, ServerState::Ready);
 
     // Shutdown stops the child.
-    hub.shutdown().await;
     let _ = client.cancel().await;
     let child = my_descendants_running("mcp-server-memory");
     assert_eq!(child.len(), 1, "{child:?}");
@@ -260,6 +264,39 @@ async fn bridge_serves_memory_over_http_and_survives_a_crash() {
         wait_until(Duration::from_secs(10), || !process_alive(child[0])).await,
         "child left running"
     );
+
+    // The hub notices that its remote server went away, and reconnects when it is back.
+    let gone = hub.call("memory__read_graph", json!({})).await;
+    assert_eq!(
+        gone.kind,
+        OutcomeKind::ServerUnavailable,
+        "{}",
+        gone.content
+    );
+    let noticed = wait_until(Duration::from_secs(20), || {
+        matches!(hub.status()[0].state, ServerState::Restarting { .. })
+    })
+    .await;
+    assert!(noticed, "{:?}", hub.status()[0].state);
+    let listener = tokio::net::TcpListener::bind(running.addr)
+        .await
+        .expect("bind the same address again");
+    let mut again = start_bridge_on(listener, script).await;
+    let back = wait_until(Duration::from_secs(60), || {
+        hub.status()[0].state == ServerState::Ready
+    })
+    .await;
+    assert!(back, "hub did not reconnect: {:?}", hub.status()[0].state);
+    let graph = hub.call("memory__read_graph", json!({})).await;
+    assert_eq!(graph.kind, OutcomeKind::Ok, "{}", graph.content);
+    assert!(graph.content.contains("Grace"), "{}", graph.content);
+
+    hub.shutdown().await;
+    let _ = again.stop.take().map(|s| s.send(()));
+    let result = tokio::time::timeout(Duration::from_secs(30), &mut again.task)
+        .await
+        .expect("bridge stops");
+    assert!(matches!(result, Ok(Ok(()))), "{result:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -293,4 +330,56 @@ async fn bridge_reports_a_command_that_cannot_start() {
     )
     .await;
     assert!(matches!(empty, Err(BridgeError::NoCommand)), "{empty:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bridge_forwards_prompts_and_resources() {
+    init();
+    let everything = servers::everything_stdio();
+    let script = format!("exec '{}' stdio", everything.command.as_deref().unwrap());
+    let mut running = start_bridge(script).await;
+    let url = format!("http://{}/mcp", running.addr);
+    let client = ClientConfig::new(
+        ClientCapabilities::default(),
+        Implementation::new("bridge-test", "1"),
+    )
+    .with_protocol_version(ProtocolVersion::LATEST_WITH_INITIALIZE)
+    .serve(StreamableHttpClientTransport::from_uri(url))
+    .await
+    .expect("initialize");
+    let info = client.peer_info().expect("server info");
+    assert!(
+        info.capabilities.prompts.is_some() && info.capabilities.resources.is_some(),
+        "{info:?}"
+    );
+
+    let prompts = client.list_all_prompts().await.expect("prompts/list");
+    let simple = prompts
+        .iter()
+        .find(|p| {
+            p.arguments
+                .as_ref()
+                .is_none_or(|a| a.iter().all(|a| a.required != Some(true)))
+        })
+        .expect("a prompt without required arguments");
+    let prompt = client
+        .get_prompt(GetPromptRequestParams::new(simple.name.clone()))
+        .await
+        .expect("prompts/get");
+    assert!(!prompt.messages.is_empty(), "{prompt:?}");
+
+    let resources = client.list_all_resources().await.expect("resources/list");
+    let first = resources.first().expect("a resource");
+    let read = client
+        .read_resource(ReadResourceRequestParams::new(first.uri.clone()))
+        .await
+        .expect("resources/read");
+    assert!(!read.contents.is_empty(), "{read:?}");
+
+    let _ = client.cancel().await;
+    let _ = running.stop.take().map(|s| s.send(()));
+    let result = tokio::time::timeout(Duration::from_secs(30), &mut running.task)
+        .await
+        .expect("bridge stops");
+    assert!(matches!(result, Ok(Ok(()))), "{result:?}");
 }

@@ -372,6 +372,18 @@ async fn real_servers_ready_namespaced_filtered_and_callable() {
         gone.content
     );
     assert!(gone.content.contains("everything_http"), "{}", gone.content);
+    let noticed = wait_until(Duration::from_secs(20), || {
+        matches!(
+            state_of(&hub, "everything_http"),
+            ServerState::Restarting { .. }
+        )
+    })
+    .await;
+    assert!(
+        noticed,
+        "status should show the remote server reconnecting: {:?}",
+        state_of(&hub, "everything_http")
+    );
 
     // Shutdown leaves no child behind.
     for name in ["memory", "thinking", "everything", "fetch"] {

@@ -132,7 +132,8 @@ pub async fn connect(config: &McpServerConfig, key: &str) -> Result<Connection, 
             cwd,
         } => {
             let mut cmd = tokio::process::Command::new(command);
-            cmd.args(args).envs(env);
+            // A last resort when the runtime shuts down before rmcp's async clean-up runs.
+            cmd.args(args).envs(env).kill_on_drop(true);
             if let Some(dir) = cwd {
                 cmd.current_dir(dir);
             }

@@ -75,6 +75,10 @@ struct Live {
     pid: Option<u32>,
     /// Kept while the server restarts, so the model's tool list stays stable.
     tools: Arc<[ToolEntry]>,
+    /// Cancelled by a call that saw this connection fail. An HTTP client does not end when its
+    /// server goes away, so the supervisor learns it from the calls and reconnects; a token per
+    /// connection keeps a late report from dropping the next, healthy one.
+    lost: CancellationToken,
 }
 
 struct Server {
@@ -145,6 +149,7 @@ impl McpHub {
                 peer: None,
                 pid: None,
                 tools: Arc::from(Vec::new()),
+                lost: CancellationToken::new(),
             }));
             let server = Arc::new(Server {
                 config: config.clone(),
@@ -339,10 +344,13 @@ impl McpHub {
                 OutcomeKind::ToolError,
                 format!("Server `{server_name}` rejected the call: {}", e.message),
             ),
-            Ok(Err(ServiceError::TransportClosed | ServiceError::TransportSend(_))) => (
-                OutcomeKind::ServerUnavailable,
-                lost_text(&server_name, server.transport()),
-            ),
+            Ok(Err(ServiceError::TransportClosed | ServiceError::TransportSend(_))) => {
+                live.lost.cancel();
+                (
+                    OutcomeKind::ServerUnavailable,
+                    lost_text(&server_name, server.transport()),
+                )
+            }
             Ok(Err(e)) => (
                 OutcomeKind::ServerUnavailable,
                 format!("Calling `{}` failed: {e}", entry.spec.name),
@@ -451,16 +459,19 @@ async fn supervise(server: Arc<Server>, shutdown: CancellationToken) {
                     let entries = server.entries(&tools);
                     tracing::info!(server = %name, tools = entries.len(), pid = conn.pid, "MCP server ready");
                     let peer = conn.client.peer().clone();
+                    let lost = CancellationToken::new();
+                    let lost_here = lost.clone();
                     server.publish(|l| {
                         l.state = ServerState::Ready;
                         l.peer = Some(peer);
                         l.pid = conn.pid;
                         l.tools = entries;
+                        l.lost = lost_here;
                     });
                     metrics().set_server_up(&name, true);
                     ever_ready = true;
                     let up_since = Instant::now();
-                    let stopped = serve_until_stopped(&server, conn, &shutdown).await;
+                    let stopped = serve_until_stopped(&server, conn, &lost, &shutdown).await;
                     metrics().set_server_up(&name, false);
                     server.publish(|l| {
                         l.peer = None;
@@ -536,6 +547,7 @@ async fn list_tools(server: &Server, conn: &Connection) -> Result<Vec<Tool>, Str
 async fn serve_until_stopped(
     server: &Server,
     conn: Connection,
+    lost: &CancellationToken,
     shutdown: &CancellationToken,
 ) -> Option<String> {
     let Connection {
@@ -568,6 +580,11 @@ async fn serve_until_stopped(
                     Ok(Err(e)) => tracing::warn!(server = %server.config.name, error = %e, "refreshing the tool list failed"),
                     Err(_) => tracing::warn!(server = %server.config.name, "refreshing the tool list timed out"),
                 }
+            }
+            _ = lost.cancelled() => {
+                cancel.cancel();
+                let _ = tokio::time::timeout(SHUTDOWN_BOUND, &mut waiting).await;
+                return Some(format!("the connection failed during a call{}", stderr.suffix()));
             }
             _ = shutdown.cancelled() => {
                 cancel.cancel();

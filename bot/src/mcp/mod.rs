@@ -9,8 +9,8 @@ mod adapter;
 pub(crate) mod connection;
 mod hub;
 mod validate;
-pub use hub::{HubOptions, McpHub};
 pub(crate) use hub::backoff as restart_backoff;
+pub use hub::{HubOptions, McpHub};
 
 /// Separates server and tool in the names the model sees: `memory__create_entities`.
 pub const NAMESPACE_SEPARATOR: &str = "__";

@@ -13,9 +13,9 @@ use kube::{Client, Resource};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
+use super::build::Children;
 use super::build::ollama::ollama_name;
 use super::build::service::{data_pvc_name, service_monitor_resource};
-use super::build::Children;
 use super::status::ServiceMonitorState;
 use super::{Error, FIELD_MANAGER};
 
@@ -42,7 +42,10 @@ impl DiscoveryCache {
         {
             return Ok(v);
         }
-        let served = match client.list_api_group_resources("monitoring.coreos.com/v1").await {
+        let served = match client
+            .list_api_group_resources("monitoring.coreos.com/v1")
+            .await
+        {
             Ok(list) => list.resources.iter().any(|r| r.name == "servicemonitors"),
             Err(kube::Error::Api(s)) if s.code == 404 => false,
             Err(e) => return Err(Error::Discovery(e)),
@@ -54,13 +57,25 @@ impl DiscoveryCache {
 
 async fn ssa<K>(client: &Client, ns: &str, obj: &K) -> Result<K, Error>
 where
-    K: Resource<Scope = NamespaceResourceScope, DynamicType = ()> + Clone + DeserializeOwned + Serialize + Debug,
+    K: Resource<Scope = NamespaceResourceScope, DynamicType = ()>
+        + Clone
+        + DeserializeOwned
+        + Serialize
+        + Debug,
 {
     let api: Api<K> = Api::namespaced(client.clone(), ns);
     let name = obj.meta().name.clone().unwrap_or_default();
-    api.patch(&name, &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(obj))
-        .await
-        .map_err(|source| Error::Apply { kind: K::kind(&()).to_string(), name, source })
+    api.patch(
+        &name,
+        &PatchParams::apply(FIELD_MANAGER).force(),
+        &Patch::Apply(obj),
+    )
+    .await
+    .map_err(|source| Error::Apply {
+        kind: K::kind(&()).to_string(),
+        name,
+        source,
+    })
 }
 
 /// Applies every child and removes those switched off.
@@ -72,7 +87,12 @@ pub async fn apply(
     discovery: &DiscoveryCache,
 ) -> Result<Applied, Error> {
     let mut counts: Vec<(&'static str, i64)> = Vec::new();
-    let bot = children.deployment.metadata.name.clone().unwrap_or_default();
+    let bot = children
+        .deployment
+        .metadata
+        .name
+        .clone()
+        .unwrap_or_default();
     // The configuration first: a new pod must never start with the previous config.
     ssa(client, ns, &children.config_map).await?;
     ssa(client, ns, &children.service_account).await?;
@@ -82,7 +102,10 @@ pub async fn apply(
             ssa(client, ns, pvc).await?;
             counts.push(("PersistentVolumeClaim", 1));
         }
-        None => delete_owned::<PersistentVolumeClaim>(client, ns, &data_pvc_name(&bot), owner_uid).await?,
+        None => {
+            delete_owned::<PersistentVolumeClaim>(client, ns, &data_pvc_name(&bot), owner_uid)
+                .await?
+        }
     }
     ssa(client, ns, &children.metrics_service).await?;
     counts.push(("Service", 1));
@@ -93,7 +116,10 @@ pub async fn apply(
                     ssa(client, ns, pvc).await?;
                     counts.push(("PersistentVolumeClaim", 1));
                 }
-                None => delete_owned::<PersistentVolumeClaim>(client, ns, &ollama_name(&bot), owner_uid).await?,
+                None => {
+                    delete_owned::<PersistentVolumeClaim>(client, ns, &ollama_name(&bot), owner_uid)
+                        .await?
+                }
             }
             ssa(client, ns, &o.service).await?;
             ssa(client, ns, &o.deployment).await?;
@@ -116,9 +142,17 @@ pub async fn apply(
                 let ar = service_monitor_resource();
                 let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), ns, &ar);
                 let name = sm.metadata.name.clone().unwrap_or_default();
-                api.patch(&name, &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(sm))
-                    .await
-                    .map_err(|source| Error::Apply { kind: "ServiceMonitor".into(), name, source })?;
+                api.patch(
+                    &name,
+                    &PatchParams::apply(FIELD_MANAGER).force(),
+                    &Patch::Apply(sm),
+                )
+                .await
+                .map_err(|source| Error::Apply {
+                    kind: "ServiceMonitor".into(),
+                    name,
+                    source,
+                })?;
                 counts.push(("ServiceMonitor", 1));
                 ServiceMonitorState::Applied
             } else {
@@ -134,24 +168,47 @@ pub async fn apply(
             ServiceMonitorState::NotRequested
         }
     };
-    Ok(Applied { deployment, service_monitor, counts })
+    Ok(Applied {
+        deployment,
+        service_monitor,
+        counts,
+    })
 }
 
-async fn delete_owned<K>(client: &Client, ns: &str, name: &str, owner_uid: &str) -> Result<(), Error>
+async fn delete_owned<K>(
+    client: &Client,
+    ns: &str,
+    name: &str,
+    owner_uid: &str,
+) -> Result<(), Error>
 where
-    K: Resource<Scope = NamespaceResourceScope, DynamicType = ()> + Clone + DeserializeOwned + Debug,
+    K: Resource<Scope = NamespaceResourceScope, DynamicType = ()>
+        + Clone
+        + DeserializeOwned
+        + Debug,
 {
     let api: Api<K> = Api::namespaced(client.clone(), ns);
     delete_owned_in(&api, &K::kind(&()), name, owner_uid).await
 }
 
 /// Deletes `name` if this BotDeployment controls it; anything else of that name is left alone.
-async fn delete_owned_in<K>(api: &Api<K>, kind: &str, name: &str, owner_uid: &str) -> Result<(), Error>
+async fn delete_owned_in<K>(
+    api: &Api<K>,
+    kind: &str,
+    name: &str,
+    owner_uid: &str,
+) -> Result<(), Error>
 where
     K: Resource + Clone + DeserializeOwned + Debug,
 {
-    let err = |source| Error::Delete { kind: kind.to_string(), name: name.to_string(), source };
-    let Some(meta) = api.get_metadata_opt(name).await.map_err(err)? else { return Ok(()) };
+    let err = |source| Error::Delete {
+        kind: kind.to_string(),
+        name: name.to_string(),
+        source,
+    };
+    let Some(meta) = api.get_metadata_opt(name).await.map_err(err)? else {
+        return Ok(());
+    };
     let controlled = meta
         .metadata
         .owner_references
@@ -162,7 +219,10 @@ where
         return Ok(());
     }
     // The uid precondition makes sure a same-named object created meanwhile is not deleted.
-    let dp = DeleteParams::background().preconditions(Preconditions { uid: meta.metadata.uid.clone(), resource_version: None });
+    let dp = DeleteParams::background().preconditions(Preconditions {
+        uid: meta.metadata.uid.clone(),
+        resource_version: None,
+    });
     match api.delete(name, &dp).await {
         Ok(_) => {
             tracing::info!(kind, name, "deleted a child the spec no longer asks for");

@@ -13,14 +13,16 @@ use std::time::Duration;
 
 use futures::StreamExt;
 use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::api::core::v1::{ConfigMap, PersistentVolumeClaim, Pod, Secret, Service, ServiceAccount};
+use k8s_openapi::api::core::v1::{
+    ConfigMap, PersistentVolumeClaim, Pod, Secret, Service, ServiceAccount,
+};
 use k8s_openapi::api::networking::v1::NetworkPolicy;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::api::{Api, ListParams};
+use kube::core::PartialObjectMeta;
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use kube::runtime::reflector::{ObjectRef, Store};
-use kube::core::PartialObjectMeta;
 use kube::runtime::{WatchStreamExt, predicates, watcher};
 use kube::{Client, Resource, ResourceExt};
 use tracing::{Instrument, field};
@@ -45,9 +47,17 @@ pub enum Error {
     #[error("reading the metadata of Secret `{name}`: {source}")]
     SecretLookup { name: String, source: kube::Error },
     #[error("applying {kind} `{name}`: {source}")]
-    Apply { kind: String, name: String, source: kube::Error },
+    Apply {
+        kind: String,
+        name: String,
+        source: kube::Error,
+    },
     #[error("deleting {kind} `{name}`, which the spec no longer asks for: {source}")]
-    Delete { kind: String, name: String, source: kube::Error },
+    Delete {
+        kind: String,
+        name: String,
+        source: kube::Error,
+    },
     #[error("asking the API server whether it serves ServiceMonitors: {0}")]
     Discovery(kube::Error),
     #[error("listing the bot's pods: {0}")]
@@ -100,7 +110,10 @@ pub struct Context {
 
 impl Context {
     pub fn new(client: Client, settings: Settings, metrics: Arc<Metrics>) -> Self {
-        let reporter = Reporter { controller: "ollama-mcp-operator".into(), instance: settings.instance.clone() };
+        let reporter = Reporter {
+            controller: "ollama-mcp-operator".into(),
+            instance: settings.instance.clone(),
+        };
         Self {
             recorder: Recorder::new(client.clone(), reporter),
             models: ModelChecker::new(settings.model_check),
@@ -136,26 +149,39 @@ pub async fn reconcile(bd: Arc<BotDeployment>, ctx: Arc<Context>) -> Result<Acti
 async fn reconcile_inner(bd: &BotDeployment, ctx: &Context) -> Result<Action, Error> {
     let ns = bd.namespace().ok_or(Error::MissingObjectKey("namespace"))?;
     let name = bd.name_any();
-    let reference = bd.controller_owner_ref(&()).ok_or(Error::MissingObjectKey("uid"))?;
+    let reference = bd
+        .controller_owner_ref(&())
+        .ok_or(Error::MissingObjectKey("uid"))?;
     let owner_uid = reference.uid.clone();
-    let owner = Owner { name: name.clone(), namespace: ns.clone(), reference };
+    let owner = Owner {
+        name: name.clone(),
+        namespace: ns.clone(),
+        reference,
+    };
     let bds: Api<BotDeployment> = Api::namespaced(ctx.client.clone(), &ns);
 
     let secrets = secret_versions(&ctx.client, &ns, bd).await?;
     if let Err(invalid) = validate::validate(bd, &secrets, ctx.settings.bot_image.as_deref()) {
         return report_invalid(bd, ctx, &bds, "InvalidSpec", &invalid.to_string()).await;
     }
-    let inputs = BuildInputs { default_bot_image: ctx.settings.bot_image.as_deref().unwrap_or_default(), secrets: &secrets };
+    let inputs = BuildInputs {
+        default_bot_image: ctx.settings.bot_image.as_deref().unwrap_or_default(),
+        secrets: &secrets,
+    };
     let children = match build::build(&owner, &bd.spec, inputs) {
         Ok(c) => c,
         Err(e) => return report_invalid(bd, ctx, &bds, "InvalidSpec", &e.to_string()).await,
     };
 
-    let applied = match apply::apply(&ctx.client, &ns, &owner_uid, &children, &ctx.discovery).await {
+    let applied = match apply::apply(&ctx.client, &ns, &owner_uid, &children, &ctx.discovery).await
+    {
         Ok(a) => a,
         Err(e) => {
             // An API server refusal (422, 403) is something a person must fix: say so in status.
-            if let Error::Apply { source: kube::Error::Api(s), .. } = &e
+            if let Error::Apply {
+                source: kube::Error::Api(s),
+                ..
+            } = &e
                 && matches!(s.code, 403 | 422)
             {
                 let _ = report_invalid(bd, ctx, &bds, "ApplyRejected", &e.to_string()).await;
@@ -166,7 +192,9 @@ async fn reconcile_inner(bd: &BotDeployment, ctx: &Context) -> Result<Action, Er
     ctx.metrics.set_children(&key(bd), applied.counts.clone());
 
     let pods = list_pods(&ctx.client, &ns, &name).await?;
-    let model = ctx.models.observe(&key(bd), &model_request(ctx, bd, &children));
+    let model = ctx
+        .models
+        .observe(&key(bd), &model_request(ctx, bd, &children));
     let now = Time(k8s_openapi::jiff::Timestamp::now());
     let observed = Observed {
         generation: bd.metadata.generation,
@@ -181,7 +209,9 @@ async fn reconcile_inner(bd: &BotDeployment, ctx: &Context) -> Result<Action, Er
         .filter(|m| status::current_degraded_message(bd.status.as_ref()) != Some(*m))
         .map(str::to_string);
     if bd.status.as_ref() != Some(&new_status) {
-        status::patch(&bds, &name, &new_status).await.map_err(Error::Status)?;
+        status::patch(&bds, &name, &new_status)
+            .await
+            .map_err(Error::Status)?;
     }
     if let Some(message) = newly_degraded {
         let reason = new_status
@@ -192,24 +222,44 @@ async fn reconcile_inner(bd: &BotDeployment, ctx: &Context) -> Result<Action, Er
         publish(ctx, bd, EventType::Warning, reason, &message).await?;
     }
 
-    let ready = new_status.conditions.iter().any(|c| c.type_ == status::READY && c.status == "True");
-    Ok(if ready && !model.checking { Action::requeue(REQUEUE_IDLE) } else { Action::requeue(REQUEUE_BUSY) })
+    let ready = new_status
+        .conditions
+        .iter()
+        .any(|c| c.type_ == status::READY && c.status == "True");
+    Ok(if ready && !model.checking {
+        Action::requeue(REQUEUE_IDLE)
+    } else {
+        Action::requeue(REQUEUE_BUSY)
+    })
 }
 
 fn model_request(ctx: &Context, bd: &BotDeployment, children: &Children) -> CheckRequest {
     CheckRequest {
-        base_url: ctx.settings.ollama_url_override.clone().unwrap_or_else(|| children.ollama_url.clone()),
+        base_url: ctx
+            .settings
+            .ollama_url_override
+            .clone()
+            .unwrap_or_else(|| children.ollama_url.clone()),
         models: bd
             .spec
             .ollama
             .managed
             .as_ref()
             .filter(|m| !m.models.is_empty())
-            .map_or_else(|| children.models.clone(), |m| {
-                let mut all = m.models.clone();
-                all.extend(children.models.iter().filter(|x| !m.models.contains(x)).cloned());
-                all
-            }),
+            .map_or_else(
+                || children.models.clone(),
+                |m| {
+                    let mut all = m.models.clone();
+                    all.extend(
+                        children
+                            .models
+                            .iter()
+                            .filter(|x| !m.models.contains(x))
+                            .cloned(),
+                    );
+                    all
+                },
+            ),
         pull: bd.spec.ollama.managed.is_some(),
     }
 }
@@ -223,13 +273,25 @@ async fn report_invalid(
     reason: &str,
     message: &str,
 ) -> Result<Action, Error> {
-    tracing::warn!(reason, message, "the BotDeployment cannot be applied as it is");
+    tracing::warn!(
+        reason,
+        message,
+        "the BotDeployment cannot be applied as it is"
+    );
     ctx.metrics.invalid_specs.inc();
     let now = Time(k8s_openapi::jiff::Timestamp::now());
-    let new_status = status::failed_status(bd.status.as_ref(), bd.metadata.generation, reason, message, &now);
+    let new_status = status::failed_status(
+        bd.status.as_ref(),
+        bd.metadata.generation,
+        reason,
+        message,
+        &now,
+    );
     let is_new = status::current_degraded_message(bd.status.as_ref()) != Some(message);
     if bd.status.as_ref() != Some(&new_status) {
-        status::patch(bds, &bd.name_any(), &new_status).await.map_err(Error::Status)?;
+        status::patch(bds, &bd.name_any(), &new_status)
+            .await
+            .map_err(Error::Status)?;
     }
     if is_new {
         publish(ctx, bd, EventType::Warning, reason, message).await?;
@@ -237,7 +299,13 @@ async fn report_invalid(
     Ok(Action::await_change())
 }
 
-async fn publish(ctx: &Context, bd: &BotDeployment, type_: EventType, reason: &str, note: &str) -> Result<(), Error> {
+async fn publish(
+    ctx: &Context,
+    bd: &BotDeployment,
+    type_: EventType,
+    reason: &str,
+    note: &str,
+) -> Result<(), Error> {
     // Event notes are limited to 1 kB.
     let note: String = note.chars().take(1000).collect();
     let event = Event {
@@ -247,19 +315,32 @@ async fn publish(ctx: &Context, bd: &BotDeployment, type_: EventType, reason: &s
         action: "Reconcile".into(),
         secondary: None,
     };
-    ctx.recorder.publish(&event, &bd.object_ref(&())).await.map_err(Error::Event)
+    ctx.recorder
+        .publish(&event, &bd.object_ref(&()))
+        .await
+        .map_err(Error::Event)
 }
 
 /// The resourceVersion of every Secret the spec references (metadata only; never the data).
-async fn secret_versions(client: &Client, ns: &str, bd: &BotDeployment) -> Result<SecretVersions, Error> {
+async fn secret_versions(
+    client: &Client,
+    ns: &str,
+    bd: &BotDeployment,
+) -> Result<SecretVersions, Error> {
     let api: Api<Secret> = Api::namespaced(client.clone(), ns);
     let mut out = BTreeMap::new();
     for name in validate::referenced_secrets(&bd.spec) {
         let meta = api
             .get_metadata_opt(&name)
             .await
-            .map_err(|source| Error::SecretLookup { name: name.clone(), source })?;
-        out.insert(name, meta.map(|m| m.metadata.resource_version.unwrap_or_default()));
+            .map_err(|source| Error::SecretLookup {
+                name: name.clone(),
+                source,
+            })?;
+        out.insert(
+            name,
+            meta.map(|m| m.metadata.resource_version.unwrap_or_default()),
+        );
     }
     Ok(out)
 }
@@ -278,7 +359,11 @@ pub fn error_policy(bd: Arc<BotDeployment>, error: &Error, ctx: Arc<Context>) ->
 }
 
 /// The BotDeployments in `store` that reference Secret `secret` in namespace `ns`.
-pub fn referencing(store: &Store<BotDeployment>, ns: &str, secret: &str) -> Vec<ObjectRef<BotDeployment>> {
+pub fn referencing(
+    store: &Store<BotDeployment>,
+    ns: &str,
+    secret: &str,
+) -> Vec<ObjectRef<BotDeployment>> {
     store
         .state()
         .iter()
@@ -289,7 +374,11 @@ pub fn referencing(store: &Store<BotDeployment>, ns: &str, secret: &str) -> Vec<
 }
 
 /// Runs the controller until shutdown is signalled. `namespace` limits it to one namespace.
-pub async fn run(ctx: Arc<Context>, namespace: Option<String>, shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static) {
+pub async fn run(
+    ctx: Arc<Context>,
+    namespace: Option<String>,
+    shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static,
+) {
     let client = ctx.client.clone();
     fn api<K>(client: &Client, ns: Option<&str>) -> Api<K>
     where
@@ -306,17 +395,26 @@ pub async fn run(ctx: Arc<Context>, namespace: Option<String>, shutdown: impl st
 
     // Reconcile on spec changes only: our own status writes must not trigger another round.
     let (reader, writer) = kube::runtime::reflector::store();
-    let bd_stream = kube::runtime::reflector(writer, watcher(api::<BotDeployment>(&client, ns), watcher::Config::default()))
-        .default_backoff()
-        .applied_objects()
-        .predicate_filter(predicates::generation, Default::default());
+    let bd_stream = kube::runtime::reflector(
+        writer,
+        watcher(
+            api::<BotDeployment>(&client, ns),
+            watcher::Config::default(),
+        ),
+    )
+    .default_backoff()
+    .applied_objects()
+    .predicate_filter(predicates::generation, Default::default());
 
     let secrets_store = reader.clone();
     // Metadata only: the API server never sends the operator a Secret's data.
-    let secrets = watcher(api::<PartialObjectMeta<Secret>>(&client, ns), watcher::Config::default())
-        .default_backoff()
-        .touched_objects()
-        .predicate_filter(predicates::resource_version, Default::default());
+    let secrets = watcher(
+        api::<PartialObjectMeta<Secret>>(&client, ns),
+        watcher::Config::default(),
+    )
+    .default_backoff()
+    .touched_objects()
+    .predicate_filter(predicates::resource_version, Default::default());
     let pods = watcher(api::<Pod>(&client, ns), owned.clone())
         .default_backoff()
         .touched_objects();
@@ -330,7 +428,11 @@ pub async fn run(ctx: Arc<Context>, namespace: Option<String>, shutdown: impl st
         .owns(api::<NetworkPolicy>(&client, ns), owned.clone())
         .watches_stream(secrets, move |s| {
             let ns = s.metadata.namespace.clone().unwrap_or_default();
-            referencing(&secrets_store, &ns, &s.metadata.name.clone().unwrap_or_default())
+            referencing(
+                &secrets_store,
+                &ns,
+                &s.metadata.name.clone().unwrap_or_default(),
+            )
         })
         .watches_stream(pods, |p: Pod| {
             // Pods belong to ReplicaSets; the instance label names the BotDeployment.

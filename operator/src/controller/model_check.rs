@@ -45,7 +45,10 @@ pub struct CheckTiming {
 
 impl Default for CheckTiming {
     fn default() -> Self {
-        Self { retry_not_ready: Duration::from_secs(30), recheck_ready: Duration::from_secs(600) }
+        Self {
+            retry_not_ready: Duration::from_secs(30),
+            recheck_ready: Duration::from_secs(600),
+        }
     }
 }
 
@@ -86,7 +89,11 @@ impl ModelChecker {
             .user_agent(concat!("ollama-mcp-operator/", env!("CARGO_PKG_VERSION")))
             .build()
             .unwrap_or_default();
-        Self { http, entries: Arc::default(), timing }
+        Self {
+            http,
+            entries: Arc::default(),
+            timing,
+        }
     }
 
     /// The current report for `key`; starts a check when none ran for this request, or when the
@@ -111,7 +118,11 @@ impl ModelChecker {
         let due = match &entry.last {
             None => true,
             Some((at, o)) => {
-                let wait = if o.ready { self.timing.recheck_ready } else { self.timing.retry_not_ready };
+                let wait = if o.ready {
+                    self.timing.recheck_ready
+                } else {
+                    self.timing.retry_not_ready
+                };
                 at.elapsed() >= wait
             }
         };
@@ -131,12 +142,22 @@ impl ModelChecker {
 
     /// Whether a check for `key` is running (tests poll this instead of sleeping).
     pub fn is_running(&self, key: &str) -> bool {
-        self.entries.lock().unwrap_or_else(|e| e.into_inner()).get(key).is_some_and(|e| e.running)
+        self.entries
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(key)
+            .is_some_and(|e| e.running)
     }
 
     /// Drops what is known about `key` (its BotDeployment is gone).
     pub fn forget(&self, key: &str) {
-        if let Some(task) = self.entries.lock().unwrap_or_else(|e| e.into_inner()).remove(key).and_then(|e| e.task) {
+        if let Some(task) = self
+            .entries
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(key)
+            .and_then(|e| e.task)
+        {
             task.abort();
         }
     }
@@ -156,18 +177,33 @@ fn report(entry: &Entry) -> ModelReport {
                 .request
                 .models
                 .iter()
-                .map(|m| ModelStatus { name: m.clone(), ..Default::default() })
+                .map(|m| ModelStatus {
+                    name: m.clone(),
+                    ..Default::default()
+                })
                 .collect();
-            let pulling: Vec<String> = entry.progress.iter().map(|(m, p)| format!("{m}: {p}")).collect();
+            let pulling: Vec<String> = entry
+                .progress
+                .iter()
+                .map(|(m, p)| format!("{m}: {p}"))
+                .collect();
             let message = if pulling.is_empty() {
                 format!("checking the models on {}", entry.request.base_url)
             } else {
-                format!("pulling models on {}: {}", entry.request.base_url, pulling.join(", "))
+                format!(
+                    "pulling models on {}: {}",
+                    entry.request.base_url,
+                    pulling.join(", ")
+                )
             };
             ModelReport {
                 ready: None,
                 checking: true,
-                reason: if pulling.is_empty() { "Checking".into() } else { "Pulling".into() },
+                reason: if pulling.is_empty() {
+                    "Checking".into()
+                } else {
+                    "Pulling".into()
+                },
                 message,
                 models: with_progress(&models, &entry.progress),
             }
@@ -193,14 +229,21 @@ async fn run_check(http: reqwest::Client, entries: Entries, key: String, request
         let entries = Arc::clone(&entries);
         let key = key.clone();
         move |model: &str, text: String| {
-            if let Some(e) = entries.lock().unwrap_or_else(|e| e.into_inner()).get_mut(&key) {
+            if let Some(e) = entries
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .get_mut(&key)
+            {
                 e.progress.insert(model.to_string(), text);
             }
         }
     };
     let outcome = check(&http, &request, &progress).await;
     tracing::info!(bot = %key, ready = outcome.ready, reason = %outcome.reason, "model check finished");
-    if let Some(e) = entries.lock().unwrap_or_else(|e| e.into_inner()).get_mut(&key)
+    if let Some(e) = entries
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .get_mut(&key)
         && e.request == request
     {
         e.running = false;
@@ -238,12 +281,19 @@ enum ShowResult {
     Missing,
 }
 
-async fn check(http: &reqwest::Client, request: &CheckRequest, progress: &(dyn Fn(&str, String) + Sync)) -> Outcome {
+async fn check(
+    http: &reqwest::Client,
+    request: &CheckRequest,
+    progress: &(dyn Fn(&str, String) + Sync),
+) -> Outcome {
     let base = request.base_url.trim_end_matches('/');
     let mut models = Vec::new();
     let mut problems: Vec<(String, String)> = Vec::new();
     for model in &request.models {
-        let mut status = ModelStatus { name: model.clone(), ..Default::default() };
+        let mut status = ModelStatus {
+            name: model.clone(),
+            ..Default::default()
+        };
         let mut shown = show(http, base, model).await;
         if request.pull && matches!(shown, Ok(ShowResult::Missing)) {
             match pull(http, base, model, progress).await {
@@ -308,12 +358,21 @@ async fn check(http: &reqwest::Client, request: &CheckRequest, progress: &(dyn F
             .map(|m| format!("{} ({})", m.name, m.capabilities.join(", ")))
             .collect::<Vec<_>>()
             .join("; ");
-        Outcome { ready: true, reason: "ModelsReady".into(), message, models }
+        Outcome {
+            ready: true,
+            reason: "ModelsReady".into(),
+            message,
+            models,
+        }
     } else {
         Outcome {
             ready: false,
             reason: problems[0].0.clone(),
-            message: problems.into_iter().map(|(_, m)| m).collect::<Vec<_>>().join("; "),
+            message: problems
+                .into_iter()
+                .map(|(_, m)| m)
+                .collect::<Vec<_>>()
+                .join("; "),
             models,
         }
     }
@@ -333,9 +392,15 @@ async fn show(http: &reqwest::Client, base: &str, model: &str) -> Result<ShowRes
     }
     if !status.is_success() {
         let body = resp.text().await.unwrap_or_default();
-        return Err(format!("/api/show answered {status}: {}", error_text(&body)));
+        return Err(format!(
+            "/api/show answered {status}: {}",
+            error_text(&body)
+        ));
     }
-    let body: ShowResponse = resp.json().await.map_err(|e| format!("/api/show answered unreadable JSON: {e}"))?;
+    let body: ShowResponse = resp
+        .json()
+        .await
+        .map_err(|e| format!("/api/show answered unreadable JSON: {e}"))?;
     Ok(ShowResult::Found(body.capabilities))
 }
 
@@ -355,7 +420,10 @@ async fn pull(
     if !resp.status().is_success() {
         let status = resp.status();
         let body = resp.text().await.unwrap_or_default();
-        return Err(format!("/api/pull answered {status}: {}", error_text(&body)));
+        return Err(format!(
+            "/api/pull answered {status}: {}",
+            error_text(&body)
+        ));
     }
     let mut buf = Vec::new();
     let mut last_status = String::new();
@@ -380,7 +448,9 @@ async fn pull(
     if last_status == "success" {
         Ok(())
     } else {
-        Err(format!("the pull stream ended without success (last status: `{last_status}`)"))
+        Err(format!(
+            "the pull stream ended without success (last status: `{last_status}`)"
+        ))
     }
 }
 
@@ -395,14 +465,19 @@ fn handle_pull_line(
     if text.is_empty() {
         return Ok(());
     }
-    let l: PullLine = serde_json::from_str(text).map_err(|e| format!("unreadable pull progress: {e}"))?;
+    let l: PullLine =
+        serde_json::from_str(text).map_err(|e| format!("unreadable pull progress: {e}"))?;
     if let Some(e) = l.error {
         return Err(e);
     }
     let status = l.status.unwrap_or_default();
     let shown = match (l.total, l.completed) {
         (Some(total), Some(done)) if total > 0 => {
-            let verb = if status.starts_with("pulling") { "downloading" } else { status.as_str() };
+            let verb = if status.starts_with("pulling") {
+                "downloading"
+            } else {
+                status.as_str()
+            };
             format!("{verb} {}%", done.saturating_mul(100) / total)
         }
         _ => status.clone(),

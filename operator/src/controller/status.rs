@@ -44,7 +44,12 @@ struct Cond<'a> {
     message: String,
 }
 
-fn conditions(prev: Option<&BotDeploymentStatus>, generation: Option<i64>, now: &Time, conds: Vec<Cond<'_>>) -> Vec<Condition> {
+fn conditions(
+    prev: Option<&BotDeploymentStatus>,
+    generation: Option<i64>,
+    now: &Time,
+    conds: Vec<Cond<'_>>,
+) -> Vec<Condition> {
     conds
         .into_iter()
         .map(|c| {
@@ -88,19 +93,36 @@ pub fn pod_problems(pods: &[Pod]) -> Vec<String> {
         "RunContainerError",
     ];
     let mut out = Vec::new();
-    for pod in pods.iter().filter(|p| p.metadata.deletion_timestamp.is_none()) {
+    for pod in pods
+        .iter()
+        .filter(|p| p.metadata.deletion_timestamp.is_none())
+    {
         let Some(status) = &pod.status else { continue };
         for cond in status.conditions.iter().flatten() {
-            if cond.type_ == "PodScheduled" && cond.status == "False" && cond.reason.as_deref() == Some("Unschedulable") {
-                out.push(format!("the bot's pod cannot be scheduled: {}", cond.message.as_deref().unwrap_or("no reason given")));
+            if cond.type_ == "PodScheduled"
+                && cond.status == "False"
+                && cond.reason.as_deref() == Some("Unschedulable")
+            {
+                out.push(format!(
+                    "the bot's pod cannot be scheduled: {}",
+                    cond.message.as_deref().unwrap_or("no reason given")
+                ));
             }
         }
-        let all = status.init_container_statuses.iter().flatten().chain(status.container_statuses.iter().flatten());
+        let all = status
+            .init_container_statuses
+            .iter()
+            .flatten()
+            .chain(status.container_statuses.iter().flatten());
         for cs in all {
             if let Some(w) = cs.state.as_ref().and_then(|s| s.waiting.as_ref())
                 && let Some(reason) = w.reason.as_deref().filter(|r| FATAL.contains(r))
             {
-                let msg = w.message.as_deref().map(|m| format!(": {m}")).unwrap_or_default();
+                let msg = w
+                    .message
+                    .as_deref()
+                    .map(|m| format!(": {m}"))
+                    .unwrap_or_default();
                 out.push(format!("container `{}` is {reason}{msg}", cs.name));
             }
         }
@@ -120,8 +142,17 @@ fn sidecar_ready(pods: &[Pod], name: &str) -> bool {
 }
 
 /// The status after a successful apply.
-pub fn observed_status(prev: Option<&BotDeploymentStatus>, o: &Observed<'_>, now: &Time) -> BotDeploymentStatus {
-    let ready_replicas = o.deployment.status.as_ref().and_then(|s| s.ready_replicas).unwrap_or(0);
+pub fn observed_status(
+    prev: Option<&BotDeploymentStatus>,
+    o: &Observed<'_>,
+    now: &Time,
+) -> BotDeploymentStatus {
+    let ready_replicas = o
+        .deployment
+        .status
+        .as_ref()
+        .and_then(|s| s.ready_replicas)
+        .unwrap_or(0);
     let deploy_ready = deployment_ready(o.deployment);
     let problems = pod_problems(o.pods);
 
@@ -151,27 +182,63 @@ pub fn observed_status(prev: Option<&BotDeploymentStatus>, o: &Observed<'_>, now
     } else if model.ready == Some(false) {
         (false, "ModelNotReady", model.message.clone())
     } else if !deploy_ready {
-        (false, "DeploymentNotReady", format!("waiting for the bot's pod to become ready ({ready_replicas}/1 ready)"))
+        (
+            false,
+            "DeploymentNotReady",
+            format!("waiting for the bot's pod to become ready ({ready_replicas}/1 ready)"),
+        )
     } else if model.ready.is_none() {
         (false, "ModelNotReady", model.message.clone())
     } else {
-        (true, "Ready", "the bot's pod is ready and its models can call tools".to_string())
+        (
+            true,
+            "Ready",
+            "the bot's pod is ready and its models can call tools".to_string(),
+        )
     };
 
     let (progressing, progressing_reason, progressing_message) = if !deploy_ready {
-        (true, "RollingOut", format!("the bot's Deployment is rolling out ({ready_replicas}/1 ready)"))
+        (
+            true,
+            "RollingOut",
+            format!("the bot's Deployment is rolling out ({ready_replicas}/1 ready)"),
+        )
     } else if model.checking && model.ready.is_none() {
         (true, "CheckingModels", model.message.clone())
     } else {
-        (false, "Complete", "every child is applied and the bot's pod is available".to_string())
+        (
+            false,
+            "Complete",
+            "every child is applied and the bot's pod is available".to_string(),
+        )
     };
 
     let bool_str = |b: bool| if b { "True" } else { "False" };
     let conds = vec![
-        Cond { type_: READY, status: bool_str(ready), reason: ready_reason, message: ready_message },
-        Cond { type_: PROGRESSING, status: bool_str(progressing), reason: progressing_reason, message: progressing_message },
-        Cond { type_: DEGRADED, status: bool_str(degraded), reason: degraded_reason, message: degraded_message },
-        Cond { type_: MODEL_READY, status: model_status, reason: model_reason, message: model.message.clone() },
+        Cond {
+            type_: READY,
+            status: bool_str(ready),
+            reason: ready_reason,
+            message: ready_message,
+        },
+        Cond {
+            type_: PROGRESSING,
+            status: bool_str(progressing),
+            reason: progressing_reason,
+            message: progressing_message,
+        },
+        Cond {
+            type_: DEGRADED,
+            status: bool_str(degraded),
+            reason: degraded_reason,
+            message: degraded_message,
+        },
+        Cond {
+            type_: MODEL_READY,
+            status: model_status,
+            reason: model_reason,
+            message: model.message.clone(),
+        },
     ];
 
     let mcp_servers = o
@@ -216,14 +283,24 @@ pub fn failed_status(
     let mut status = prev.cloned().unwrap_or_default();
     let model = prev.and_then(|p| p.conditions.iter().find(|c| c.type_ == MODEL_READY));
     let conds = vec![
-        Cond { type_: READY, status: "False", reason, message: message.to_string() },
+        Cond {
+            type_: READY,
+            status: "False",
+            reason,
+            message: message.to_string(),
+        },
         Cond {
             type_: PROGRESSING,
             status: "False",
             reason,
             message: "waiting for the spec to be fixed".into(),
         },
-        Cond { type_: DEGRADED, status: "True", reason, message: message.to_string() },
+        Cond {
+            type_: DEGRADED,
+            status: "True",
+            reason,
+            message: message.to_string(),
+        },
         Cond {
             type_: MODEL_READY,
             status: model.map_or("Unknown", |c| c.status.as_str()),
@@ -247,12 +324,21 @@ pub fn current_degraded_message(status: Option<&BotDeploymentStatus>) -> Option<
 }
 
 /// Writes the status with server-side apply.
-pub async fn patch(api: &Api<BotDeployment>, name: &str, status: &BotDeploymentStatus) -> kube::Result<()> {
+pub async fn patch(
+    api: &Api<BotDeployment>,
+    name: &str,
+    status: &BotDeploymentStatus,
+) -> kube::Result<()> {
     let body = serde_json::json!({
         "apiVersion": "ollama-mcp.io/v1alpha1",
         "kind": "BotDeployment",
         "status": status,
     });
-    api.patch_status(name, &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(&body)).await?;
+    api.patch_status(
+        name,
+        &PatchParams::apply(FIELD_MANAGER).force(),
+        &Patch::Apply(&body),
+    )
+    .await?;
     Ok(())
 }

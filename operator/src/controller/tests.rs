@@ -11,7 +11,9 @@ use serde_json::{Value, json};
 
 use super::*;
 use crate::crd::{BotDeploymentStatus, McpServerSpec, Preset};
-use crate::fixtures::{self, ApiServerVerifier, FakeOllama, NS, OllamaState, full, minimal, wait_model_check};
+use crate::fixtures::{
+    self, ApiServerVerifier, FakeOllama, NS, OllamaState, full, minimal, wait_model_check,
+};
 
 const CORE: &str = "/api/v1/namespaces/bots";
 const APPS: &str = "/apis/apps/v1/namespaces/bots";
@@ -51,8 +53,16 @@ fn condition<'a>(status: &'a Value, type_: &str) -> &'a Value {
 #[track_caller]
 fn assert_condition(status: &Value, type_: &str, value: &str, reason: &str) {
     let c = condition(status, type_);
-    assert_eq!((c["status"].as_str(), c["reason"].as_str()), (Some(value), Some(reason)), "{type_}: {c:#}");
-    assert_eq!(c["observedGeneration"], json!(1), "{type_} carries observedGeneration");
+    assert_eq!(
+        (c["status"].as_str(), c["reason"].as_str()),
+        (Some(value), Some(reason)),
+        "{type_}: {c:#}"
+    );
+    assert_eq!(
+        c["observedGeneration"],
+        json!(1),
+        "{type_} carries observedGeneration"
+    );
     assert!(c["lastTransitionTime"].is_string());
 }
 
@@ -69,11 +79,19 @@ async fn absent(v: &mut ApiServerVerifier, path: &str) {
 }
 
 /// The requests of a reconcile of `minimal()` up to the status; returns the Deployment body.
-async fn minimal_children(v: &mut ApiServerVerifier, deployment_status: Option<Value>, discovery: bool) -> Value {
+async fn minimal_children(
+    v: &mut ApiServerVerifier,
+    deployment_status: Option<Value>,
+    discovery: bool,
+) -> Value {
     v.expect_secret_metadata("helper-discord", true).await;
     let cm = apply_ok(v, &format!("{CORE}/configmaps/helper-config")).await;
     let toml = cm["data"]["config.toml"].as_str().expect("config.toml");
-    assert!(toml.contains("model = \"llama3.2\"") && toml.contains("url = \"http://ollama.ai.svc:11434\""), "{toml}");
+    assert!(
+        toml.contains("model = \"llama3.2\"")
+            && toml.contains("url = \"http://ollama.ai.svc:11434\""),
+        "{toml}"
+    );
     let sa = apply_ok(v, &format!("{CORE}/serviceaccounts/helper")).await;
     assert_eq!(sa["automountServiceAccountToken"], json!(false));
     absent(v, &format!("{CORE}/persistentvolumeclaims/helper-data")).await;
@@ -84,7 +102,11 @@ async fn minimal_children(v: &mut ApiServerVerifier, deployment_status: Option<V
     let r = v.expect_apply(&format!("{APPS}/deployments/helper")).await;
     let deployment = r.body.clone();
     r.respond_applied(deployment_status);
-    apply_ok(v, "/apis/networking.k8s.io/v1/namespaces/bots/networkpolicies/helper").await;
+    apply_ok(
+        v,
+        "/apis/networking.k8s.io/v1/namespaces/bots/networkpolicies/helper",
+    )
+    .await;
     if discovery {
         v.expect_discovery(false).await;
     }
@@ -96,14 +118,19 @@ async fn run_reconcile(bd: BotDeployment, ctx: &Arc<Context>) -> Result<Action, 
 }
 
 fn with_status(mut bd: BotDeployment, status: &Value) -> BotDeployment {
-    bd.status = Some(serde_json::from_value::<BotDeploymentStatus>(status.clone()).expect("status deserializes"));
+    bd.status = Some(
+        serde_json::from_value::<BotDeploymentStatus>(status.clone()).expect("status deserializes"),
+    );
     bd
 }
 
 #[tokio::test]
 async fn minimal_bot_from_first_apply_to_ready() {
     let ollama = FakeOllama::start(OllamaState::default()).await;
-    ollama.state.models.lock().unwrap().insert("llama3.2:latest".into(), vec!["completion".into(), "tools".into()]);
+    ollama.state.models.lock().unwrap().insert(
+        "llama3.2:latest".into(),
+        vec!["completion".into(), "tools".into()],
+    );
     let (ctx, mut v) = fixtures::context(fixtures::settings(Some(&ollama)));
 
     // First round: nothing is running yet.
@@ -116,8 +143,13 @@ async fn minimal_bot_from_first_apply_to_ready() {
     let action = run_reconcile(minimal(), &ctx).await.expect("reconcile");
     let (mut v, deployment, status) = api.await.unwrap();
     assert_eq!(action, Action::requeue(Duration::from_secs(10)));
-    assert_eq!(deployment["spec"]["template"]["spec"]["containers"][0]["name"], json!("bot"));
-    let hash = deployment["spec"]["template"]["metadata"]["annotations"]["ollama-mcp.io/config-hash"].clone();
+    assert_eq!(
+        deployment["spec"]["template"]["spec"]["containers"][0]["name"],
+        json!("bot")
+    );
+    let hash =
+        deployment["spec"]["template"]["metadata"]["annotations"]["ollama-mcp.io/config-hash"]
+            .clone();
     assert!(hash.as_str().is_some_and(|h| h.len() == 16), "{hash}");
     assert_eq!(status["configHash"], hash);
     assert_eq!(status["observedGeneration"], json!(1));
@@ -130,24 +162,39 @@ async fn minimal_bot_from_first_apply_to_ready() {
 
     // The model check finishes in the background; the pod becomes ready.
     wait_model_check(&ctx, "bots/helper").await;
-    assert_eq!(*ollama.state.log.lock().unwrap(), ["/api/show llama3.2:latest"], "no pull for an external Ollama");
+    assert_eq!(
+        *ollama.state.log.lock().unwrap(),
+        ["/api/show llama3.2:latest"],
+        "no pull for an external Ollama"
+    );
     let api = tokio::spawn(async move {
         minimal_children(&mut v, Some(ready_deployment()), false).await;
         v.expect_list_pods("helper", vec![running_pod(&[])]).await;
         let status = v.expect_status("helper").await;
         (v, status)
     });
-    let action = run_reconcile(with_status(minimal(), &status), &ctx).await.expect("reconcile");
+    let action = run_reconcile(with_status(minimal(), &status), &ctx)
+        .await
+        .expect("reconcile");
     let (v, second) = api.await.unwrap();
     assert_eq!(action, Action::requeue(Duration::from_secs(300)));
     assert_condition(&second, "Ready", "True", "Ready");
     assert_condition(&second, "Progressing", "False", "Complete");
     assert_condition(&second, "ModelReady", "True", "ModelsReady");
-    assert_eq!(condition(&second, "ModelReady")["message"], json!("llama3.2 (completion, tools)"));
-    assert_eq!(second["models"], json!([{"name": "llama3.2", "present": true, "capabilities": ["completion", "tools"]}]));
+    assert_eq!(
+        condition(&second, "ModelReady")["message"],
+        json!("llama3.2 (completion, tools)")
+    );
+    assert_eq!(
+        second["models"],
+        json!([{"name": "llama3.2", "present": true, "capabilities": ["completion", "tools"]}])
+    );
     assert_eq!(second["readyReplicas"], json!(1));
     // Unchanged conditions keep their transition time.
-    assert_eq!(condition(&second, "Degraded")["lastTransitionTime"], condition(&status, "Degraded")["lastTransitionTime"]);
+    assert_eq!(
+        condition(&second, "Degraded")["lastTransitionTime"],
+        condition(&status, "Degraded")["lastTransitionTime"]
+    );
 
     drop(ctx);
     v.expect_done().await;
@@ -158,11 +205,25 @@ async fn full_bot_with_managed_ollama_pulls_models_and_applies_every_child() {
     let ollama = FakeOllama::start(OllamaState::default()).await;
     {
         let mut lib = ollama.state.library.lock().unwrap();
-        lib.insert("qwen3:8b".into(), vec!["completion".into(), "tools".into(), "thinking".into()]);
-        lib.insert("llama3.2:latest".into(), vec!["completion".into(), "tools".into()]);
+        lib.insert(
+            "qwen3:8b".into(),
+            vec!["completion".into(), "tools".into(), "thinking".into()],
+        );
+        lib.insert(
+            "llama3.2:latest".into(),
+            vec!["completion".into(), "tools".into()],
+        );
     }
     let (ctx, v) = fixtures::context(fixtures::settings(Some(&ollama)));
-    let sidecars = ["mcp-memory", "mcp-fetch", "mcp-browser", "mcp-thinking", "mcp-aws-docs", "mcp-tools", "mcp-web"];
+    let sidecars = [
+        "mcp-memory",
+        "mcp-fetch",
+        "mcp-browser",
+        "mcp-thinking",
+        "mcp-aws-docs",
+        "mcp-tools",
+        "mcp-web",
+    ];
 
     let script = |mut v: ApiServerVerifier, ready: bool| async move {
         for s in ["helper-discord", "remote", "tools"] {
@@ -170,23 +231,53 @@ async fn full_bot_with_managed_ollama_pulls_models_and_applies_every_child() {
         }
         let cm = apply_ok(&mut v, &format!("{CORE}/configmaps/helper-config")).await;
         apply_ok(&mut v, &format!("{CORE}/serviceaccounts/helper")).await;
-        let pvc = apply_ok(&mut v, &format!("{CORE}/persistentvolumeclaims/helper-data")).await;
-        assert_eq!(pvc["spec"]["resources"]["requests"]["storage"], json!("2Gi"));
+        let pvc = apply_ok(
+            &mut v,
+            &format!("{CORE}/persistentvolumeclaims/helper-data"),
+        )
+        .await;
+        assert_eq!(
+            pvc["spec"]["resources"]["requests"]["storage"],
+            json!("2Gi")
+        );
         apply_ok(&mut v, &format!("{CORE}/services/helper-metrics")).await;
-        apply_ok(&mut v, &format!("{CORE}/persistentvolumeclaims/helper-ollama")).await;
+        apply_ok(
+            &mut v,
+            &format!("{CORE}/persistentvolumeclaims/helper-ollama"),
+        )
+        .await;
         apply_ok(&mut v, &format!("{CORE}/services/helper-ollama")).await;
         let ollama_deploy = apply_ok(&mut v, &format!("{APPS}/deployments/helper-ollama")).await;
-        assert_eq!(ollama_deploy["spec"]["template"]["spec"]["runtimeClassName"], json!("nvidia"));
+        assert_eq!(
+            ollama_deploy["spec"]["template"]["spec"]["runtimeClassName"],
+            json!("nvidia")
+        );
         let r = v.expect_apply(&format!("{APPS}/deployments/helper")).await;
         let deployment = r.body.clone();
         r.respond_applied(ready.then(ready_deployment));
-        apply_ok(&mut v, "/apis/networking.k8s.io/v1/namespaces/bots/networkpolicies/helper").await;
+        apply_ok(
+            &mut v,
+            "/apis/networking.k8s.io/v1/namespaces/bots/networkpolicies/helper",
+        )
+        .await;
         if !ready {
             v.expect_discovery(true).await;
         }
-        let sm = apply_ok(&mut v, "/apis/monitoring.coreos.com/v1/namespaces/bots/servicemonitors/helper").await;
+        let sm = apply_ok(
+            &mut v,
+            "/apis/monitoring.coreos.com/v1/namespaces/bots/servicemonitors/helper",
+        )
+        .await;
         assert_eq!(sm["kind"], json!("ServiceMonitor"));
-        v.expect_list_pods("helper", if ready { vec![running_pod(&sidecars)] } else { vec![] }).await;
+        v.expect_list_pods(
+            "helper",
+            if ready {
+                vec![running_pod(&sidecars)]
+            } else {
+                vec![]
+            },
+        )
+        .await;
         let status = v.expect_status("helper").await;
         (v, cm, deployment, status)
     };
@@ -195,7 +286,10 @@ async fn full_bot_with_managed_ollama_pulls_models_and_applies_every_child() {
     run_reconcile(full(), &ctx).await.expect("reconcile");
     let (v, cm, deployment, status) = api.await.unwrap();
     let toml = cm["data"]["config.toml"].as_str().unwrap();
-    assert!(toml.contains("url = \"http://helper-ollama.bots.svc:11434\""), "{toml}");
+    assert!(
+        toml.contains("url = \"http://helper-ollama.bots.svc:11434\""),
+        "{toml}"
+    );
     let init: Vec<&str> = deployment["spec"]["template"]["spec"]["initContainers"]
         .as_array()
         .unwrap()
@@ -203,25 +297,49 @@ async fn full_bot_with_managed_ollama_pulls_models_and_applies_every_child() {
         .map(|c| c["name"].as_str().unwrap())
         .collect();
     assert_eq!(init[1..], sidecars);
-    assert!(status["mcpServers"].as_array().unwrap().iter().all(|s| s["ready"] == json!(s["transport"] == json!("remote"))));
+    assert!(
+        status["mcpServers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|s| s["ready"] == json!(s["transport"] == json!("remote")))
+    );
     assert_condition(&status, "ModelReady", "Unknown", "Checking");
 
     wait_model_check(&ctx, "bots/helper").await;
     let log = ollama.state.log.lock().unwrap().clone();
     assert_eq!(
         log,
-        ["/api/show qwen3:8b", "/api/pull qwen3:8b", "/api/show qwen3:8b", "/api/show llama3.2:latest", "/api/pull llama3.2:latest", "/api/show llama3.2:latest"]
+        [
+            "/api/show qwen3:8b",
+            "/api/pull qwen3:8b",
+            "/api/show qwen3:8b",
+            "/api/show llama3.2:latest",
+            "/api/pull llama3.2:latest",
+            "/api/show llama3.2:latest"
+        ]
     );
     let api = tokio::spawn(script(v, true));
-    run_reconcile(with_status(full(), &status), &ctx).await.expect("reconcile");
+    run_reconcile(with_status(full(), &status), &ctx)
+        .await
+        .expect("reconcile");
     let (v, _, _, status) = api.await.unwrap();
     assert_condition(&status, "Ready", "True", "Ready");
     assert_condition(&status, "ModelReady", "True", "ModelsReady");
-    assert_eq!(status["models"][0], json!({"name": "qwen3:8b", "present": true, "capabilities": ["completion", "tools", "thinking"]}));
+    assert_eq!(
+        status["models"][0],
+        json!({"name": "qwen3:8b", "present": true, "capabilities": ["completion", "tools", "thinking"]})
+    );
     let servers = status["mcpServers"].as_array().unwrap();
     assert_eq!(servers.len(), 8);
-    assert!(servers.iter().all(|s| s["ready"] == json!(true)), "{servers:#?}");
-    assert_eq!(servers[7], json!({"name": "remote", "transport": "remote", "url": "https://mcp.example.com/mcp", "ready": true}));
+    assert!(
+        servers.iter().all(|s| s["ready"] == json!(true)),
+        "{servers:#?}"
+    );
+    assert_eq!(
+        servers[7],
+        json!({"name": "remote", "transport": "remote", "url": "https://mcp.example.com/mcp", "ready": true})
+    );
     assert_eq!(servers[0]["transport"], json!("stdio"));
     assert_eq!(servers[6]["transport"], json!("http"));
     drop(ctx);
@@ -237,14 +355,23 @@ async fn invalid_spec_is_reported_once_and_waits_for_a_change() {
         let event = v.expect_event().await;
         (v, status, event)
     });
-    let action = run_reconcile(minimal(), &ctx).await.expect("an invalid spec is not an error");
+    let action = run_reconcile(minimal(), &ctx)
+        .await
+        .expect("an invalid spec is not an error");
     let (mut v, status, event) = api.await.unwrap();
     assert_eq!(action, Action::await_change());
     assert_condition(&status, "Degraded", "True", "InvalidSpec");
     assert_condition(&status, "Ready", "False", "InvalidSpec");
     assert_condition(&status, "ModelReady", "Unknown", "NotChecked");
-    let message = condition(&status, "Degraded")["message"].as_str().unwrap().to_string();
-    assert!(message.contains("Secret `helper-discord` does not exist") && message.contains("kubectl create secret generic helper-discord"), "{message}");
+    let message = condition(&status, "Degraded")["message"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(
+        message.contains("Secret `helper-discord` does not exist")
+            && message.contains("kubectl create secret generic helper-discord"),
+        "{message}"
+    );
     assert_eq!(event["type"], json!("Warning"));
     assert_eq!(event["reason"], json!("InvalidSpec"));
     assert_eq!(event["note"], json!(message));
@@ -256,10 +383,18 @@ async fn invalid_spec_is_reported_once_and_waits_for_a_change() {
         v.expect_secret_metadata("helper-discord", false).await;
         v
     });
-    let action = run_reconcile(with_status(minimal(), &status), &ctx).await.expect("reconcile");
+    let action = run_reconcile(with_status(minimal(), &status), &ctx)
+        .await
+        .expect("reconcile");
     assert_eq!(action, Action::await_change());
     let v = api.await.unwrap();
-    assert_eq!(ctx.metrics.encode().matches("ollama_mcp_operator_invalid_specs_total 2").count(), 1);
+    assert_eq!(
+        ctx.metrics
+            .encode()
+            .matches("ollama_mcp_operator_invalid_specs_total 2")
+            .count(),
+        1
+    );
     drop(ctx);
     v.expect_done().await;
 }
@@ -278,11 +413,22 @@ async fn children_switched_off_are_deleted_only_when_this_bot_controls_them() {
         apply_ok(&mut v, &format!("{CORE}/configmaps/helper-config")).await;
         apply_ok(&mut v, &format!("{CORE}/serviceaccounts/helper")).await;
         // persistence was switched off: the PVC this bot owns goes.
-        v.expect_get(&format!("{CORE}/persistentvolumeclaims/helper-data")).await
+        v.expect_get(&format!("{CORE}/persistentvolumeclaims/helper-data"))
+            .await
             .respond(StatusCode::OK, &owned("helper-data", "pvc-uid"));
         let del = v.next().await;
-        assert_eq!((del.method.as_str(), del.path.as_str()), ("DELETE", format!("{CORE}/persistentvolumeclaims/helper-data").as_str()));
-        assert_eq!(del.body["preconditions"], json!({"uid": "pvc-uid"}), "deleted by uid, not by name alone");
+        assert_eq!(
+            (del.method.as_str(), del.path.as_str()),
+            (
+                "DELETE",
+                format!("{CORE}/persistentvolumeclaims/helper-data").as_str()
+            )
+        );
+        assert_eq!(
+            del.body["preconditions"],
+            json!({"uid": "pvc-uid"}),
+            "deleted by uid, not by name alone"
+        );
         assert_eq!(del.body["propagationPolicy"], json!("Background"));
         // The API server answers a DELETE with the object, now terminating.
         del.respond(
@@ -295,24 +441,47 @@ async fn children_switched_off_are_deleted_only_when_this_bot_controls_them() {
         // A same-named Deployment owned by something else is left alone.
         let mut foreign = owned("helper-ollama", "other");
         foreign["metadata"]["ownerReferences"][0]["uid"] = json!("someone-else");
-        v.expect_get(&format!("{APPS}/deployments/helper-ollama")).await.respond(StatusCode::OK, &foreign);
+        v.expect_get(&format!("{APPS}/deployments/helper-ollama"))
+            .await
+            .respond(StatusCode::OK, &foreign);
         absent(&mut v, &format!("{CORE}/services/helper-ollama")).await;
-        v.expect_get(&format!("{CORE}/persistentvolumeclaims/helper-ollama")).await
+        v.expect_get(&format!("{CORE}/persistentvolumeclaims/helper-ollama"))
+            .await
             .respond(StatusCode::OK, &owned("helper-ollama", "models-uid"));
         let del = v.next().await;
-        assert_eq!((del.method.as_str(), del.path.as_str()), ("DELETE", format!("{CORE}/persistentvolumeclaims/helper-ollama").as_str()));
+        assert_eq!(
+            (del.method.as_str(), del.path.as_str()),
+            (
+                "DELETE",
+                format!("{CORE}/persistentvolumeclaims/helper-ollama").as_str()
+            )
+        );
         // Already gone meanwhile: fine.
         del.not_found();
         apply_ok(&mut v, &format!("{APPS}/deployments/helper")).await;
-        apply_ok(&mut v, "/apis/networking.k8s.io/v1/namespaces/bots/networkpolicies/helper").await;
+        apply_ok(
+            &mut v,
+            "/apis/networking.k8s.io/v1/namespaces/bots/networkpolicies/helper",
+        )
+        .await;
         // The ServiceMonitor CRD exists and the bot has one no longer asked for.
         v.expect_discovery(true).await;
-        v.expect_get("/apis/monitoring.coreos.com/v1/namespaces/bots/servicemonitors/helper").await
+        v.expect_get("/apis/monitoring.coreos.com/v1/namespaces/bots/servicemonitors/helper")
+            .await
             .respond(StatusCode::OK, &owned("helper", "sm-uid"));
         let del = v.next().await;
-        assert_eq!((del.method.as_str(), del.path.as_str()), ("DELETE", "/apis/monitoring.coreos.com/v1/namespaces/bots/servicemonitors/helper"));
+        assert_eq!(
+            (del.method.as_str(), del.path.as_str()),
+            (
+                "DELETE",
+                "/apis/monitoring.coreos.com/v1/namespaces/bots/servicemonitors/helper"
+            )
+        );
         assert_eq!(del.body["preconditions"], json!({"uid": "sm-uid"}));
-        del.respond(StatusCode::OK, &json!({"kind": "Status", "apiVersion": "v1", "status": "Success", "metadata": {}}));
+        del.respond(
+            StatusCode::OK,
+            &json!({"kind": "Status", "apiVersion": "v1", "status": "Success", "metadata": {}}),
+        );
         v.expect_list_pods("helper", vec![]).await;
         v.expect_status("helper").await;
         v
@@ -338,7 +507,12 @@ async fn service_monitor_without_its_crd_degrades_with_advice() {
     run_reconcile(bd, &ctx).await.expect("reconcile");
     let (v, status, event) = api.await.unwrap();
     assert_condition(&status, "Degraded", "True", "ServiceMonitorUnavailable");
-    assert!(condition(&status, "Degraded")["message"].as_str().unwrap().contains("install the Prometheus operator"));
+    assert!(
+        condition(&status, "Degraded")["message"]
+            .as_str()
+            .unwrap()
+            .contains("install the Prometheus operator")
+    );
     assert_eq!(event["reason"], json!("ServiceMonitorUnavailable"));
     drop(ctx);
     v.expect_done().await;
@@ -351,11 +525,19 @@ async fn a_rejected_apply_is_reported_and_retried() {
         v.expect_secret_metadata("helper-discord", true).await;
         apply_ok(&mut v, &format!("{CORE}/configmaps/helper-config")).await;
         apply_ok(&mut v, &format!("{CORE}/serviceaccounts/helper")).await;
-        absent(&mut v, &format!("{CORE}/persistentvolumeclaims/helper-data")).await;
+        absent(
+            &mut v,
+            &format!("{CORE}/persistentvolumeclaims/helper-data"),
+        )
+        .await;
         apply_ok(&mut v, &format!("{CORE}/services/helper-metrics")).await;
         absent(&mut v, &format!("{APPS}/deployments/helper-ollama")).await;
         absent(&mut v, &format!("{CORE}/services/helper-ollama")).await;
-        absent(&mut v, &format!("{CORE}/persistentvolumeclaims/helper-ollama")).await;
+        absent(
+            &mut v,
+            &format!("{CORE}/persistentvolumeclaims/helper-ollama"),
+        )
+        .await;
         v.expect_apply(&format!("{APPS}/deployments/helper")).await.respond_status(
             422,
             "Invalid",
@@ -365,16 +547,30 @@ async fn a_rejected_apply_is_reported_and_retried() {
         let event = v.expect_event().await;
         (v, status, event)
     });
-    let err = run_reconcile(minimal(), &ctx).await.expect_err("the apply failed");
+    let err = run_reconcile(minimal(), &ctx)
+        .await
+        .expect_err("the apply failed");
     let (v, status, event) = api.await.unwrap();
     assert_eq!(err.step(), "apply");
-    assert!(err.to_string().contains("applying Deployment `helper`"), "{err}");
+    assert!(
+        err.to_string().contains("applying Deployment `helper`"),
+        "{err}"
+    );
     assert_condition(&status, "Degraded", "True", "ApplyRejected");
-    assert!(condition(&status, "Degraded")["message"].as_str().unwrap().contains("is invalid"));
+    assert!(
+        condition(&status, "Degraded")["message"]
+            .as_str()
+            .unwrap()
+            .contains("is invalid")
+    );
     assert_eq!(event["reason"], json!("ApplyRejected"));
     let action = error_policy(Arc::new(minimal()), &err, Arc::clone(&ctx));
     assert_eq!(action, Action::requeue(Duration::from_secs(15)));
-    assert!(ctx.metrics.encode().contains("ollama_mcp_operator_reconcile_errors_total{reason=\"apply\"} 1"));
+    assert!(
+        ctx.metrics
+            .encode()
+            .contains("ollama_mcp_operator_reconcile_errors_total{reason=\"apply\"} 1")
+    );
     drop(ctx);
     v.expect_done().await;
 }
@@ -383,7 +579,11 @@ async fn a_rejected_apply_is_reported_and_retried() {
 async fn a_failing_pod_says_which_container_and_why() {
     let (ctx, mut v) = fixtures::context(fixtures::settings(None));
     let mut bd = minimal();
-    bd.spec.mcp_servers = vec![McpServerSpec { name: "memory".into(), preset: Some(Preset::Memory), ..Default::default() }];
+    bd.spec.mcp_servers = vec![McpServerSpec {
+        name: "memory".into(),
+        preset: Some(Preset::Memory),
+        ..Default::default()
+    }];
     let mut pod = running_pod(&[]);
     pod["status"]["initContainerStatuses"] = json!([{
         "name": "mcp-memory", "ready": false, "restartCount": 4, "image": "x", "imageID": "",
@@ -400,8 +600,14 @@ async fn a_failing_pod_says_which_container_and_why() {
     let (v, status, event) = api.await.unwrap();
     assert_condition(&status, "Degraded", "True", "PodFailing");
     let message = condition(&status, "Degraded")["message"].as_str().unwrap();
-    assert_eq!(message, "container `mcp-memory` is CrashLoopBackOff: back-off 40s restarting failed container");
-    assert_eq!(status["mcpServers"], json!([{"name": "memory", "transport": "stdio", "url": "http://127.0.0.1:8100/mcp", "ready": false}]));
+    assert_eq!(
+        message,
+        "container `mcp-memory` is CrashLoopBackOff: back-off 40s restarting failed container"
+    );
+    assert_eq!(
+        status["mcpServers"],
+        json!([{"name": "memory", "transport": "stdio", "url": "http://127.0.0.1:8100/mcp", "ready": false}])
+    );
     assert_eq!(event["note"], json!(message));
     drop(ctx);
     v.expect_done().await;
@@ -410,7 +616,10 @@ async fn a_failing_pod_says_which_container_and_why() {
 #[tokio::test]
 async fn a_model_without_tools_is_named() {
     let ollama = FakeOllama::start(OllamaState::default()).await;
-    ollama.state.models.lock().unwrap().insert("llama3.2:latest".into(), vec!["completion".into(), "vision".into()]);
+    ollama.state.models.lock().unwrap().insert(
+        "llama3.2:latest".into(),
+        vec!["completion".into(), "vision".into()],
+    );
     let (ctx, mut v) = fixtures::context(fixtures::settings(Some(&ollama)));
     let api = tokio::spawn(async move {
         minimal_children(&mut v, Some(ready_deployment()), true).await;
@@ -426,13 +635,20 @@ async fn a_model_without_tools_is_named() {
         v.expect_list_pods("helper", vec![running_pod(&[])]).await;
         (v.expect_status("helper").await, v)
     });
-    let action = run_reconcile(with_status(minimal(), &first), &ctx).await.expect("reconcile");
+    let action = run_reconcile(with_status(minimal(), &first), &ctx)
+        .await
+        .expect("reconcile");
     let (status, v) = api.await.unwrap();
     assert_eq!(action, Action::requeue(Duration::from_secs(10)));
     assert_condition(&status, "ModelReady", "False", "ModelLacksTools");
     assert_condition(&status, "Ready", "False", "ModelNotReady");
-    let message = condition(&status, "ModelReady")["message"].as_str().unwrap();
-    assert!(message.contains("model `llama3.2` cannot call tools (capabilities: completion, vision)"), "{message}");
+    let message = condition(&status, "ModelReady")["message"]
+        .as_str()
+        .unwrap();
+    assert!(
+        message.contains("model `llama3.2` cannot call tools (capabilities: completion, vision)"),
+        "{message}"
+    );
     drop(ctx);
     v.expect_done().await;
 }
@@ -442,7 +658,11 @@ async fn missing_models_and_unreachable_ollama_are_explained() {
     // A managed Ollama that cannot pull the model.
     let ollama = FakeOllama::start(OllamaState::default()).await;
     let checker = model_check::ModelChecker::new(model_check::CheckTiming::default());
-    let req = model_check::CheckRequest { base_url: ollama.url(), models: vec!["nosuch".into()], pull: true };
+    let req = model_check::CheckRequest {
+        base_url: ollama.url(),
+        models: vec!["nosuch".into()],
+        pull: true,
+    };
     assert_eq!(checker.observe("k", &req).reason, "Checking");
     let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
     while checker.is_running("k") {
@@ -451,24 +671,41 @@ async fn missing_models_and_unreachable_ollama_are_explained() {
     }
     let r = checker.observe("k", &req);
     assert_eq!((r.ready, r.reason.as_str()), (Some(false), "PullFailed"));
-    assert!(r.message.contains("pulling `nosuch` failed: pull model manifest: file does not exist"), "{}", r.message);
+    assert!(
+        r.message
+            .contains("pulling `nosuch` failed: pull model manifest: file does not exist"),
+        "{}",
+        r.message
+    );
     assert_eq!(r.models[0].pull.as_deref(), Some("failed"));
 
     // An external Ollama without the model.
-    let req = model_check::CheckRequest { base_url: ollama.url(), models: vec!["nosuch".into()], pull: false };
+    let req = model_check::CheckRequest {
+        base_url: ollama.url(),
+        models: vec!["nosuch".into()],
+        pull: false,
+    };
     checker.observe("k", &req);
     while checker.is_running("k") {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let r = checker.observe("k", &req);
     assert_eq!(r.reason, "ModelMissing");
-    assert!(r.message.contains("run `ollama pull nosuch` there"), "{}", r.message);
+    assert!(
+        r.message.contains("run `ollama pull nosuch` there"),
+        "{}",
+        r.message
+    );
 
     // Nobody listening.
     let closed = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}", closed.local_addr().unwrap());
     drop(closed);
-    let req = model_check::CheckRequest { base_url: url, models: vec!["a".into(), "b".into()], pull: false };
+    let req = model_check::CheckRequest {
+        base_url: url,
+        models: vec!["a".into(), "b".into()],
+        pull: false,
+    };
     checker.observe("k", &req);
     while checker.is_running("k") {
         tokio::time::sleep(Duration::from_millis(20)).await;
@@ -491,7 +728,12 @@ async fn secrets_map_to_the_bots_that_reference_them() {
         writer.apply_watcher_event(&WatchEvent::Apply(bd));
     }
     let store = writer.as_reader();
-    let names = |ns: &str, secret: &str| -> Vec<String> { referencing(&store, ns, secret).into_iter().map(|r| r.name).collect() };
+    let names = |ns: &str, secret: &str| -> Vec<String> {
+        referencing(&store, ns, secret)
+            .into_iter()
+            .map(|r| r.name)
+            .collect()
+    };
     assert_eq!(names(NS, "helper-discord"), ["helper"]);
     assert_eq!(names("elsewhere", "helper-discord"), ["other"]);
     assert_eq!(names("elsewhere", "remote"), ["other"]);

@@ -8,7 +8,12 @@
 //! resourceVersion on replace, a duplicate create, an unknown resource, a BotDeployment that
 //! breaks the CRD's CEL rules. There are no controllers: Deployments never get a status and
 //! nothing is garbage-collected.
-#![allow(dead_code, clippy::unwrap_used, clippy::expect_used, reason = "test support")]
+#![allow(
+    dead_code,
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "test support"
+)]
 
 use std::collections::BTreeMap;
 use std::convert::Infallible;
@@ -27,15 +32,35 @@ const RESOURCES: &[(&str, &str, &str, bool)] = &[
     ("v1", "secrets", "Secret", true),
     ("v1", "services", "Service", true),
     ("v1", "serviceaccounts", "ServiceAccount", true),
-    ("v1", "persistentvolumeclaims", "PersistentVolumeClaim", true),
+    (
+        "v1",
+        "persistentvolumeclaims",
+        "PersistentVolumeClaim",
+        true,
+    ),
     ("v1", "pods", "Pod", true),
     ("v1", "namespaces", "Namespace", false),
     ("apps/v1", "deployments", "Deployment", true),
-    ("networking.k8s.io/v1", "networkpolicies", "NetworkPolicy", true),
+    (
+        "networking.k8s.io/v1",
+        "networkpolicies",
+        "NetworkPolicy",
+        true,
+    ),
     ("coordination.k8s.io/v1", "leases", "Lease", true),
     ("events.k8s.io/v1", "events", "Event", true),
-    ("ollama-mcp.io/v1alpha1", "botdeployments", "BotDeployment", true),
-    ("monitoring.coreos.com/v1", "servicemonitors", "ServiceMonitor", true),
+    (
+        "ollama-mcp.io/v1alpha1",
+        "botdeployments",
+        "BotDeployment",
+        true,
+    ),
+    (
+        "monitoring.coreos.com/v1",
+        "servicemonitors",
+        "ServiceMonitor",
+        true,
+    ),
 ];
 
 type Key = (String, String, String, String); // gv, plural, namespace, name
@@ -93,13 +118,20 @@ impl FakeApi {
 
     /// A kube client that talks to this server.
     pub fn client(&self) -> kube::Client {
-        let app = axum::Router::new().fallback(handle).with_state(self.clone());
+        let app = axum::Router::new()
+            .fallback(handle)
+            .with_state(self.clone());
         kube::Client::new(app, "default")
     }
 
     /// An object by its path parts, as stored.
     pub fn get(&self, gv: &str, plural: &str, ns: &str, name: &str) -> Option<Value> {
-        self.inner.lock().unwrap().objects.get(&(gv.into(), plural.into(), ns.into(), name.into())).cloned()
+        self.inner
+            .lock()
+            .unwrap()
+            .objects
+            .get(&(gv.into(), plural.into(), ns.into(), name.into()))
+            .cloned()
     }
 
     /// Every object of a kind in a namespace.
@@ -121,7 +153,10 @@ impl FakeApi {
     /// Stores an object as a client's create would (for test set-up).
     pub fn insert(&self, gv: &str, plural: &str, obj: Value) -> Value {
         let mut inner = self.inner.lock().unwrap();
-        let ns = obj["metadata"]["namespace"].as_str().unwrap_or_default().to_string();
+        let ns = obj["metadata"]["namespace"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
         let name = obj["metadata"]["name"].as_str().unwrap().to_string();
         self.store(&mut inner, (gv.into(), plural.into(), ns, name), obj, true)
     }
@@ -200,8 +235,18 @@ fn parse_path(path: &str) -> Result<Option<Target>, ()> {
         [plural, name, sub] => (*plural, Some(name.to_string()), Some(sub.to_string())),
         _ => return Err(()),
     };
-    let (_, _, kind, _) = RESOURCES.iter().find(|(g, p, _, _)| *g == gv && *p == plural).ok_or(())?;
-    Ok(Some(Target { gv, plural: plural.to_string(), kind: kind.to_string(), namespace, name, subresource }))
+    let (_, _, kind, _) = RESOURCES
+        .iter()
+        .find(|(g, p, _, _)| *g == gv && *p == plural)
+        .ok_or(())?;
+    Ok(Some(Target {
+        gv,
+        plural: plural.to_string(),
+        kind: kind.to_string(),
+        namespace,
+        name,
+        subresource,
+    }))
 }
 
 fn status(code: u16, reason: &str, message: &str) -> Response {
@@ -225,12 +270,22 @@ fn query(uri: &axum::http::Uri) -> BTreeMap<String, String> {
         .unwrap_or_default()
         .split('&')
         .filter_map(|kv| kv.split_once('='))
-        .map(|(k, v)| (k.to_string(), v.replace("%2C", ",").replace("%3D", "=").replace("%2F", "/").replace("%21", "!")))
+        .map(|(k, v)| {
+            (
+                k.to_string(),
+                v.replace("%2C", ",")
+                    .replace("%3D", "=")
+                    .replace("%2F", "/")
+                    .replace("%21", "!"),
+            )
+        })
         .collect()
 }
 
 fn matches_labels(obj: &Value, selector: Option<&String>) -> bool {
-    let Some(sel) = selector.filter(|s| !s.is_empty()) else { return true };
+    let Some(sel) = selector.filter(|s| !s.is_empty()) else {
+        return true;
+    };
     sel.split(',').all(|term| match term.split_once('=') {
         Some((k, v)) => obj["metadata"]["labels"][k].as_str() == Some(v),
         None => obj["metadata"]["labels"].get(term).is_some(),
@@ -238,7 +293,10 @@ fn matches_labels(obj: &Value, selector: Option<&String>) -> bool {
 }
 
 fn metadata_only(headers: &HeaderMap) -> bool {
-    headers.get("accept").and_then(|v| v.to_str().ok()).is_some_and(|a| a.contains("as=PartialObjectMetadata"))
+    headers
+        .get("accept")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|a| a.contains("as=PartialObjectMetadata"))
 }
 
 fn partial(obj: &Value) -> Value {
@@ -267,59 +325,122 @@ fn merge_patch(target: &mut Value, patch: &Value) {
 
 async fn handle(State(api): State<FakeApi>, req: Request) -> Result<Response, Infallible> {
     let (parts, body) = req.into_parts();
-    let bytes = axum::body::to_bytes(body, usize::MAX).await.unwrap_or_default();
+    let bytes = axum::body::to_bytes(body, usize::MAX)
+        .await
+        .unwrap_or_default();
     let path = parts.uri.path().to_string();
     let meta_only = metadata_only(&parts.headers);
-    api.inner.lock().unwrap().requests.push(Req { method: parts.method.to_string(), path: path.clone(), metadata_only: meta_only });
+    api.inner.lock().unwrap().requests.push(Req {
+        method: parts.method.to_string(),
+        path: path.clone(),
+        metadata_only: meta_only,
+    });
     let q = query(&parts.uri);
     let target = match parse_path(&path) {
         Ok(Some(t)) => t,
         Ok(None) => return Ok(discovery(&api, &path)),
-        Err(()) => return Ok(status(404, "NotFound", &format!("the server could not find the requested resource ({path})"))),
+        Err(()) => {
+            return Ok(status(
+                404,
+                "NotFound",
+                &format!("the server could not find the requested resource ({path})"),
+            ));
+        }
     };
     if target.gv == "monitoring.coreos.com/v1" && !api.service_monitors {
-        return Ok(status(404, "NotFound", "the server could not find the requested resource"));
+        return Ok(status(
+            404,
+            "NotFound",
+            "the server could not find the requested resource",
+        ));
     }
     let body: Value = if bytes.is_empty() {
         Value::Null
     } else {
         match serde_json::from_slice(&bytes) {
             Ok(v) => v,
-            Err(e) => return Ok(status(400, "BadRequest", &format!("the body is not JSON: {e}"))),
+            Err(e) => {
+                return Ok(status(
+                    400,
+                    "BadRequest",
+                    &format!("the body is not JSON: {e}"),
+                ));
+            }
         }
     };
-    let content_type = parts.headers.get("content-type").and_then(|v| v.to_str().ok()).unwrap_or_default().to_string();
+    let content_type = parts
+        .headers
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_string();
     Ok(match (parts.method, target.name.clone()) {
-        (Method::GET, None) if q.get("watch").is_some_and(|w| w == "true" || w == "1") => watch(&api, &target, &q, meta_only),
+        (Method::GET, None) if q.get("watch").is_some_and(|w| w == "true" || w == "1") => {
+            watch(&api, &target, &q, meta_only)
+        }
         (Method::GET, None) => list(&api, &target, &q, meta_only),
         (Method::GET, Some(name)) => {
             let key = key(&target, &name);
             match api.inner.lock().unwrap().objects.get(&key) {
                 Some(o) if meta_only => json_response(200, &partial(o)),
                 Some(o) => json_response(200, o),
-                None => status(404, "NotFound", &format!("{} \"{name}\" not found", target.plural)),
+                None => status(
+                    404,
+                    "NotFound",
+                    &format!("{} \"{name}\" not found", target.plural),
+                ),
             }
         }
         (Method::POST, None) => create(&api, &target, body),
         (Method::PUT, Some(name)) => replace(&api, &target, &name, body),
-        (Method::PATCH, Some(name)) if content_type.starts_with("application/apply-patch") => apply(&api, &target, &name, body, &q),
-        (Method::PATCH, Some(name)) if content_type.starts_with("application/merge-patch+json")
-            || content_type.starts_with("application/strategic-merge-patch+json") => merge(&api, &target, &name, body),
-        (Method::PATCH, _) => status(415, "UnsupportedMediaType", &format!("the body of the request was in an unknown format ({content_type})")),
+        (Method::PATCH, Some(name)) if content_type.starts_with("application/apply-patch") => {
+            apply(&api, &target, &name, body, &q)
+        }
+        (Method::PATCH, Some(name))
+            if content_type.starts_with("application/merge-patch+json")
+                || content_type.starts_with("application/strategic-merge-patch+json") =>
+        {
+            merge(&api, &target, &name, body)
+        }
+        (Method::PATCH, _) => status(
+            415,
+            "UnsupportedMediaType",
+            &format!("the body of the request was in an unknown format ({content_type})"),
+        ),
         (Method::DELETE, Some(name)) => delete(&api, &target, &name, &body),
-        (m, _) => status(405, "MethodNotAllowed", &format!("{m} is not supported on {path}")),
+        (m, _) => status(
+            405,
+            "MethodNotAllowed",
+            &format!("{m} is not supported on {path}"),
+        ),
     })
 }
 
 fn key(t: &Target, name: &str) -> Key {
-    (t.gv.clone(), t.plural.clone(), t.namespace.clone().unwrap_or_default(), name.to_string())
+    (
+        t.gv.clone(),
+        t.plural.clone(),
+        t.namespace.clone().unwrap_or_default(),
+        name.to_string(),
+    )
 }
 
 fn discovery(api: &FakeApi, path: &str) -> Response {
-    let gv = path.trim_start_matches("/apis/").trim_start_matches("/api/").trim_matches('/');
-    let gv = if path.starts_with("/api/") { "v1".to_string() } else { gv.to_string() };
+    let gv = path
+        .trim_start_matches("/apis/")
+        .trim_start_matches("/api/")
+        .trim_matches('/');
+    let gv = if path.starts_with("/api/") {
+        "v1".to_string()
+    } else {
+        gv.to_string()
+    };
     if gv == "monitoring.coreos.com/v1" && !api.service_monitors {
-        return status(404, "NotFound", "the server could not find the requested resource");
+        return status(
+            404,
+            "NotFound",
+            "the server could not find the requested resource",
+        );
     }
     let resources: Vec<Value> = RESOURCES
         .iter()
@@ -328,29 +449,49 @@ fn discovery(api: &FakeApi, path: &str) -> Response {
                                                      "verbs": ["create", "delete", "get", "list", "patch", "update", "watch"]}))
         .collect();
     if resources.is_empty() {
-        return status(404, "NotFound", "the server could not find the requested resource");
+        return status(
+            404,
+            "NotFound",
+            "the server could not find the requested resource",
+        );
     }
-    json_response(200, &json!({"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": gv, "resources": resources}))
+    json_response(
+        200,
+        &json!({"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": gv, "resources": resources}),
+    )
 }
 
 /// Checks that a body names the resource of its URL.
 fn check_body(t: &Target, name: Option<&str>, body: &Value) -> Result<(), Response> {
-    if body["kind"].as_str() != Some(t.kind.as_str()) || body["apiVersion"].as_str() != Some(t.gv.as_str()) {
+    if body["kind"].as_str() != Some(t.kind.as_str())
+        || body["apiVersion"].as_str() != Some(t.gv.as_str())
+    {
         return Err(status(
             400,
             "BadRequest",
-            &format!("the body's apiVersion/kind {}/{} does not match the URL ({} {})", body["apiVersion"], body["kind"], t.gv, t.kind),
+            &format!(
+                "the body's apiVersion/kind {}/{} does not match the URL ({} {})",
+                body["apiVersion"], body["kind"], t.gv, t.kind
+            ),
         ));
     }
     if let Some(name) = name
         && body["metadata"]["name"].as_str().is_some_and(|n| n != name)
     {
-        return Err(status(400, "BadRequest", "the name of the object does not match the name on the URL"));
+        return Err(status(
+            400,
+            "BadRequest",
+            "the name of the object does not match the name on the URL",
+        ));
     }
     if let (Some(ns), Some(body_ns)) = (&t.namespace, body["metadata"]["namespace"].as_str())
         && ns != body_ns
     {
-        return Err(status(400, "BadRequest", "the namespace of the object does not match the namespace on the URL"));
+        return Err(status(
+            400,
+            "BadRequest",
+            "the namespace of the object does not match the namespace on the URL",
+        ));
     }
     Ok(())
 }
@@ -362,8 +503,20 @@ fn check_cel(api: &FakeApi, t: &Target, obj: &Value) -> Result<(), Response> {
     match kube_cel::Validator::new().validate(&api.crd_schema, obj, None) {
         Ok(()) => Ok(()),
         Err(errors) => {
-            let msg = errors.into_vec().into_iter().map(|e| e.to_string()).collect::<Vec<_>>().join(", ");
-            Err(status(422, "Invalid", &format!("BotDeployment.ollama-mcp.io \"{}\" is invalid: {msg}", obj["metadata"]["name"].as_str().unwrap_or_default())))
+            let msg = errors
+                .into_vec()
+                .into_iter()
+                .map(|e| e.to_string())
+                .collect::<Vec<_>>()
+                .join(", ");
+            Err(status(
+                422,
+                "Invalid",
+                &format!(
+                    "BotDeployment.ollama-mcp.io \"{}\" is invalid: {msg}",
+                    obj["metadata"]["name"].as_str().unwrap_or_default()
+                ),
+            ))
         }
     }
 }
@@ -373,43 +526,76 @@ fn list(api: &FakeApi, t: &Target, q: &BTreeMap<String, String>, meta_only: bool
     let items: Vec<Value> = inner
         .objects
         .iter()
-        .filter(|((g, p, ns, _), _)| *g == t.gv && *p == t.plural && t.namespace.as_ref().is_none_or(|n| n == ns))
+        .filter(|((g, p, ns, _), _)| {
+            *g == t.gv && *p == t.plural && t.namespace.as_ref().is_none_or(|n| n == ns)
+        })
         .filter(|(_, o)| matches_labels(o, q.get("labelSelector")))
         .map(|(_, o)| if meta_only { partial(o) } else { o.clone() })
         .collect();
     let (api_version, kind) = if meta_only {
-        ("meta.k8s.io/v1".to_string(), "PartialObjectMetadataList".to_string())
+        (
+            "meta.k8s.io/v1".to_string(),
+            "PartialObjectMetadataList".to_string(),
+        )
     } else {
         (t.gv.clone(), format!("{}List", t.kind))
     };
-    json_response(200, &json!({"apiVersion": api_version, "kind": kind,
-                               "metadata": {"resourceVersion": inner.rv.to_string()}, "items": items}))
+    json_response(
+        200,
+        &json!({"apiVersion": api_version, "kind": kind,
+                               "metadata": {"resourceVersion": inner.rv.to_string()}, "items": items}),
+    )
 }
 
 fn watch(api: &FakeApi, t: &Target, q: &BTreeMap<String, String>, meta_only: bool) -> Response {
     use futures::StreamExt;
-    let from: u64 = q.get("resourceVersion").and_then(|r| r.parse().ok()).unwrap_or(0);
+    let from: u64 = q
+        .get("resourceVersion")
+        .and_then(|r| r.parse().ok())
+        .unwrap_or(0);
     // Subscribe and read the history under the lock (events are sent under it too), so that no
     // event falls between the two and none comes twice.
     let (rx, backlog, last) = {
         let inner = api.inner.lock().unwrap();
         let rx = api.events.subscribe();
-        let backlog: Vec<WatchEvent> = inner.history.iter().filter(|e| e.rv > from).cloned().collect();
+        let backlog: Vec<WatchEvent> = inner
+            .history
+            .iter()
+            .filter(|e| e.rv > from)
+            .cloned()
+            .collect();
         (rx, backlog, inner.rv.max(from))
     };
-    let (gv, plural, ns, selector) = (t.gv.clone(), t.plural.clone(), t.namespace.clone(), q.get("labelSelector").cloned());
+    let (gv, plural, ns, selector) = (
+        t.gv.clone(),
+        t.plural.clone(),
+        t.namespace.clone(),
+        q.get("labelSelector").cloned(),
+    );
     let wanted = move |e: &WatchEvent| {
-        e.gv == gv && e.plural == plural && ns.as_ref().is_none_or(|n| *n == e.namespace) && matches_labels(&e.object, selector.as_ref())
+        e.gv == gv
+            && e.plural == plural
+            && ns.as_ref().is_none_or(|n| *n == e.namespace)
+            && matches_labels(&e.object, selector.as_ref())
     };
     let line = move |e: &WatchEvent| {
-        let object = if meta_only { partial(&e.object) } else { e.object.clone() };
+        let object = if meta_only {
+            partial(&e.object)
+        } else {
+            e.object.clone()
+        };
         let mut bytes = serde_json::to_vec(&json!({"type": e.type_, "object": object})).unwrap();
         bytes.push(b'\n');
         Ok::<_, Infallible>(bytes::Bytes::from(bytes))
     };
     let past = {
         let (wanted, line) = (wanted.clone(), line.clone());
-        futures::stream::iter(backlog.into_iter().filter(move |e| wanted(e)).map(move |e| line(&e)))
+        futures::stream::iter(
+            backlog
+                .into_iter()
+                .filter(move |e| wanted(e))
+                .map(move |e| line(&e)),
+        )
     };
     let live = futures::stream::unfold((rx, last), move |(mut rx, mut last)| {
         let (wanted, line) = (wanted.clone(), line.clone());
@@ -441,7 +627,11 @@ fn create(api: &FakeApi, t: &Target, body: Value) -> Response {
         return r;
     }
     let Some(name) = body["metadata"]["name"].as_str().map(str::to_string) else {
-        return status(422, "Invalid", "metadata.name: Required value: name is required");
+        return status(
+            422,
+            "Invalid",
+            "metadata.name: Required value: name is required",
+        );
     };
     let mut body = body;
     if let Some(ns) = &t.namespace {
@@ -453,7 +643,11 @@ fn create(api: &FakeApi, t: &Target, body: Value) -> Response {
     let mut inner = api.inner.lock().unwrap();
     let key = key(t, &name);
     if inner.objects.contains_key(&key) {
-        return status(409, "AlreadyExists", &format!("{} \"{name}\" already exists", t.plural));
+        return status(
+            409,
+            "AlreadyExists",
+            &format!("{} \"{name}\" already exists", t.plural),
+        );
     }
     let obj = api.store(&mut inner, key, body, true);
     json_response(201, &obj)
@@ -466,7 +660,11 @@ fn replace(api: &FakeApi, t: &Target, name: &str, body: Value) -> Response {
     let mut inner = api.inner.lock().unwrap();
     let key = key(t, name);
     let Some(current) = inner.objects.get(&key).cloned() else {
-        return status(404, "NotFound", &format!("{} \"{name}\" not found", t.plural));
+        return status(
+            404,
+            "NotFound",
+            &format!("{} \"{name}\" not found", t.plural),
+        );
     };
     if let Some(rv) = body["metadata"]["resourceVersion"].as_str()
         && Some(rv) != current["metadata"]["resourceVersion"].as_str()
@@ -474,7 +672,10 @@ fn replace(api: &FakeApi, t: &Target, name: &str, body: Value) -> Response {
         return status(
             409,
             "Conflict",
-            &format!("Operation cannot be fulfilled on {} \"{name}\": the object has been modified; please apply your changes to the latest version and try again", t.plural),
+            &format!(
+                "Operation cannot be fulfilled on {} \"{name}\": the object has been modified; please apply your changes to the latest version and try again",
+                t.plural
+            ),
         );
     }
     let mut next = body;
@@ -499,9 +700,19 @@ fn bump_generation(current: &Value, next: &mut Value) {
     }
 }
 
-fn apply(api: &FakeApi, t: &Target, name: &str, body: Value, q: &BTreeMap<String, String>) -> Response {
+fn apply(
+    api: &FakeApi,
+    t: &Target,
+    name: &str,
+    body: Value,
+    q: &BTreeMap<String, String>,
+) -> Response {
     if q.get("fieldManager").is_none_or(|m| m.is_empty()) {
-        return status(400, "BadRequest", "PATCH: fieldManager is required for apply requests");
+        return status(
+            400,
+            "BadRequest",
+            "PATCH: fieldManager is required for apply requests",
+        );
     }
     if let Err(r) = check_body(t, Some(name), &body) {
         return r;
@@ -510,7 +721,13 @@ fn apply(api: &FakeApi, t: &Target, name: &str, body: Value, q: &BTreeMap<String
     let key = key(t, name);
     let current = inner.objects.get(&key).cloned();
     let mut next = match (&current, t.subresource.as_deref()) {
-        (None, Some(_)) => return status(404, "NotFound", &format!("{} \"{name}\" not found", t.plural)),
+        (None, Some(_)) => {
+            return status(
+                404,
+                "NotFound",
+                &format!("{} \"{name}\" not found", t.plural),
+            );
+        }
         (None, None) => {
             let mut b = body;
             if let Some(ns) = &t.namespace {
@@ -556,7 +773,11 @@ fn merge(api: &FakeApi, t: &Target, name: &str, body: Value) -> Response {
     let mut inner = api.inner.lock().unwrap();
     let key = key(t, name);
     let Some(current) = inner.objects.get(&key).cloned() else {
-        return status(404, "NotFound", &format!("{} \"{name}\" not found", t.plural));
+        return status(
+            404,
+            "NotFound",
+            &format!("{} \"{name}\" not found", t.plural),
+        );
     };
     let mut next = current.clone();
     merge_patch(&mut next, &body);
@@ -569,12 +790,20 @@ fn delete(api: &FakeApi, t: &Target, name: &str, body: &Value) -> Response {
     let mut inner = api.inner.lock().unwrap();
     let key = key(t, name);
     let Some(current) = inner.objects.get(&key) else {
-        return status(404, "NotFound", &format!("{} \"{name}\" not found", t.plural));
+        return status(
+            404,
+            "NotFound",
+            &format!("{} \"{name}\" not found", t.plural),
+        );
     };
     if let Some(uid) = body["preconditions"]["uid"].as_str()
         && Some(uid) != current["metadata"]["uid"].as_str()
     {
-        return status(409, "Conflict", "Precondition failed: UID in precondition does not match the UID in the record");
+        return status(
+            409,
+            "Conflict",
+            "Precondition failed: UID in precondition does not match the UID in the record",
+        );
     }
     let obj = api.remove(&mut inner, &key).unwrap();
     json_response(200, &obj)

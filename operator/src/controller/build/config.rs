@@ -120,7 +120,8 @@ pub fn bot_config(
     c.metrics.listen = format!("0.0.0.0:{BOT_METRICS_PORT}");
     // Cluster logs are collected and parsed: one JSON object per line.
     c.log.format = "json".into();
-    c.validate().map_err(|e| BuildError::BotConfig(e.to_string()))?;
+    c.validate()
+        .map_err(|e| BuildError::BotConfig(e.to_string()))?;
     Ok(c)
 }
 
@@ -136,14 +137,20 @@ pub fn models(spec: &BotDeploymentSpec) -> Vec<String> {
 
 /// The environment variable that carries header `index` of server `server` (from its Secret).
 pub fn header_env_name(server: &str, index: usize) -> String {
-    format!("OLLAMA_MCP_HEADER_{}_{index}", server.to_ascii_uppercase().replace('-', "_"))
+    format!(
+        "OLLAMA_MCP_HEADER_{}_{index}",
+        server.to_ascii_uppercase().replace('-', "_")
+    )
 }
 
 fn ids(field: &str, ids: &[DiscordId]) -> Result<Vec<u64>, BuildError> {
     ids.iter()
         .map(|id| {
             parse_id(id).ok_or_else(|| {
-                BuildError::BotConfig(format!("spec.discord.access.{field}: `{}` is not a Discord id", id.0))
+                BuildError::BotConfig(format!(
+                    "spec.discord.access.{field}: `{}` is not a Discord id",
+                    id.0
+                ))
             })
         })
         .collect()
@@ -154,7 +161,10 @@ pub fn config_map(owner: &Owner, config: &BotConfig, version: &str) -> (ConfigMa
     let toml = config.to_toml();
     let hash = hash_hex(toml.as_bytes());
     let cm = ConfigMap {
-        metadata: owner.meta(format!("{}-config", owner.name), owner.labels(BOT_APP, "config", version)),
+        metadata: owner.meta(
+            format!("{}-config", owner.name),
+            owner.labels(BOT_APP, "config", version),
+        ),
         data: Some(BTreeMap::from([(CONFIG_FILE.to_string(), toml)])),
         ..Default::default()
     };

@@ -7,8 +7,8 @@ use k8s_openapi::api::apps::v1::{Deployment, DeploymentSpec, DeploymentStrategy}
 use k8s_openapi::api::core::v1::{
     Capabilities, ConfigMapVolumeSource, Container, ContainerPort, EnvVar, EnvVarSource,
     HTTPGetAction, KeyToPath, PersistentVolumeClaimVolumeSource, PodSecurityContext, PodSpec,
-    PodTemplateSpec, Probe, SeccompProfile, SecretKeySelector, SecretVolumeSource,
-    SecurityContext, Volume,
+    PodTemplateSpec, Probe, SeccompProfile, SecretKeySelector, SecretVolumeSource, SecurityContext,
+    Volume,
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
@@ -67,7 +67,11 @@ pub fn deployment(p: DeploymentParts<'_>) -> Deployment {
             name: TOKEN_VOLUME.into(),
             secret: Some(SecretVolumeSource {
                 secret_name: Some(token.name.clone()),
-                items: Some(vec![KeyToPath { key: token.key.clone(), path: TOKEN_FILE.into(), mode: None }]),
+                items: Some(vec![KeyToPath {
+                    key: token.key.clone(),
+                    path: TOKEN_FILE.into(),
+                    mode: None,
+                }]),
                 default_mode: Some(0o440),
                 optional: Some(false),
             }),
@@ -157,8 +161,14 @@ pub fn deployment(p: DeploymentParts<'_>) -> Deployment {
         metadata: owner.meta(owner.name.clone(), labels.clone()),
         spec: Some(DeploymentSpec {
             replicas: Some(1),
-            selector: LabelSelector { match_labels: Some(selector), match_expressions: None },
-            strategy: Some(DeploymentStrategy { type_: Some("Recreate".into()), rolling_update: None }),
+            selector: LabelSelector {
+                match_labels: Some(selector),
+                match_expressions: None,
+            },
+            strategy: Some(DeploymentStrategy {
+                type_: Some("Recreate".into()),
+                rolling_update: None,
+            }),
             revision_history_limit: Some(3),
             template: PodTemplateSpec {
                 metadata: Some(ObjectMeta {
@@ -171,10 +181,12 @@ pub fn deployment(p: DeploymentParts<'_>) -> Deployment {
                     automount_service_account_token: Some(false),
                     enable_service_links: Some(false),
                     security_context: Some(restricted_pod_security()),
-                    init_containers: (!p.sidecars.init_containers.is_empty()).then_some(p.sidecars.init_containers),
+                    init_containers: (!p.sidecars.init_containers.is_empty())
+                        .then_some(p.sidecars.init_containers),
                     containers: vec![bot],
                     volumes: Some(volumes),
-                    node_selector: (!spec.node_selector.is_empty()).then(|| spec.node_selector.clone()),
+                    node_selector: (!spec.node_selector.is_empty())
+                        .then(|| spec.node_selector.clone()),
                     tolerations: (!spec.tolerations.is_empty()).then(|| spec.tolerations.clone()),
                     affinity: spec.affinity.clone(),
                     termination_grace_period_seconds: Some(30),
@@ -188,7 +200,11 @@ pub fn deployment(p: DeploymentParts<'_>) -> Deployment {
 }
 
 fn plain(name: &str, value: &str) -> EnvVar {
-    EnvVar { name: name.into(), value: Some(value.into()), value_from: None }
+    EnvVar {
+        name: name.into(),
+        value: Some(value.into()),
+        value_from: None,
+    }
 }
 
 /// Pod-level settings of the `restricted` Pod Security Standard.
@@ -199,7 +215,10 @@ pub fn restricted_pod_security() -> PodSecurityContext {
         run_as_group: Some(RUN_AS_ID),
         fs_group: Some(RUN_AS_ID),
         fs_group_change_policy: Some("OnRootMismatch".into()),
-        seccomp_profile: Some(SeccompProfile { type_: "RuntimeDefault".into(), localhost_profile: None }),
+        seccomp_profile: Some(SeccompProfile {
+            type_: "RuntimeDefault".into(),
+            localhost_profile: None,
+        }),
         ..Default::default()
     }
 }
@@ -210,8 +229,14 @@ pub fn restricted_container_security() -> SecurityContext {
         allow_privilege_escalation: Some(false),
         read_only_root_filesystem: Some(true),
         run_as_non_root: Some(true),
-        capabilities: Some(Capabilities { drop: Some(vec!["ALL".into()]), add: None }),
-        seccomp_profile: Some(SeccompProfile { type_: "RuntimeDefault".into(), localhost_profile: None }),
+        capabilities: Some(Capabilities {
+            drop: Some(vec!["ALL".into()]),
+            add: None,
+        }),
+        seccomp_profile: Some(SeccompProfile {
+            type_: "RuntimeDefault".into(),
+            localhost_profile: None,
+        }),
         ..Default::default()
     }
 }

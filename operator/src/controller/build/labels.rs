@@ -41,7 +41,10 @@ impl Owner {
 
     /// Selector labels: only name and instance, which never change for a given object.
     pub fn selector(&self, app: &str) -> BTreeMap<String, String> {
-        BTreeMap::from([(NAME.to_string(), app.to_string()), (INSTANCE.to_string(), self.name.clone())])
+        BTreeMap::from([
+            (NAME.to_string(), app.to_string()),
+            (INSTANCE.to_string(), self.name.clone()),
+        ])
     }
 
     /// Metadata of a child: name, namespace, labels, controller owner reference.
@@ -69,10 +72,18 @@ pub fn image_version(image: &str) -> &str {
 pub fn label_value(s: &str) -> String {
     let cleaned: String = s
         .chars()
-        .map(|c| if c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-') { c } else { '_' })
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-') {
+                c
+            } else {
+                '_'
+            }
+        })
         .take(63)
         .collect();
-    cleaned.trim_matches(|c: char| !c.is_ascii_alphanumeric()).to_string()
+    cleaned
+        .trim_matches(|c: char| !c.is_ascii_alphanumeric())
+        .to_string()
 }
 
 #[cfg(test)]

@@ -80,18 +80,35 @@ pub struct Children {
     pub endpoints: Vec<McpEndpoint>,
 }
 
-pub fn build(owner: &Owner, spec: &BotDeploymentSpec, inputs: BuildInputs<'_>) -> Result<Children, BuildError> {
+pub fn build(
+    owner: &Owner,
+    spec: &BotDeploymentSpec,
+    inputs: BuildInputs<'_>,
+) -> Result<Children, BuildError> {
     let image = spec.image.as_deref().unwrap_or(inputs.default_bot_image);
     let version = labels::image_version(image).to_string();
-    let ollama = spec.ollama.managed.as_ref().map(|m| ollama::ollama(owner, m));
+    let ollama = spec
+        .ollama
+        .managed
+        .as_ref()
+        .map(|m| ollama::ollama(owner, m));
     let ollama_url = match &spec.ollama.managed {
         Some(_) => ollama::managed_url(owner),
-        None => spec.ollama.url.clone().unwrap_or_default().trim_end_matches('/').to_string(),
+        None => spec
+            .ollama
+            .url
+            .clone()
+            .unwrap_or_default()
+            .trim_end_matches('/')
+            .to_string(),
     };
     let endpoints = sidecars::endpoints(spec);
     let bot_config = config::bot_config(spec, &ollama_url, &endpoints)?;
     let (config_map, config_hash) = config::config_map(owner, &bot_config, &version);
-    let data_pvc = spec.persistence.as_ref().map(|p| service::data_pvc(owner, p, &version));
+    let data_pvc = spec
+        .persistence
+        .as_ref()
+        .map(|p| service::data_pvc(owner, p, &version));
     let sidecars = sidecars::sidecars(
         spec,
         &endpoints,
@@ -107,7 +124,9 @@ pub fn build(owner: &Owner, spec: &BotDeploymentSpec, inputs: BuildInputs<'_>) -
         config_hash: &config_hash,
         secrets_hash: secrets_hash.as_deref(),
         sidecars,
-        data_claim: data_pvc.as_ref().map(|_| service::data_pvc_name(&owner.name)),
+        data_claim: data_pvc
+            .as_ref()
+            .map(|_| service::data_pvc_name(&owner.name)),
     });
     Ok(Children {
         service_account: service::service_account(owner, &version),
@@ -134,11 +153,20 @@ pub fn build(owner: &Owner, spec: &BotDeploymentSpec, inputs: BuildInputs<'_>) -
 fn env_secrets_hash(spec: &BotDeploymentSpec, secrets: &SecretVersions) -> Option<String> {
     let mut names = BTreeSet::new();
     for s in &spec.mcp_servers {
-        names.extend(s.headers.iter().filter_map(|h| h.value_from.as_ref()).map(|f| f.secret_key_ref.name.as_str()));
+        names.extend(
+            s.headers
+                .iter()
+                .filter_map(|h| h.value_from.as_ref())
+                .map(|f| f.secret_key_ref.name.as_str()),
+        );
         names.extend(
             s.env
                 .iter()
-                .filter_map(|e| e.value_from.as_ref().and_then(|v| v.secret_key_ref.as_ref()))
+                .filter_map(|e| {
+                    e.value_from
+                        .as_ref()
+                        .and_then(|v| v.secret_key_ref.as_ref())
+                })
                 .map(|r| r.name.as_str()),
         );
     }
@@ -147,7 +175,12 @@ fn env_secrets_hash(spec: &BotDeploymentSpec, secrets: &SecretVersions) -> Optio
     }
     let joined: String = names
         .iter()
-        .map(|n| format!("{n}={};", secrets.get(*n).cloned().flatten().unwrap_or_default()))
+        .map(|n| {
+            format!(
+                "{n}={};",
+                secrets.get(*n).cloned().flatten().unwrap_or_default()
+            )
+        })
         .collect();
     Some(config::hash_hex(joined.as_bytes()))
 }

@@ -38,7 +38,9 @@ impl Egress {
     /// The destination of a URL: an IP literal becomes a /32 (or /128), an in-cluster Service
     /// name its namespace, anything else (a public host, resolved by DNS) anywhere on its port.
     fn url(&mut self, url: &str, namespace: &str) {
-        let Some((host, port)) = host_port(url) else { return };
+        let Some((host, port)) = host_port(url) else {
+            return;
+        };
         let peer = if let Ok(ip) = host.trim_matches(['[', ']']).parse::<std::net::IpAddr>() {
             Peer::Cidr(match ip {
                 std::net::IpAddr::V4(v4) => format!("{v4}/32"),
@@ -60,7 +62,9 @@ pub fn host_port(url: &str) -> Option<(String, u16)> {
     let default = if scheme == "https" { 443 } else { 80 };
     if let Some(v6) = authority.strip_prefix('[') {
         let (addr, after) = v6.split_once(']')?;
-        let port = after.strip_prefix(':').map_or(Some(default), |p| p.parse().ok())?;
+        let port = after
+            .strip_prefix(':')
+            .map_or(Some(default), |p| p.parse().ok())?;
         return Some((addr.to_string(), port));
     }
     match authority.rsplit_once(':') {
@@ -87,7 +91,11 @@ pub fn network_policy(
     version: &str,
 ) -> NetworkPolicy {
     let mut egress = Egress::default();
-    let discord = spec.discord.api_base.as_deref().unwrap_or("https://discord.com");
+    let discord = spec
+        .discord
+        .api_base
+        .as_deref()
+        .unwrap_or("https://discord.com");
     // Discord's addresses are not fixed: its HTTPS port (and the gateway's) anywhere.
     egress.tcp(Peer::Anywhere, host_port(discord).map_or(443, |(_, p)| p));
     if spec.ollama.managed.is_some() {
@@ -122,13 +130,22 @@ pub fn network_policy(
         by_peer.entry(peer).or_default().push(port(proto, p));
     }
     for (peer, ports) in by_peer {
-        rules.push(NetworkPolicyEgressRule { to: Some(peers(peer)), ports: Some(ports) });
+        rules.push(NetworkPolicyEgressRule {
+            to: Some(peers(peer)),
+            ports: Some(ports),
+        });
     }
 
     NetworkPolicy {
-        metadata: owner.meta(owner.name.clone(), owner.labels(BOT_APP, "network-policy", version)),
+        metadata: owner.meta(
+            owner.name.clone(),
+            owner.labels(BOT_APP, "network-policy", version),
+        ),
         spec: Some(NetworkPolicySpec {
-            pod_selector: Some(LabelSelector { match_labels: Some(owner.selector(BOT_APP)), match_expressions: None }),
+            pod_selector: Some(LabelSelector {
+                match_labels: Some(owner.selector(BOT_APP)),
+                match_expressions: None,
+            }),
             policy_types: Some(vec!["Ingress".into(), "Egress".into()]),
             ingress: Some(vec![NetworkPolicyIngressRule {
                 from: None,
@@ -140,12 +157,19 @@ pub fn network_policy(
 }
 
 fn port(protocol: &str, p: u16) -> NetworkPolicyPort {
-    NetworkPolicyPort { protocol: Some(protocol.into()), port: Some(IntOrString::Int(i32::from(p))), end_port: None }
+    NetworkPolicyPort {
+        protocol: Some(protocol.into()),
+        port: Some(IntOrString::Int(i32::from(p))),
+        end_port: None,
+    }
 }
 
 fn peers(peer: Peer) -> Vec<NetworkPolicyPeer> {
     let block = |cidr: &str| NetworkPolicyPeer {
-        ip_block: Some(IPBlock { cidr: cidr.into(), except: None }),
+        ip_block: Some(IPBlock {
+            cidr: cidr.into(),
+            except: None,
+        }),
         ..Default::default()
     };
     match peer {
@@ -159,7 +183,10 @@ fn peers(peer: Peer) -> Vec<NetworkPolicyPeer> {
             ..Default::default()
         }],
         Peer::Pods(labels) => vec![NetworkPolicyPeer {
-            pod_selector: Some(LabelSelector { match_labels: Some(labels), match_expressions: None }),
+            pod_selector: Some(LabelSelector {
+                match_labels: Some(labels),
+                match_expressions: None,
+            }),
             ..Default::default()
         }],
     }
@@ -171,17 +198,32 @@ mod tests {
 
     #[test]
     fn hosts_and_ports() {
-        assert_eq!(host_port("https://discord.com"), Some(("discord.com".into(), 443)));
-        assert_eq!(host_port("http://ollama.ai.svc:11434/x"), Some(("ollama.ai.svc".into(), 11434)));
-        assert_eq!(host_port("http://[::1]:8080/mcp"), Some(("::1".into(), 8080)));
+        assert_eq!(
+            host_port("https://discord.com"),
+            Some(("discord.com".into(), 443))
+        );
+        assert_eq!(
+            host_port("http://ollama.ai.svc:11434/x"),
+            Some(("ollama.ai.svc".into(), 11434))
+        );
+        assert_eq!(
+            host_port("http://[::1]:8080/mcp"),
+            Some(("::1".into(), 8080))
+        );
         assert_eq!(host_port("http://10.0.0.5"), Some(("10.0.0.5".into(), 80)));
     }
 
     #[test]
     fn cluster_hosts_map_to_namespaces() {
         assert_eq!(cluster_namespace("ollama", "bots"), Some("bots".into()));
-        assert_eq!(cluster_namespace("ollama.ai.svc", "bots"), Some("ai".into()));
-        assert_eq!(cluster_namespace("ollama.ai.svc.cluster.local", "bots"), Some("ai".into()));
+        assert_eq!(
+            cluster_namespace("ollama.ai.svc", "bots"),
+            Some("ai".into())
+        );
+        assert_eq!(
+            cluster_namespace("ollama.ai.svc.cluster.local", "bots"),
+            Some("ai".into())
+        );
         // Two labels are ambiguous (`svc.ns` or `example.com`): treated as a public host.
         assert_eq!(cluster_namespace("example.com", "bots"), None);
         assert_eq!(cluster_namespace("mcp.example.com", "bots"), None);

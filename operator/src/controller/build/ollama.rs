@@ -5,8 +5,8 @@
 use k8s_openapi::api::apps::v1::{Deployment, DeploymentSpec, DeploymentStrategy};
 use k8s_openapi::api::core::v1::{
     Container, ContainerPort, EnvVar, HTTPGetAction, PersistentVolumeClaim,
-    PersistentVolumeClaimSpec, PersistentVolumeClaimVolumeSource, PodSpec, PodTemplateSpec,
-    Probe, Service, ServicePort, ServiceSpec, Volume, VolumeResourceRequirements,
+    PersistentVolumeClaimSpec, PersistentVolumeClaimVolumeSource, PodSpec, PodTemplateSpec, Probe,
+    Service, ServicePort, ServiceSpec, Volume, VolumeResourceRequirements,
 };
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
@@ -36,12 +36,19 @@ pub fn ollama_name(bot: &str) -> String {
 
 /// The in-cluster URL of the managed Ollama.
 pub fn managed_url(owner: &Owner) -> String {
-    format!("http://{}.{}.svc:{OLLAMA_PORT}", ollama_name(&owner.name), owner.namespace)
+    format!(
+        "http://{}.{}.svc:{OLLAMA_PORT}",
+        ollama_name(&owner.name),
+        owner.namespace
+    )
 }
 
 pub fn ollama(owner: &Owner, m: &ManagedOllamaSpec) -> OllamaChildren {
     let name = ollama_name(&owner.name);
-    let image = m.image.clone().unwrap_or_else(|| DEFAULT_OLLAMA_IMAGE.to_string());
+    let image = m
+        .image
+        .clone()
+        .unwrap_or_else(|| DEFAULT_OLLAMA_IMAGE.to_string());
     let version = image_version(&image).to_string();
     let labels = owner.labels(OLLAMA_APP, "ollama", &version);
     let selector = owner.selector(OLLAMA_APP);
@@ -51,7 +58,13 @@ pub fn ollama(owner: &Owner, m: &ManagedOllamaSpec) -> OllamaChildren {
         spec: Some(PersistentVolumeClaimSpec {
             access_modes: Some(vec!["ReadWriteOnce".into()]),
             resources: Some(VolumeResourceRequirements {
-                requests: Some([("storage".to_string(), Quantity(s.size.clone().unwrap_or_else(|| "50Gi".into())))].into()),
+                requests: Some(
+                    [(
+                        "storage".to_string(),
+                        Quantity(s.size.clone().unwrap_or_else(|| "50Gi".into())),
+                    )]
+                    .into(),
+                ),
                 limits: None,
             }),
             storage_class_name: s.storage_class_name.clone(),
@@ -72,9 +85,21 @@ pub fn ollama(owner: &Owner, m: &ManagedOllamaSpec) -> OllamaChildren {
     };
 
     let mut env = vec![
-        EnvVar { name: "OLLAMA_HOST".into(), value: Some(format!("0.0.0.0:{OLLAMA_PORT}")), value_from: None },
-        EnvVar { name: "OLLAMA_MODELS".into(), value: Some(MODELS_DIR.into()), value_from: None },
-        EnvVar { name: "HOME".into(), value: Some("/tmp".into()), value_from: None },
+        EnvVar {
+            name: "OLLAMA_HOST".into(),
+            value: Some(format!("0.0.0.0:{OLLAMA_PORT}")),
+            value_from: None,
+        },
+        EnvVar {
+            name: "OLLAMA_MODELS".into(),
+            value: Some(MODELS_DIR.into()),
+            value_from: None,
+        },
+        EnvVar {
+            name: "HOME".into(),
+            value: Some("/tmp".into()),
+            value_from: None,
+        },
     ];
     for e in &m.env {
         env.retain(|x| x.name != e.name);
@@ -104,19 +129,31 @@ pub fn ollama(owner: &Owner, m: &ManagedOllamaSpec) -> OllamaChildren {
         liveness_probe: Some(probe(20, 6)),
         resources: m.resources.clone(),
         security_context: Some(restricted_container_security()),
-        volume_mounts: Some(vec![mount(MODELS_VOLUME, MODELS_DIR, false), mount("tmp", "/tmp", false)]),
+        volume_mounts: Some(vec![
+            mount(MODELS_VOLUME, MODELS_DIR, false),
+            mount("tmp", "/tmp", false),
+        ]),
         ..Default::default()
     };
     let deployment = Deployment {
         metadata: owner.meta(name.clone(), labels.clone()),
         spec: Some(DeploymentSpec {
             replicas: Some(1),
-            selector: LabelSelector { match_labels: Some(selector.clone()), match_expressions: None },
+            selector: LabelSelector {
+                match_labels: Some(selector.clone()),
+                match_expressions: None,
+            },
             // The model volume is ReadWriteOnce and a GPU is usually taken: never two at once.
-            strategy: Some(DeploymentStrategy { type_: Some("Recreate".into()), rolling_update: None }),
+            strategy: Some(DeploymentStrategy {
+                type_: Some("Recreate".into()),
+                rolling_update: None,
+            }),
             revision_history_limit: Some(3),
             template: PodTemplateSpec {
-                metadata: Some(ObjectMeta { labels: Some(labels.clone()), ..Default::default() }),
+                metadata: Some(ObjectMeta {
+                    labels: Some(labels.clone()),
+                    ..Default::default()
+                }),
                 spec: Some(PodSpec {
                     automount_service_account_token: Some(false),
                     enable_service_links: Some(false),
@@ -149,5 +186,9 @@ pub fn ollama(owner: &Owner, m: &ManagedOllamaSpec) -> OllamaChildren {
         }),
         status: None,
     };
-    OllamaChildren { deployment, service, pvc }
+    OllamaChildren {
+        deployment,
+        service,
+        pvc,
+    }
 }

@@ -16,7 +16,10 @@ use crate::crd::{MetricsSpec, PersistenceSpec};
 /// A ServiceAccount with no permissions and no token in the pod: the bot never calls the API.
 pub fn service_account(owner: &Owner, version: &str) -> ServiceAccount {
     ServiceAccount {
-        metadata: owner.meta(owner.name.clone(), owner.labels(BOT_APP, "service-account", version)),
+        metadata: owner.meta(
+            owner.name.clone(),
+            owner.labels(BOT_APP, "service-account", version),
+        ),
         automount_service_account_token: Some(false),
         ..Default::default()
     }
@@ -29,7 +32,10 @@ pub fn metrics_service_name(bot: &str) -> String {
 /// Service `<name>-metrics` in front of the bot's `/metrics`.
 pub fn metrics_service(owner: &Owner, version: &str) -> Service {
     Service {
-        metadata: owner.meta(metrics_service_name(&owner.name), owner.labels(BOT_APP, "metrics", version)),
+        metadata: owner.meta(
+            metrics_service_name(&owner.name),
+            owner.labels(BOT_APP, "metrics", version),
+        ),
         spec: Some(ServiceSpec {
             selector: Some(owner.selector(BOT_APP)),
             ports: Some(vec![ServicePort {
@@ -52,11 +58,20 @@ pub fn data_pvc_name(bot: &str) -> String {
 /// PVC `<name>-data` for the bot's SQLite store (and the memory preset's graph).
 pub fn data_pvc(owner: &Owner, p: &PersistenceSpec, version: &str) -> PersistentVolumeClaim {
     PersistentVolumeClaim {
-        metadata: owner.meta(data_pvc_name(&owner.name), owner.labels(BOT_APP, "data", version)),
+        metadata: owner.meta(
+            data_pvc_name(&owner.name),
+            owner.labels(BOT_APP, "data", version),
+        ),
         spec: Some(PersistentVolumeClaimSpec {
             access_modes: Some(vec!["ReadWriteOnce".into()]),
             resources: Some(VolumeResourceRequirements {
-                requests: Some([("storage".to_string(), Quantity(p.size.clone().unwrap_or_else(|| "1Gi".into())))].into()),
+                requests: Some(
+                    [(
+                        "storage".to_string(),
+                        Quantity(p.size.clone().unwrap_or_else(|| "1Gi".into())),
+                    )]
+                    .into(),
+                ),
                 limits: None,
             }),
             storage_class_name: p.storage_class_name.clone(),
@@ -84,8 +99,14 @@ pub fn service_monitor(owner: &Owner, m: &MetricsSpec, version: &str) -> Dynamic
     let mut selector = owner.selector(BOT_APP);
     selector.insert(super::labels::COMPONENT.into(), "metrics".into());
     DynamicObject {
-        types: Some(TypeMeta { api_version: ar.api_version.clone(), kind: ar.kind.clone() }),
-        metadata: owner.meta(owner.name.clone(), owner.labels(BOT_APP, "metrics", version)),
+        types: Some(TypeMeta {
+            api_version: ar.api_version.clone(),
+            kind: ar.kind.clone(),
+        }),
+        metadata: owner.meta(
+            owner.name.clone(),
+            owner.labels(BOT_APP, "metrics", version),
+        ),
         data: serde_json::json!({
             "spec": {
                 "selector": {"matchLabels": selector},

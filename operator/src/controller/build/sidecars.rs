@@ -83,18 +83,31 @@ pub fn endpoints(spec: &BotDeploymentSpec) -> Vec<McpEndpoint> {
             let (kind, url) = if let Some(url) = &s.url {
                 (EndpointKind::Remote, url.clone())
             } else if s.preset.is_none() && s.transport == Some(Transport::Http) {
-                let port = s.port.and_then(|p| u16::try_from(p).ok()).unwrap_or(FIRST_SIDECAR_PORT);
+                let port = s
+                    .port
+                    .and_then(|p| u16::try_from(p).ok())
+                    .unwrap_or(FIRST_SIDECAR_PORT);
                 let path = s.path.as_deref().unwrap_or("/mcp");
-                (EndpointKind::Http { port }, format!("http://127.0.0.1:{port}{path}"))
+                (
+                    EndpointKind::Http { port },
+                    format!("http://127.0.0.1:{port}{path}"),
+                )
             } else {
                 while used.contains(&next) {
                     next += 1;
                 }
                 let port = next;
                 used.insert(port);
-                (EndpointKind::Bridged { port }, format!("http://127.0.0.1:{port}/mcp"))
+                (
+                    EndpointKind::Bridged { port },
+                    format!("http://127.0.0.1:{port}/mcp"),
+                )
             };
-            McpEndpoint { name: s.name.clone(), kind, url }
+            McpEndpoint {
+                name: s.name.clone(),
+                kind,
+                url,
+            }
         })
         .collect()
 }
@@ -116,7 +129,9 @@ pub fn sidecars(
     data_volume: Option<&str>,
 ) -> Sidecars {
     let mut out = Sidecars::default();
-    let bridged = endpoints.iter().any(|e| matches!(e.kind, EndpointKind::Bridged { .. }));
+    let bridged = endpoints
+        .iter()
+        .any(|e| matches!(e.kind, EndpointKind::Bridged { .. }));
     if bridged {
         out.volumes.push(empty_dir(BRIDGE_VOLUME, None));
         out.init_containers.push(Container {
@@ -156,7 +171,10 @@ fn sidecar(
     let mut volumes = vec![empty_dir(&tmp_volume, None)];
     let mut mounts = vec![mount(&tmp_volume, "/tmp", false)];
 
-    let mut env: Vec<EnvVar> = SIDECAR_BASE_ENV.iter().map(|(k, v)| plain_env(k, v)).collect();
+    let mut env: Vec<EnvVar> = SIDECAR_BASE_ENV
+        .iter()
+        .map(|(k, v)| plain_env(k, v))
+        .collect();
     if let Some(d) = def {
         env.extend(d.env.iter().map(|(k, v)| plain_env(k, v)));
         if let Some(dir) = d.data_dir {
@@ -194,9 +212,17 @@ fn sidecar(
             };
             server_cmd.extend(s.args.iter().cloned());
             mounts.push(mount(BRIDGE_VOLUME, BRIDGE_DIR, true));
-            let mut args = vec!["bridge".to_string(), "--port".into(), port.to_string(), "--".into()];
+            let mut args = vec![
+                "bridge".to_string(),
+                "--port".into(),
+                port.to_string(),
+                "--".into(),
+            ];
             args.extend(server_cmd);
-            (Some(vec![format!("{BRIDGE_DIR}/ollama-mcp-bot")]), Some(args))
+            (
+                Some(vec![format!("{BRIDGE_DIR}/ollama-mcp-bot")]),
+                Some(args),
+            )
         }
         // An HTTP server runs as its image says, with the user's command and args if given.
         _ => (
@@ -210,7 +236,10 @@ fn sidecar(
         .or_else(|| def.map(|d| d.image.to_string()))
         .unwrap_or_default();
     let tcp = Probe {
-        tcp_socket: Some(TCPSocketAction { port: IntOrString::Int(i32::from(port)), host: None }),
+        tcp_socket: Some(TCPSocketAction {
+            port: IntOrString::Int(i32::from(port)),
+            host: None,
+        }),
         period_seconds: Some(2),
         failure_threshold: Some(150),
         ..Default::default()
@@ -232,7 +261,11 @@ fn sidecar(
         // The next container (and the bot) starts only once the server accepts connections;
         // npx/uvx may download the server first, hence the generous threshold (5 minutes).
         startup_probe: Some(tcp.clone()),
-        readiness_probe: Some(Probe { failure_threshold: Some(3), period_seconds: Some(10), ..tcp }),
+        readiness_probe: Some(Probe {
+            failure_threshold: Some(3),
+            period_seconds: Some(10),
+            ..tcp
+        }),
         resources: s.resources.clone(),
         security_context: Some(restricted_container_security()),
         volume_mounts: Some(mounts),
@@ -242,7 +275,11 @@ fn sidecar(
 }
 
 fn plain_env(name: &str, value: &str) -> EnvVar {
-    EnvVar { name: name.to_string(), value: Some(value.to_string()), value_from: None }
+    EnvVar {
+        name: name.to_string(),
+        value: Some(value.to_string()),
+        value_from: None,
+    }
 }
 
 pub fn mount(volume: &str, path: &str, read_only: bool) -> VolumeMount {
@@ -257,14 +294,23 @@ pub fn mount(volume: &str, path: &str, read_only: bool) -> VolumeMount {
 pub fn empty_dir(name: &str, medium: Option<&str>) -> Volume {
     Volume {
         name: name.to_string(),
-        empty_dir: Some(EmptyDirVolumeSource { medium: medium.map(str::to_string), size_limit: None }),
+        empty_dir: Some(EmptyDirVolumeSource {
+            medium: medium.map(str::to_string),
+            size_limit: None,
+        }),
         ..Default::default()
     }
 }
 
 fn small_resources() -> k8s_openapi::api::core::v1::ResourceRequirements {
     k8s_openapi::api::core::v1::ResourceRequirements {
-        requests: Some([("cpu".to_string(), Quantity("10m".into())), ("memory".to_string(), Quantity("16Mi".into()))].into()),
+        requests: Some(
+            [
+                ("cpu".to_string(), Quantity("10m".into())),
+                ("memory".to_string(), Quantity("16Mi".into())),
+            ]
+            .into(),
+        ),
         limits: Some([("memory".to_string(), Quantity("64Mi".into()))].into()),
         ..Default::default()
     }
