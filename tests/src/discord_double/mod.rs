@@ -701,6 +701,9 @@ impl DiscordDouble {
                 timestamp: timestamp_now(),
                 edited_timestamp: None,
             };
+            if let Some(r) = m.reply_to {
+                i.world.replies.entry(r).or_default().push(id);
+            }
             i.world.messages.insert(id, m);
             if let Some(c) = i.world.channels.get_mut(&msg.channel) {
                 c.last_message_id = Some(id);

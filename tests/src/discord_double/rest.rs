@@ -1077,6 +1077,9 @@ fn insert_message(
         edited_timestamp: None,
     };
     let ephemeral = m.flags & EPHEMERAL != 0;
+    if let Some(r) = m.reply_to {
+        i.world.replies.entry(r).or_default().push(id);
+    }
     i.world.messages.insert(id, m);
     if let Some(c) = i.world.channels.get_mut(&channel) {
         c.last_message_id = Some(id);

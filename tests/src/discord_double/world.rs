@@ -246,6 +246,8 @@ pub struct World {
     pub guilds: BTreeMap<u64, Guild>,
     pub channels: BTreeMap<u64, Channel>,
     pub messages: BTreeMap<u64, Message>,
+    /// Message id → the messages replying to it, oldest first.
+    pub replies: BTreeMap<u64, Vec<u64>>,
     pub interactions: BTreeMap<u64, Interaction>,
     pub registrations: Vec<CommandRegistration>,
     /// Commands currently registered: (guild or None for global) → name → command JSON.
@@ -296,9 +298,12 @@ impl World {
     /// Bot messages that reply to `message`.
     pub fn replies_to(&self, message: u64) -> Vec<&Message> {
         let bot = self.bot_id();
-        self.messages
-            .values()
-            .filter(|m| m.author_id == bot && m.reply_to == Some(message))
+        self.replies
+            .get(&message)
+            .into_iter()
+            .flatten()
+            .filter_map(|id| self.messages.get(id))
+            .filter(|m| m.author_id == bot)
             .collect()
     }
 
