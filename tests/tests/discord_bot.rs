@@ -698,3 +698,98 @@ async fn a_model_that_is_down_gets_a_clear_reply() {
         m.content
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tool_lines_can_be_hidden_and_typing_shows_while_tools_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let memory = servers::memory(dir.path());
+    let ollama = OllamaDouble::builder()
+        .model(MODEL, &["completion", "tools"])
+        .start()
+        .await
+        .unwrap();
+    let h = Harness::start(ollama, |c, _| {
+        c.mcp.servers = vec![memory];
+        c.discord.show_tool_calls = false;
+    })
+    .await;
+    let p = h.p;
+    h.ollama
+        .push_reply(Reply::tool_call("memory__read_graph", json!({})));
+    h.ollama.push_reply(Reply::text("The graph is empty."));
+    let asked = h
+        .discord
+        .user_says(p.alice, p.general, &h.mention("what do you know?"));
+    h.reply_eq(asked, "The graph is empty.").await;
+    h.discord.with(|w| {
+        assert!(
+            w.typing.iter().any(|(c, _)| *c == p.general),
+            "typing while the tool ran"
+        );
+        assert!(
+            w.bot_messages().iter().all(|m| !m.content.contains("🔧")),
+            "tool lines hidden"
+        );
+    });
+    let result = h.ollama.chat_requests().last().unwrap().tool_results()[0]
+        .content
+        .clone();
+    assert!(
+        result.contains("entities"),
+        "the real memory server answered: {result}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_busy_guild_runs_one_turn_at_a_time_and_refuses_beyond_the_queue() {
+    let ollama = OllamaDouble::builder()
+        .model(MODEL, &["completion", "tools"])
+        .responder(|_| Reply::Slow {
+            per_chunk: Duration::from_millis(150),
+            text: "a slow answer arrives".into(),
+        })
+        .start()
+        .await
+        .unwrap();
+    let h = Harness::start(ollama, |c, _| {
+        c.discord.rate_limit.max_concurrent_per_guild = 1;
+        c.discord.max_queue = 2;
+    })
+    .await;
+    let p = h.p;
+    let asked: Vec<u64> = [p.alice, p.bob, p.admin]
+        .iter()
+        .map(|u| h.discord.user_says(*u, p.general, &h.mention("question")))
+        .collect();
+    let outcome = h
+        .discord
+        .wait_for("two answers and one refusal", WAIT, |w: &World| {
+            let replies: Vec<_> = asked
+                .iter()
+                .filter_map(|m| w.replies_to(*m).first().map(|r| (*r).clone()))
+                .collect();
+            let answered = replies
+                .iter()
+                .filter(|r| r.content == "a slow answer arrives")
+                .count();
+            let busy = replies
+                .iter()
+                .filter(|r| r.content.contains("busy"))
+                .count();
+            (answered == 2 && busy == 1).then_some(replies)
+        })
+        .await;
+    let mut answers: Vec<_> = outcome
+        .into_iter()
+        .filter(|r| r.content == "a slow answer arrives")
+        .collect();
+    answers.sort_by_key(|r| r.created_at);
+    let first_done = *answers[0]
+        .edited_at
+        .last()
+        .unwrap_or(&answers[0].created_at);
+    assert!(
+        answers[1].created_at >= first_done,
+        "the second turn started before the first finished"
+    );
+}

@@ -177,15 +177,19 @@ impl TurnObserver for StreamedReply {
     }
 }
 
-/// Keeps "typing…" up while any tool runs.
+/// Keeps "typing…" up while any tool runs: one typing request at once (even for a tool that
+/// ends quickly), then one every few seconds while tools still run.
 async fn typing(shared: Arc<Shared>) {
-    while shared.tools_running.load(Ordering::Acquire) > 0 && !shared.lock().finished {
+    loop {
+        if shared.lock().finished {
+            return;
+        }
         if let Err(e) = shared.rest.typing(shared.channel).await {
             tracing::debug!(error = %e, "typing indicator failed");
             return;
         }
-        let deadline = Instant::now() + TYPING_REFRESH;
-        while Instant::now() < deadline {
+        let refresh_at = Instant::now() + TYPING_REFRESH;
+        while Instant::now() < refresh_at {
             if shared.tools_running.load(Ordering::Acquire) == 0 {
                 return;
             }
