@@ -360,3 +360,26 @@ async fn the_token_never_reaches_the_logs_even_at_trace_level() {
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_missing_message_content_intent_exits_with_code_2_and_says_what_to_enable() {
+    let mut double = DoubleConfig::new(TOKEN);
+    double.privileged_intents = 0;
+    let mut h = Harness::prepare(double, echo_model().await, |_, _| {}).await;
+    h.spawn_bot();
+    assert_eq!(h.exit_code(WAIT).await, Some(2), "{}", h.logs());
+    let log = h.logs();
+    assert!(
+        log.lines()
+            .last()
+            .unwrap_or_default()
+            .contains("MESSAGE CONTENT intent"),
+        "{log}"
+    );
+    assert!(!log.contains("panicked"), "{log}");
+    assert_eq!(
+        h.discord.with(|w| w.identifies.len()),
+        1,
+        "no reconnect loop"
+    );
+}
