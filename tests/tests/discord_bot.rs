@@ -560,7 +560,7 @@ async fn tool_approval_buttons_approve_deny_and_time_out() {
         .unwrap();
     let h = Harness::start(ollama, |c, _| {
         c.mcp.servers = vec![memory];
-        c.discord.approval_timeout_secs = 3;
+        c.discord.approval_timeout_secs = 6;
     })
     .await;
     let p = h.p;
@@ -669,7 +669,7 @@ async fn tool_approval_buttons_approve_deny_and_time_out() {
         .await;
     h.discord.with(|w| {
         assert!(
-            w.messages[&q].content.contains("No answer within 3 s"),
+            w.messages[&q].content.contains("No answer within 6 s"),
             "{}",
             w.messages[&q].content
         )
