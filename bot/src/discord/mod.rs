@@ -318,7 +318,8 @@ fn is_discord_com(api_base: &str) -> bool {
     host == "discord.com" || host.ends_with(".discord.com")
 }
 
-/// Serves Discord until the process is told to stop: connects, answers, and reconnects with a new
+/// Serves Discord until the process is told to stop (the caller serves `/metrics` and `/readyz`
+/// with `ready`, which turns true on READY): connects, answers, and reconnects with a new
 /// token when the token file changes. Returns `Err` with [`RunError::exit_code`] 2 when Discord
 /// refuses the token (at start, or later with a token that cannot rotate).
 pub async fn run(
@@ -344,15 +345,6 @@ pub async fn run(
         Err(source) => return Err(RunError::Rest { api_base, source }),
     };
     info!(bot = %bot_name, id = bot_id, api_base = %api_base, "Discord accepted the token");
-    if !config.metrics.listen.is_empty() {
-        let listen = config.metrics.listen.clone();
-        let ready = ready.clone();
-        tokio::spawn(async move {
-            if let Err(e) = crate::metrics::serve(&listen, ready).await {
-                warn!(error = %e, listen = %listen, "the metrics server stopped; check metrics.listen");
-            }
-        });
-    }
     let bot = Arc::new(Bot::new(
         config,
         engine,

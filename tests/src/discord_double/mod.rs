@@ -942,7 +942,9 @@ fn build_options(registered: &Value, subs: &[&str], values: &Value) -> Value {
         for d in &declared {
             let name = d["name"].as_str().unwrap_or_default();
             match given.get(name) {
-                Some(v) => out.push(json!({"name": name, "type": d["type"], "value": v})),
+                Some(v) => {
+                    out.push(json!({"name": name, "type": d["type"], "value": option_value(d, v)}))
+                }
                 None => assert!(
                     d["required"] != true,
                     "slash: required option `{name}` missing"
@@ -1019,6 +1021,36 @@ fn resolved_json(i: &Inner, guild: Option<u64>, options: &Value) -> Value {
     let mut out = serde_json::Map::new();
     walk(i, guild, options, &mut out);
     Value::Object(out)
+}
+
+/// The value a Discord client sends for option `declared` when the user gives `given`: a choice
+/// is picked by its name (the client sends its value); the type must match the declaration.
+fn option_value(declared: &Value, given: &Value) -> Value {
+    let name = &declared["name"];
+    let value = match declared["choices"].as_array().filter(|c| !c.is_empty()) {
+        Some(choices) => choices
+            .iter()
+            .find(|c| c["name"] == *given || c["value"] == *given)
+            .map(|c| c["value"].clone())
+            .unwrap_or_else(|| {
+                panic!("slash: `{given}` is not a choice of option {name}: {choices:?}")
+            }),
+        None => given.clone(),
+    };
+    let ok = match declared["type"].as_u64() {
+        Some(3) => value.is_string(),
+        Some(4) => value.is_i64() || value.is_u64(),
+        Some(5) => value.is_boolean(),
+        Some(6..=9) => value.as_str().is_some_and(|s| s.parse::<u64>().is_ok()),
+        Some(10) => value.is_number(),
+        _ => true,
+    };
+    assert!(
+        ok,
+        "slash: option {name} is of type {} but got {value}",
+        declared["type"]
+    );
+    value
 }
 
 #[allow(clippy::too_many_arguments)]
