@@ -14,11 +14,8 @@ use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 use std::time::Duration;
 
-use ollama_mcp_bot::config::BotConfig;
-use ollama_mcp_bot::conversation::{Engine, Silent, TurnRequest};
-use ollama_mcp_bot::llm::ollama::OllamaClient;
-use ollama_mcp_bot::mcp::{HubOptions, McpHub, ServerState};
-use ollama_mcp_bot::store::Store;
+use ollama_mcp_tests::bot_process::{bot_binary, test_config, write_config};
+use ollama_mcp_tests::discord_double::{DiscordDouble, DoubleConfig};
 use ollama_mcp_tests::ollama_double::{OllamaDouble, Reply};
 use ollama_mcp_tests::prometheus::{Prometheus, ScrapeTarget};
 use ollama_mcp_tests::servers;
@@ -202,7 +199,7 @@ pub struct Scraped {
     pub prometheus: Prometheus,
     pub bot_metrics: SocketAddr,
     servers: Vec<tokio::task::JoinHandle<()>>,
-    _bot: BotParts,
+    _bot: BotRun,
 }
 
 impl Drop for Scraped {
@@ -223,17 +220,23 @@ async fn serve(router: axum::Router) -> (SocketAddr, tokio::task::JoinHandle<()>
 }
 
 const MODEL: &str = "llama3.2";
+const TOKEN: &str = "dashboard-test-token";
 
-/// The bot's real engine: the conversation engine with the real Ollama client talking to the
-/// Ollama double, the real MCP hub running the real memory server, the real SQLite store.
-struct BotParts {
-    engine: Engine,
-    hub: Arc<McpHub>,
+/// `ollama-mcp-bot run`, the real binary, connected to the Discord double, talking to the Ollama
+/// double, with the real memory MCP server and its SQLite store in a temporary directory.
+struct BotRun {
+    process: tokio::process::Child,
+    metrics: SocketAddr,
+    discord: DiscordDouble,
     ollama: OllamaDouble,
+    http: reqwest::Client,
+    bot_id: u64,
+    user: u64,
+    channel: u64,
     _dir: tempfile::TempDir,
 }
 
-impl BotParts {
+impl BotRun {
     async fn start() -> Self {
         let dir = tempfile::tempdir().unwrap();
         let ollama = OllamaDouble::builder()
@@ -242,52 +245,115 @@ impl BotParts {
             .start()
             .await
             .unwrap();
-        let mut config = BotConfig::default();
-        config.ollama.url = ollama.url();
+        let mut discord_config = DoubleConfig::new(TOKEN);
+        // Heartbeats every second, so that the gateway latency is measured within the test.
+        discord_config.heartbeat_interval = Duration::from_secs(1);
+        let discord = DiscordDouble::start_with(discord_config).await;
+        let guild = discord.add_guild("otters");
+        let channel = discord.add_text_channel(guild, "general");
+        let user = discord.add_user("alice");
+        discord.add_member(guild, user, &[]);
+
+        let metrics: SocketAddr = format!("127.0.0.1:{}", servers::free_port())
+            .parse()
+            .unwrap();
+        let mut config = test_config(dir.path(), &ollama.url(), vec![servers::memory(dir.path())]);
         config.ollama.model = MODEL.to_string();
         config.ollama.max_retries = 0;
-        let hub = McpHub::start(
-            &[servers::memory(dir.path())],
-            HubOptions::from_chat(&config.chat),
+        config.discord.api_base = discord.api_base();
+        config.metrics.listen = metrics.to_string();
+        let path = write_config(dir.path(), &config);
+        let process = tokio::process::Command::new(bot_binary())
+            .arg("run")
+            .arg("--config")
+            .arg(&path)
+            .env("DISCORD_TOKEN", TOKEN)
+            .env_remove("DISCORD_TOKEN_FILE")
+            .env_remove("OTEL_EXPORTER_OTLP_ENDPOINT")
+            .env("RUST_LOG", "warn")
+            .stdin(Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("ollama-mcp-bot run starts");
+        discord.wait_ready(WAIT).await;
+        let bot_id = discord.bot_id();
+        let http = reqwest::Client::new();
+        let run = Self {
+            process,
+            metrics,
+            discord,
+            ollama,
+            http,
+            bot_id,
+            user,
+            channel,
+            _dir: dir,
+        };
+        run.wait_metric(
+            "the memory server up",
+            r#"ollama_mcp_bot_mcp_server_up{server="memory"}"#,
+            |v| v == 1.0,
         )
         .await;
-        assert!(
-            servers::wait_until(WAIT, || hub
-                .status()
-                .iter()
-                .all(|s| s.state == ServerState::Ready))
-            .await,
-            "the memory server did not start: {:?}",
-            hub.status()
-        );
-        let store = Store::open(&dir.path().join("bot.db").display().to_string()).unwrap();
-        let model = Arc::new(OllamaClient::new(&config.ollama).unwrap());
-        let engine = Engine::new(model, hub.clone(), store, &config);
-        Self {
-            engine,
-            hub,
-            ollama,
-            _dir: dir,
+        run
+    }
+
+    /// The value of one series in the bot's own `/metrics`, if it is there.
+    async fn metric(&self, series: &str) -> Option<f64> {
+        let text = self
+            .http
+            .get(format!("http://{}/metrics", self.metrics))
+            .send()
+            .await
+            .ok()?
+            .text()
+            .await
+            .ok()?;
+        text.lines().find_map(|l| {
+            l.strip_prefix(series)?
+                .strip_prefix(' ')?
+                .split(' ')
+                .next()?
+                .parse()
+                .ok()
+        })
+    }
+
+    /// Polls `/metrics` until `series` satisfies `ok`.
+    async fn wait_metric(&self, what: &str, series: &str, ok: impl Fn(f64) -> bool) {
+        let deadline = tokio::time::Instant::now() + WAIT;
+        loop {
+            let value = self.metric(series).await;
+            if value.is_some_and(&ok) {
+                return;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "timed out waiting for {what} ({series} = {value:?})\n{}",
+                self.discord.summary()
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
         }
+    }
+
+    fn say(&self, text: &str) {
+        self.discord.user_says(
+            self.user,
+            self.channel,
+            &format!("<@{}> {text}", self.bot_id),
+        );
     }
 }
 
-/// The scenario the dashboard is checked against. Prometheus scrapes the bot's real `/metrics`
-/// (the process-wide registry the bot's parts record into) and the operator's real `/metrics`
-/// router, labelled as the ServiceMonitors label them in a cluster.
+/// The scenario the dashboard is checked against: Prometheus scrapes the real `ollama-mcp-bot
+/// run` process (Discord double, Ollama double, real memory MCP server) and the operator's real
+/// `/metrics` router, labelled as the ServiceMonitors label them in a cluster.
 ///
 /// Two rounds of work with a scrape after each: `rate()` needs a counter to change between two
 /// scrapes of the same series, and a labelled series only appears at its first event.
-///
-/// The lead's end-to-end scenario plugs in here: drive the rounds through `ollama-mcp-bot run`
-/// (Discord double → engine → Ollama double → real MCP servers) and scrape that process instead
-/// of the in-process registry; [`discord_round`] then goes away.
 async fn drive_bot_and_scrape() -> Scraped {
     let _ = rustls::crypto::ring::default_provider().install_default();
-    let bot = BotParts::start().await;
-    let ready = ollama_mcp_bot::metrics::Readiness::default();
-    ready.set(true);
-    let (bot_addr, bot_server) = serve(ollama_mcp_bot::metrics::router(ready)).await;
+    let bot = BotRun::start().await;
     let operator_metrics = Arc::new(ollama_mcp_operator::metrics::Metrics::default());
     let state = ollama_mcp_operator::http::HttpState {
         metrics: operator_metrics.clone(),
@@ -296,7 +362,7 @@ async fn drive_bot_and_scrape() -> Scraped {
     let (op_addr, op_server) = serve(ollama_mcp_operator::http::router(state)).await;
 
     let prometheus = Prometheus::start(&[
-        ScrapeTarget::new(BOT_JOB, bot_addr)
+        ScrapeTarget::new(BOT_JOB, bot.metrics)
             .label("namespace", BOT_NAMESPACE)
             .label("bot", BOT_NAME),
         ScrapeTarget::new(OPERATOR_JOB, op_addr).label("namespace", "ollama-mcp-system"),
@@ -313,8 +379,7 @@ async fn drive_bot_and_scrape() -> Scraped {
         .expect("the operator is scraped");
 
     for round in 0..2 {
-        conversation_round(&bot, round).await;
-        discord_round(round);
+        bot_round(&bot, round).await;
         operator_round(&operator_metrics);
         prometheus
             .wait_for_fresh_scrape(BOT_JOB, WAIT)
@@ -325,83 +390,90 @@ async fn drive_bot_and_scrape() -> Scraped {
             .await
             .expect("a scrape after the operator's round");
     }
+    let bot_metrics = bot.metrics;
     Scraped {
         prometheus,
-        bot_metrics: bot_addr,
-        servers: vec![bot_server, op_server],
+        bot_metrics,
+        servers: vec![op_server],
         _bot: bot,
     }
 }
 
-/// Real work: a turn in which the model calls a memory tool and then answers, a turn whose model
-/// stream breaks, and (in the first round) a crash of the memory server that the hub restarts.
-async fn conversation_round(bot: &BotParts, round: u32) {
+/// One round in Discord: a question the model answers after a memory tool call; a question whose
+/// model stream breaks (the user gets an error), answered through a forced 429; and, in the first
+/// round, a gateway RECONNECT and a crash of the memory server that the bot restarts.
+async fn bot_round(bot: &BotRun, round: u32) {
+    let n = f64::from(round + 1);
     let entity = json!({"entities": [{"name": format!("otter-{round}"), "entityType": "animal", "observations": ["holds hands while sleeping"]}]});
     bot.ollama
         .push_reply(Reply::tool_call("memory__create_entities", entity));
     bot.ollama
         .push_reply(Reply::text("I will remember that otters hold hands."));
-    let session = format!("guild:1:user:{round}");
-    let done = bot
-        .engine
-        .turn(
-            TurnRequest::new(&session, "Remember: otters hold hands."),
-            &Silent,
-        )
-        .await;
-    let done = done.expect("the tool-calling turn completes");
-    assert_eq!(done.tool_calls, 1, "the model's tool call ran");
+    bot.say("remember that otters hold hands");
+    bot.wait_metric(
+        "an answered message",
+        r#"ollama_mcp_bot_messages_total{outcome="answered"}"#,
+        |v| v >= n,
+    )
+    .await;
+    bot.wait_metric(
+        "the memory tool call",
+        r#"ollama_mcp_bot_tool_calls_total{server="memory",tool="create_entities",outcome="ok"}"#,
+        |v| v >= n,
+    )
+    .await;
 
+    bot.discord
+        .force_429("create_message", 1, Duration::from_millis(200));
     bot.ollama.push_reply(Reply::ErrorMidStream {
         after_chunks: 2,
         message: "llama runner process has terminated".into(),
     });
-    let failed = bot
-        .engine
-        .turn(TurnRequest::new(&session, "And what else?"), &Silent)
-        .await;
-    assert!(failed.is_err(), "a broken model stream fails the turn");
+    bot.say("and what else do you know?");
+    bot.wait_metric(
+        "a failed message",
+        r#"ollama_mcp_bot_messages_total{outcome="error"}"#,
+        |v| v >= n,
+    )
+    .await;
+    bot.wait_metric(
+        "a Discord 429",
+        r#"ollama_mcp_bot_discord_rate_limited_total{route="create_message"}"#,
+        |v| v >= n,
+    )
+    .await;
 
     if round == 0 {
-        let pid = bot
-            .hub
-            .server_pid("memory")
-            .expect("the memory server's pid");
-        servers::kill_hard(pid);
-        let back = servers::wait_until(WAIT, || {
-            bot.hub.server_pid("memory").is_some_and(|p| p != pid)
-                && bot
-                    .hub
-                    .status()
-                    .iter()
-                    .all(|s| s.state == ServerState::Ready)
-        })
+        bot.discord.force_reconnect();
+        bot.wait_metric(
+            "a gateway reconnect",
+            "ollama_mcp_bot_gateway_reconnects_total",
+            |v| v >= 1.0,
+        )
         .await;
-        assert!(
-            back,
-            "the hub restarted the memory server: {:?}",
-            bot.hub.status()
-        );
+        let bot_pid = bot.process.id().expect("the bot runs");
+        for pid in servers::descendants(bot_pid) {
+            servers::kill_hard(pid);
+        }
+        bot.wait_metric(
+            "the memory server's restart",
+            r#"ollama_mcp_bot_mcp_server_restarts_total{server="memory"}"#,
+            |v| v >= 1.0,
+        )
+        .await;
+        bot.wait_metric(
+            "the memory server up again",
+            r#"ollama_mcp_bot_mcp_server_up{server="memory"}"#,
+            |v| v == 1.0,
+        )
+        .await;
+        bot.wait_metric(
+            "a gateway latency",
+            "ollama_mcp_bot_gateway_latency_seconds",
+            |v| v > 0.0,
+        )
+        .await;
     }
-}
-
-/// The Discord adapter's share of the metrics, recorded through the bot's metrics API as the
-/// adapter records it: messages received and their outcomes, the queue, REST requests with a
-/// 429, gateway latency and a reconnect.
-///
-/// A stand-in until the `run` scenario drives the real adapter against the Discord double; the
-/// events listed are what that scenario must produce for every Discord panel to show data.
-fn discord_round(round: u32) {
-    let m = ollama_mcp_bot::metrics::metrics();
-    m.messages_received.inc_by(2);
-    m.queue_depth.set(i64::from(round));
-    m.record_message("answered");
-    m.record_message("error");
-    m.record_discord_request("create_message", 200);
-    m.record_discord_request("edit_message", 200);
-    m.record_discord_request("edit_message", 429);
-    m.gateway_latency_seconds.set(0.042);
-    m.gateway_reconnects.inc();
 }
 
 /// The operator's metrics as its controller records them: two reconciliations, one failing at
