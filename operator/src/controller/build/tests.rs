@@ -757,7 +757,10 @@ fn service_monitor_selects_the_metrics_service() {
     assert_eq!(sm["kind"], json!("ServiceMonitor"));
     assert_eq!(
         sm["spec"]["endpoints"],
-        json!([{"port": "metrics", "path": "/metrics", "interval": "30s"}])
+        json!([{"port": "metrics", "path": "/metrics", "interval": "30s", "relabelings": [{
+            "sourceLabels": ["__meta_kubernetes_service_label_app_kubernetes_io_instance"],
+            "targetLabel": "bot",
+        }]}])
     );
     let selector = &sm["spec"]["selector"]["matchLabels"];
     let svc_labels = serde_json::to_value(&c.metrics_service.metadata.labels).unwrap();
