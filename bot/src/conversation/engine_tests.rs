@@ -427,3 +427,56 @@ async fn session_model_choice_is_checked_and_persisted() {
         "the session's own choice wins over a place default"
     );
 }
+
+/// Ollama's `prompt_eval_count` covers the offered tools as well as the messages; the learned
+/// tokens-per-character ratio must not charge the tools' share to the messages (it would make
+/// history look several times its real size and trim it far too early).
+#[tokio::test]
+async fn calibration_counts_the_offered_tools() {
+    /// Reports one prompt token per 4 characters of everything in the request, tools included.
+    struct Counting;
+    #[async_trait::async_trait]
+    impl ChatModel for Counting {
+        async fn chat(&self, r: ChatRequest) -> Result<ChatStream, LlmError> {
+            let messages: usize = r.messages.iter().map(|m| m.content.len()).sum();
+            let tools: usize = r
+                .tools
+                .iter()
+                .map(|t| t.name.len() + t.description.len() + t.parameters.to_string().len())
+                .sum();
+            let usage = Usage {
+                prompt_tokens: u32::try_from((messages + tools) / 4).unwrap_or(u32::MAX),
+                completion_tokens: 1,
+                ..Usage::default()
+            };
+            let events = vec![
+                Ok(ChatEvent::Content("ok".into())),
+                Ok(ChatEvent::Done {
+                    usage,
+                    done_reason: None,
+                }),
+            ];
+            Ok(Box::pin(futures::stream::iter(events)))
+        }
+        async fn list_models(&self) -> Result<Vec<ModelSummary>, LlmError> {
+            Ok(vec![])
+        }
+        async fn show(&self, _m: &str) -> Result<ModelDetails, LlmError> {
+            Ok(ModelDetails::default())
+        }
+    }
+    let e = Engine::new(
+        Arc::new(Counting),
+        Arc::new(KvTools::default()),
+        Store::open(":memory:").expect("store"),
+        &BotConfig::default(),
+    );
+    e.turn(TurnRequest::new("s", "a".repeat(200)), &Silent)
+        .await
+        .expect("turn");
+    let ratio = e.tokens_per_char("llama3.2");
+    assert!(
+        (0.2..=0.3).contains(&ratio),
+        "learned {ratio} tokens per character; the model counts 0.25"
+    );
+}

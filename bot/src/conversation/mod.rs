@@ -261,6 +261,9 @@ impl Engine {
             .map(compact_tool)
             .collect();
         let tool_names: Vec<&str> = tools.iter().map(|t| t.name.as_str()).collect();
+        // Ollama counts the offered tools in prompt_eval_count too; leaving them out of the
+        // characters would make every message look several times its real token cost.
+        let tools_chars: usize = tools.iter().map(tool_chars).sum();
 
         // Messages of this turn: the user's, then each round's assistant and tool messages.
         let mut turn_messages = vec![ChatMessage::user(request.text.clone())];
@@ -289,7 +292,8 @@ impl Engine {
                     tokens_per_char,
                 },
             );
-            let prompt_chars: usize = messages.iter().map(message_chars).sum();
+            let prompt_chars: usize =
+                tools_chars + messages.iter().map(message_chars).sum::<usize>();
             let chat_request = ChatRequest {
                 model: model.clone(),
                 messages,
@@ -518,6 +522,11 @@ fn message_chars(m: &ChatMessage) -> usize {
             .iter()
             .map(|c| c.function.name.len() + c.function.arguments.to_string().len())
             .sum::<usize>()
+}
+
+/// Characters a tool definition adds to the prompt (its name, description and schema).
+fn tool_chars(t: &ToolSpec) -> usize {
+    t.name.len() + t.description.len() + t.parameters.to_string().len()
 }
 
 fn add_usage(a: Usage, b: Usage) -> Usage {

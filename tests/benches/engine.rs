@@ -1,0 +1,96 @@
+//! The engine benchmarks of issue 2 (figures and how to read them: docs/BENCHMARKS.md).
+//!
+//! ```text
+//! cargo build --release -p ollama-mcp-bot
+//! cargo bench -p ollama-mcp-tests --bench engine                 # everything (~5 min)
+//! cargo bench -p ollama-mcp-tests --bench engine -- cpu prompt   # some sections
+//! cargo bench -p ollama-mcp-tests --bench engine -- --quick      # fewer repetitions
+//! ```
+//!
+//! Sections: `startup` (target 1), `cpu` (target 2), `prompt` (target 3), `memory` (target 4).
+//! The Ollama double runs as its own process (`ollama-double`), the MCP servers are the real
+//! ones installed by scripts/setup-test-deps.sh, and `chat` is the release binary. A figure that
+//! misses its target is reported, not hidden; a broken measurement (wrong reply, a tool result
+//! not sent in full) fails the run.
+
+use std::time::Duration;
+
+#[path = "engine/cpu.rs"]
+mod cpu;
+#[path = "engine/memory.rs"]
+mod memory;
+#[path = "engine/prompt.rs"]
+mod prompt;
+#[path = "engine/startup.rs"]
+mod startup;
+#[path = "engine/support.rs"]
+mod support;
+
+const SECTIONS: [&str; 4] = ["startup", "cpu", "prompt", "memory"];
+
+fn main() -> anyhow::Result<()> {
+    // reqwest and rmcp's HTTP client share rustls; it needs one process-wide provider.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    // `cargo bench` passes `--bench`; other flags are ours.
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let quick = args.iter().any(|a| a == "--quick");
+    let unknown: Vec<&String> = args
+        .iter()
+        .filter(|a| !a.starts_with("--") && !SECTIONS.contains(&a.as_str()))
+        .collect();
+    anyhow::ensure!(
+        unknown.is_empty(),
+        "unknown section(s) {unknown:?}; the sections are {SECTIONS:?}"
+    );
+    let chosen: Vec<&str> = args
+        .iter()
+        .filter(|a| SECTIONS.contains(&a.as_str()))
+        .map(String::as_str)
+        .collect();
+    let wanted = |s: &str| chosen.is_empty() || chosen.contains(&s);
+
+    // The same runtime as `ollama-mcp-bot chat` (bot/src/main.rs), so the engine runs as it
+    // does there.
+    let runtime = tokio::runtime::Runtime::new()?;
+    runtime.block_on(async {
+        support::note(&format!(
+            "# Engine benchmarks (issue 2){}\n\nmachine: {} CPUs, load average {}",
+            if quick { " — quick run" } else { "" },
+            std::thread::available_parallelism().map_or(0, usize::from),
+            std::fs::read_to_string("/proc/loadavg")
+                .unwrap_or_default()
+                .split_whitespace()
+                .take(3)
+                .collect::<Vec<_>>()
+                .join(" ")
+        ));
+        if wanted("startup") {
+            startup::run(if quick { 2 } else { 7 }).await?;
+        }
+        if wanted("cpu") {
+            let sizes = if quick {
+                cpu::Sizes {
+                    warmup: 10,
+                    batches: 5,
+                    per_batch: 10,
+                    binary_turns: 100,
+                }
+            } else {
+                cpu::Sizes {
+                    warmup: 30,
+                    batches: 20,
+                    per_batch: 10,
+                    binary_turns: 400,
+                }
+            };
+            cpu::run(&sizes).await?;
+        }
+        if wanted("prompt") {
+            prompt::run().await?;
+        }
+        if wanted("memory") {
+            memory::run(Duration::from_secs(if quick { 2 } else { 12 })).await?;
+        }
+        anyhow::Ok(())
+    })
+}
