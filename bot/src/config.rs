@@ -865,6 +865,14 @@ mod tests {
     }
 
     #[test]
+    fn shipped_example_config_is_valid() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/config.example.toml");
+        let c =
+            BotConfig::load_from(Some(&path), Vec::new()).expect("docs/config.example.toml loads");
+        assert_eq!(c.mcp.servers.len(), 4);
+    }
+
+    #[test]
     fn ollama_host_forms() {
         assert_eq!(normalize_ollama_host("0.0.0.0"), "http://127.0.0.1:11434");
         assert_eq!(normalize_ollama_host("box:1234"), "http://box:1234");

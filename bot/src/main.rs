@@ -14,7 +14,7 @@ use ollama_mcp_bot::conversation::Engine;
 use ollama_mcp_bot::llm::OllamaClient;
 use ollama_mcp_bot::mcp::{HubOptions, McpHub};
 use ollama_mcp_bot::store::Store;
-use ollama_mcp_bot::{bridge, metrics, terminal};
+use ollama_mcp_bot::{bridge, discord, metrics, terminal};
 
 #[derive(Parser)]
 #[command(
@@ -233,19 +233,42 @@ async fn run(config: BotConfig) -> anyhow::Result<ExitCode> {
         });
     }
     let (engine, hub) = start_engine(&config).await?;
-    // TEMPORARY until the discord branch lands.
-    let _ = (engine, ready);
+    let result = tokio::select! {
+        result = discord::run(config, engine, hub.clone(), ready) => result,
+        _ = shutdown_signal() => Ok(()),
+    };
     hub.shutdown().await;
-    anyhow::bail!("the Discord adapter is not merged yet")
+    match result {
+        Ok(()) => Ok(ExitCode::SUCCESS),
+        Err(e) => {
+            // Configuration problems (a bad token, missing intents) get their own exit code so
+            // that a crash loop is recognisable; the message says what to fix.
+            eprintln!("error: {e}");
+            Ok(ExitCode::from(u8::try_from(e.exit_code()).unwrap_or(1)))
+        }
+    }
+}
+
+/// SIGTERM (Kubernetes stopping the pod) or Ctrl-C.
+async fn shutdown_signal() {
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        _ = term => {}
+        _ = tokio::signal::ctrl_c() => {}
+    }
 }
 
 async fn run_bridge(listen: SocketAddr, command: Vec<String>) -> anyhow::Result<ExitCode> {
     let (program, args) = command
         .split_first()
         .context("bridge needs the MCP server's command after `--`")?;
-    bridge::serve(listen, program.clone(), args.to_vec(), async {
-        let _ = tokio::signal::ctrl_c().await;
-    })
-    .await?;
+    bridge::serve(listen, program.clone(), args.to_vec(), shutdown_signal()).await?;
     Ok(ExitCode::SUCCESS)
 }

@@ -82,6 +82,7 @@ pub async fn run(engine: Engine, hub: Arc<McpHub>, options: ChatOptions) -> bool
             options.session,
             engine.tools().tools().len()
         );
+        warn_about_model(&engine, &m).await;
     }
     let mut lines = BufReader::new(tokio::io::stdin()).lines();
     let mut all_ok = true;
@@ -140,6 +141,26 @@ pub async fn run(engine: Engine, hub: Arc<McpHub>, options: ChatOptions) -> bool
         }
     }
     all_ok
+}
+
+/// Says up front when the model is missing or cannot call tools, rather than at the first message.
+async fn warn_about_model(engine: &Engine, model: &str) {
+    let check = tokio::time::timeout(
+        std::time::Duration::from_secs(5),
+        engine.chat_model().show(model),
+    )
+    .await;
+    match check {
+        Ok(Ok(details)) if !details.supports("tools") && !engine.tools().tools().is_empty() => {
+            eprintln!(
+                "warning: model {model} does not support tools (capabilities: {}); MCP tools will not be offered successfully. Try a tool-capable model, e.g. llama3.2 or qwen3.",
+                details.capabilities.join(", ")
+            )
+        }
+        Ok(Ok(_)) => {}
+        Ok(Err(e)) => eprintln!("warning: {e}"),
+        Err(_) => eprintln!("warning: Ollama did not answer /api/show within 5 s"),
+    }
 }
 
 enum Flow {

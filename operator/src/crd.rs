@@ -24,6 +24,7 @@ pub const GROUP: &str = "ollama-mcp.io";
     group = "ollama-mcp.io",
     version = "v1alpha1",
     kind = "BotDeployment",
+    doc = "A Discord bot that chats through Ollama models and calls tools on MCP servers; the operator runs it with its MCP servers as sidecars.",
     namespaced,
     shortname = "bd",
     category = "ollama-mcp",
@@ -532,6 +533,7 @@ pub struct BotDeploymentStatus {
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct McpServerStatus {
+    /// Name of the server (as in `spec.mcpServers`).
     pub name: String,
     /// `stdio` (bridged sidecar), `http` (sidecar) or `remote`.
     pub transport: String,
@@ -549,6 +551,7 @@ pub struct McpServerStatus {
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ModelStatus {
+    /// The model, as Ollama names it.
     pub name: String,
     /// Ollama has the model.
     pub present: bool,

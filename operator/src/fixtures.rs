@@ -369,7 +369,7 @@ impl ApiServerVerifier {
         } else {
             serde_json::from_slice(&bytes).unwrap_or(Value::Null)
         };
-        let query = parts.uri.query().map(|q| url_pairs(q)).unwrap_or_default();
+        let query = parts.uri.query().map(url_pairs).unwrap_or_default();
         Received {
             method: parts.method,
             path: parts.uri.path().to_string(),
@@ -601,6 +601,7 @@ pub fn settings(ollama: Option<&FakeOllama>) -> Settings {
             recheck_ready: Duration::from_secs(3600),
         },
         instance: None,
+        concurrency: 0,
     }
 }
 

@@ -42,6 +42,9 @@ pub enum LeaderError {
     Write { name: String, source: kube::Error },
 }
 
+/// What identifies one version of the Lease record: holder, renewTime, resourceVersion.
+type Record = (Option<String>, Option<Timestamp>, Option<String>);
+
 /// One candidate for one Lease.
 pub struct LeaseLock {
     api: Api<Lease>,
@@ -49,7 +52,7 @@ pub struct LeaseLock {
     identity: String,
     timing: LeaseTiming,
     /// The record last seen (holder, renewTime, resourceVersion) and when it was first seen.
-    observed: Option<((Option<String>, Option<Timestamp>, Option<String>), Instant)>,
+    observed: Option<(Record, Instant)>,
 }
 
 impl LeaseLock {

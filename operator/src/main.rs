@@ -8,6 +8,7 @@ use anyhow::Context as _;
 use clap::{Parser, Subcommand, ValueEnum};
 use k8s_openapi::api::coordination::v1::Lease;
 use kube::{Api, Client};
+use ollama_mcp_bot::telemetry;
 use ollama_mcp_operator::controller::{self, Context, Settings};
 use ollama_mcp_operator::http::{self, HttpState};
 use ollama_mcp_operator::leader::{LeaseLock, LeaseTiming};
@@ -33,6 +34,8 @@ enum Command {
     Crd,
     /// Print the MCP server presets as a Markdown table.
     Presets,
+    /// Print the BotDeployment API reference (from the CRD's schema) as Markdown.
+    ApiReference,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -58,6 +61,9 @@ struct RunArgs {
     /// Name of the leader-election Lease.
     #[arg(long, env = "LEASE_NAME", default_value = "ollama-mcp-operator")]
     lease_name: String,
+    /// BotDeployments reconciled at once.
+    #[arg(long, env = "CONCURRENCY", default_value_t = controller::DEFAULT_CONCURRENCY)]
+    concurrency: u16,
     /// Log format.
     #[arg(long, env = "LOG_FORMAT", value_enum, default_value = "text")]
     log_format: LogFormat,
@@ -74,6 +80,7 @@ async fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
         Command::Crd => print(&crd_yaml()),
         Command::Presets => print(&presets::markdown_table()),
+        Command::ApiReference => print(&ollama_mcp_operator::api_reference()),
         Command::Run(args) => run(args).await?,
     }
     Ok(())
@@ -87,19 +94,14 @@ fn print(text: &str) {
     print!("{text}");
 }
 
-/// The tracing subscriber (one small function, to be swapped for the shared telemetry module).
-fn init_tracing(format: LogFormat) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,kube=warn"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter);
-    match format {
-        LogFormat::Text => builder.init(),
-        LogFormat::Json => builder.json().init(),
-    }
-}
-
 async fn run(args: RunArgs) -> anyhow::Result<()> {
-    init_tracing(args.log_format);
+    // Logs on stderr; OpenTelemetry traces when OTEL_EXPORTER_OTLP_ENDPOINT is set.
+    let format = match args.log_format {
+        LogFormat::Text => telemetry::LogFormat::Text,
+        LogFormat::Json => telemetry::LogFormat::Json,
+    };
+    let _telemetry = telemetry::init("ollama-mcp-operator", format, "info,kube=warn")
+        .context("setting up logging and tracing")?;
     let client = Client::try_default().await.context(
         "connecting to the Kubernetes API (in a pod: its service account; outside: $KUBECONFIG)",
     )?;
@@ -128,6 +130,7 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
         bot_image: args.bot_image.filter(|i| !i.trim().is_empty()),
         ollama_url_override: args.ollama_url_override,
         instance: std::env::var("POD_NAME").ok(),
+        concurrency: args.concurrency,
         ..Default::default()
     };
     if settings.bot_image.is_none() {

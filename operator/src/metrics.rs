@@ -47,12 +47,9 @@ impl Default for Metrics {
         let m = Self {
             reconciliations: Counter::default(),
             reconcile_errors: Family::default(),
-            reconcile_duration: Histogram::new(
-                [
-                    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
-                ]
-                .into_iter(),
-            ),
+            reconcile_duration: Histogram::new([
+                0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+            ]),
             managed_objects: Family::default(),
             bot_deployments: Gauge::default(),
             invalid_specs: Counter::default(),

@@ -31,8 +31,8 @@ fn crds_directory_holds_the_generated_crd() {
     let on_disk = std::fs::read_to_string(&path).unwrap_or_default();
     assert!(
         on_disk == crd_yaml(),
-        "{} differs from the CRD generated from operator/src/crd.rs; regenerate it with\n  \
-         cargo run -p ollama-mcp-operator -- crd > crds/botdeployments.ollama-mcp.io.yaml",
+        "{} differs from the CRD generated from operator/src/crd.rs; regenerate it (and its copies in \
+         the chart and manifests/install) with\n  scripts/sync-crds.sh --generate",
         path.display()
     );
 }

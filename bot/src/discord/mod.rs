@@ -1,1 +1,605 @@
-//! (being written)
+//! The Discord adapter: serenity for the gateway, poise for commands, and a paced REST client of
+//! our own for everything the bot writes. [`run`] is the body of `ollama-mcp-bot run`.
+//!
+//! - [`token`]: the token from `DISCORD_TOKEN` / `DISCORD_TOKEN_FILE`, watched for rotation.
+//! - [`rest`]: replies, streamed edits, typing and interaction responses, paced by Discord's
+//!   rate-limit headers and 429s.
+//! - [`stream`], [`split`]: streamed replies split at 2000 characters without breaking code.
+//! - [`session`], [`access`], [`fair_use`], [`settings`]: who is answered, in which conversation,
+//!   whether they may, how often, and the per-guild settings admins change.
+//! - [`handler`], [`commands`], [`approval`]: events, commands, tool-approval buttons.
+
+pub mod access;
+pub mod approval;
+pub mod commands;
+pub mod fair_use;
+pub mod handler;
+pub mod rest;
+pub mod session;
+pub mod settings;
+pub mod split;
+pub mod stream;
+pub mod token;
+
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use poise::serenity_prelude as serenity;
+use tokio::sync::watch;
+use tracing::{info, warn};
+
+use crate::config::BotConfig;
+use crate::conversation::Engine;
+use crate::mcp::McpHub;
+use crate::metrics::{Readiness, metrics};
+use crate::store::StoreError;
+
+use access::Who;
+use approval::Approvals;
+use fair_use::{Gate, UserLimiter};
+use rest::{DiscordRest, RestError, Target};
+use session::Place;
+use token::{Token, TokenError, TokenSource};
+
+/// Exit code of `ollama-mcp-bot run` when Discord refuses the token: restarting will not help.
+pub const EXIT_INVALID_TOKEN: i32 = 2;
+
+/// Why the Discord bot stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error("{0}")]
+    Token(#[from] TokenError),
+    #[error(
+        "Discord refused the bot token (401 Unauthorized / gateway close 4004): copy the token again from the Bot page of your application in the Discord developer portal"
+    )]
+    InvalidToken,
+    #[error(
+        "Discord refused the gateway intents: enable the MESSAGE CONTENT intent on the Bot page of your application in the Discord developer portal"
+    )]
+    DisallowedIntents,
+    #[error("talking to Discord at {api_base}: {source}")]
+    Rest { api_base: String, source: RestError },
+    #[error("Discord gateway: {0}")]
+    Gateway(String),
+}
+
+impl RunError {
+    /// The process exit code for this error: [`EXIT_INVALID_TOKEN`] for configuration problems
+    /// that a restart cannot fix, 1 otherwise.
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            RunError::Token(_) | RunError::InvalidToken | RunError::DisallowedIntents => {
+                EXIT_INVALID_TOKEN
+            }
+            _ => 1,
+        }
+    }
+}
+
+/// Messages remembered for de-duplication (a resumed gateway may deliver one twice).
+const SEEN_CAPACITY: usize = 4096;
+
+#[derive(Default)]
+struct Seen {
+    order: VecDeque<u64>,
+    set: HashSet<u64>,
+}
+
+/// The bot's shared state: what every event and command needs.
+pub struct Bot {
+    pub(crate) config: BotConfig,
+    pub(crate) engine: Engine,
+    pub(crate) hub: Arc<McpHub>,
+    pub(crate) rest: Arc<DiscordRest>,
+    pub(crate) lists: access::Lists,
+    pub(crate) limiter: UserLimiter,
+    pub(crate) gate: Gate,
+    pub(crate) approvals: Arc<Approvals>,
+    pub(crate) started: Instant,
+    ready: Readiness,
+    bot_id: AtomicU64,
+    readies: AtomicU64,
+    seen: Mutex<Seen>,
+    /// Channel id → the parent channel for threads (None: not a thread).
+    threads: Mutex<HashMap<u64, Option<u64>>>,
+    /// Deferred interactions whose "thinking…" message has not been filled yet.
+    unfilled: Mutex<HashSet<u64>>,
+}
+
+impl Bot {
+    fn new(
+        config: BotConfig,
+        engine: Engine,
+        hub: Arc<McpHub>,
+        rest: Arc<DiscordRest>,
+        ready: Readiness,
+    ) -> Self {
+        let d = &config.discord;
+        Self {
+            lists: access::Lists::from_config(&d.access),
+            limiter: UserLimiter::new(&d.rate_limit),
+            gate: Gate::new(d.rate_limit.max_concurrent_per_guild, d.max_queue),
+            approvals: Arc::new(Approvals::new(Duration::from_secs(
+                d.approval_timeout_secs.max(1),
+            ))),
+            started: Instant::now(),
+            ready,
+            bot_id: AtomicU64::new(0),
+            readies: AtomicU64::new(0),
+            seen: Mutex::new(Seen::default()),
+            threads: Mutex::new(HashMap::new()),
+            unfilled: Mutex::new(HashSet::new()),
+            config,
+            engine,
+            hub,
+            rest,
+        }
+    }
+
+    pub fn bot_id(&self) -> u64 {
+        self.bot_id.load(Ordering::Relaxed)
+    }
+
+    /// True the first time a message id is seen.
+    fn first_time(&self, id: u64) -> bool {
+        let mut seen = self.seen.lock().unwrap_or_else(|p| p.into_inner());
+        if !seen.set.insert(id) {
+            return false;
+        }
+        seen.order.push_back(id);
+        if seen.order.len() > SEEN_CAPACITY
+            && let Some(old) = seen.order.pop_front()
+        {
+            seen.set.remove(&old);
+        }
+        true
+    }
+
+    fn remember_channel(&self, channel: u64, parent: Option<u64>) {
+        self.threads
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(channel, parent);
+    }
+
+    fn parent_of(&self, channel: u64) -> Option<u64> {
+        self.threads
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&channel)
+            .copied()
+            .flatten()
+    }
+
+    /// Where a message was written: a DM, a thread (looked up once per channel), or a channel.
+    async fn place(
+        &self,
+        http: &serenity::Http,
+        guild: Option<u64>,
+        channel: serenity::ChannelId,
+        user: u64,
+    ) -> Place {
+        if guild.is_none() {
+            return Place::Dm { user };
+        }
+        let known = self
+            .threads
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&channel.get())
+            .copied();
+        let parent = match known {
+            Some(p) => p,
+            None => {
+                let parent = match http.get_channel(channel).await {
+                    Ok(serenity::Channel::Guild(c)) if is_thread(c.kind) => {
+                        c.parent_id.map(|p| p.get())
+                    }
+                    Ok(_) => None,
+                    Err(e) => {
+                        warn!(error = %e, channel = channel.get(), "looking up the channel failed; treating it as a plain channel");
+                        return Place::Channel {
+                            channel: channel.get(),
+                            user,
+                        };
+                    }
+                };
+                self.remember_channel(channel.get(), parent);
+                parent
+            }
+        };
+        match parent {
+            Some(_) => Place::Thread {
+                thread: channel.get(),
+            },
+            None => Place::Channel {
+                channel: channel.get(),
+                user,
+            },
+        }
+    }
+
+    fn who(
+        &self,
+        guild: Option<u64>,
+        channel: u64,
+        user: u64,
+        roles: Option<&[serenity::RoleId]>,
+        place: Place,
+    ) -> Who {
+        let parent_channel = match place {
+            Place::Thread { .. } => self.parent_of(channel),
+            _ => None,
+        };
+        Who {
+            user,
+            roles: roles
+                .map(|r| r.iter().map(|r| r.get()).collect())
+                .unwrap_or_default(),
+            guild,
+            channel,
+            parent_channel,
+        }
+    }
+
+    /// Trigger words that apply in `guild`: the configured ones and the guild's own.
+    async fn triggers(&self, guild: Option<u64>) -> Result<Vec<String>, StoreError> {
+        let mut t = self.config.discord.triggers.clone();
+        if let Some(g) = guild {
+            t.extend(settings::guild_triggers(self.engine.store(), g).await?);
+        }
+        Ok(t)
+    }
+
+    /// Posts a short message (split if needed); failures are logged.
+    async fn say(&self, target: &Target, text: &str) {
+        for (i, piece) in split::split_message(text, split::DISCORD_LIMIT)
+            .iter()
+            .enumerate()
+        {
+            if let Err(e) = self.rest.post(target, i == 0, piece, None).await {
+                warn!(error = %e, "sending a reply failed");
+                return;
+            }
+        }
+    }
+
+    fn mark_original_unfilled(&self, interaction: u64) {
+        let mut u = self.unfilled.lock().unwrap_or_else(|p| p.into_inner());
+        if u.len() > 1024 {
+            u.clear();
+        }
+        u.insert(interaction);
+    }
+
+    fn mark_original_filled(&self, interaction: u64) {
+        self.unfilled
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&interaction);
+    }
+
+    /// Whether the deferred response still needs filling (and marks it filled).
+    fn take_original_unfilled(&self, interaction: u64) -> bool {
+        self.unfilled
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&interaction)
+    }
+}
+
+fn is_thread(kind: serenity::ChannelType) -> bool {
+    matches!(
+        kind,
+        serenity::ChannelType::PublicThread
+            | serenity::ChannelType::PrivateThread
+            | serenity::ChannelType::NewsThread
+    )
+}
+
+/// Gateway intents: guild and direct messages, and MESSAGE_CONTENT for triggers and commands.
+pub fn intents() -> serenity::GatewayIntents {
+    serenity::GatewayIntents::GUILDS
+        | serenity::GatewayIntents::GUILD_MESSAGES
+        | serenity::GatewayIntents::DIRECT_MESSAGES
+        | serenity::GatewayIntents::MESSAGE_CONTENT
+}
+
+fn is_discord_com(api_base: &str) -> bool {
+    let host = api_base
+        .split("://")
+        .nth(1)
+        .unwrap_or(api_base)
+        .split(['/', ':'])
+        .next()
+        .unwrap_or("");
+    host == "discord.com" || host.ends_with(".discord.com")
+}
+
+/// Serves Discord until the process is told to stop (the caller serves `/metrics` and `/readyz`
+/// with `ready`, which turns true on READY): connects, answers, and reconnects with a new
+/// token when the token file changes. Returns `Err` with [`RunError::exit_code`] 2 when Discord
+/// refuses the token (at start, or later with a token that cannot rotate).
+pub async fn run(
+    config: BotConfig,
+    engine: Engine,
+    hub: Arc<McpHub>,
+    ready: Readiness,
+) -> Result<(), RunError> {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let source = TokenSource::from_env()?;
+    let token = source.load()?;
+    let api_base = config.discord.api_base.clone();
+    let rest = Arc::new(
+        DiscordRest::new(&api_base, token.clone()).map_err(|source| RunError::Rest {
+            api_base: api_base.clone(),
+            source,
+        })?,
+    );
+    // The commonest mistake is a wrong token: check it before anything else.
+    let (bot_id, bot_name) = match rest.current_user().await {
+        Ok(me) => me,
+        Err(RestError::Unauthorized) => return Err(RunError::InvalidToken),
+        Err(source) => return Err(RunError::Rest { api_base, source }),
+    };
+    info!(bot = %bot_name, id = bot_id, api_base = %api_base, "Discord accepted the token");
+    let bot = Arc::new(Bot::new(
+        config,
+        engine,
+        hub.clone(),
+        rest.clone(),
+        ready.clone(),
+    ));
+    bot.bot_id.store(bot_id, Ordering::Relaxed);
+
+    let (token_tx, mut token_rx) = watch::channel(token.clone());
+    // Without a token file the sender stays here, unused: the token never changes.
+    let _fixed_token = match &source {
+        TokenSource::File(path) => {
+            tokio::spawn(token::watch_file(
+                path.clone(),
+                token.clone(),
+                token_tx,
+                token::WATCH_INTERVAL,
+            ));
+            None
+        }
+        TokenSource::Env => Some(token_tx),
+    };
+    let mut current = token;
+    let result = loop {
+        let mut client = match client(&bot, &current, &api_base).await {
+            Ok(c) => c,
+            Err(e) => break Err(e),
+        };
+        let shards = client.shard_manager.clone();
+        let latency = tokio::spawn(watch_latency(shards.clone()));
+        let outcome = tokio::select! {
+            r = client.start_autosharded() => Outcome::Ended(r),
+            changed = token_rx.changed() => match changed {
+                Ok(()) => Outcome::Rotated,
+                Err(_) => Outcome::Ended(Ok(())),
+            },
+            () = shutdown_signal() => Outcome::Shutdown,
+        };
+        latency.abort();
+        match outcome {
+            Outcome::Rotated => {
+                let new = token_rx.borrow_and_update().clone();
+                info!("reconnecting to Discord with the rotated token");
+                ready.set(false);
+                shards.shutdown_all().await;
+                rest.set_token(new.clone());
+                metrics().gateway_reconnects.inc();
+                current = new;
+            }
+            Outcome::Shutdown => {
+                info!("shutting down");
+                shards.shutdown_all().await;
+                break Ok(());
+            }
+            Outcome::Ended(Ok(())) => break Ok(()),
+            Outcome::Ended(Err(serenity::Error::Gateway(
+                serenity::GatewayError::InvalidAuthentication,
+            ))) => {
+                ready.set(false);
+                if !source.rotates() {
+                    break Err(RunError::InvalidToken);
+                }
+                warn!("Discord refused the token; waiting for DISCORD_TOKEN_FILE to change");
+                tokio::select! {
+                    changed = token_rx.changed() => if changed.is_err() { break Err(RunError::InvalidToken) },
+                    () = shutdown_signal() => break Ok(()),
+                }
+                let new = token_rx.borrow_and_update().clone();
+                rest.set_token(new.clone());
+                current = new;
+            }
+            Outcome::Ended(Err(serenity::Error::Gateway(
+                serenity::GatewayError::DisallowedGatewayIntents
+                | serenity::GatewayError::InvalidGatewayIntents,
+            ))) => break Err(RunError::DisallowedIntents),
+            Outcome::Ended(Err(e)) => break Err(RunError::Gateway(e.to_string())),
+        }
+    };
+    ready.set(false);
+    hub.shutdown().await;
+    result
+}
+
+enum Outcome {
+    Ended(Result<(), serenity::Error>),
+    Rotated,
+    Shutdown,
+}
+
+/// SIGTERM (Kubernetes) or Ctrl-C.
+async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        let term = async {
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(mut s) => {
+                    s.recv().await;
+                }
+                Err(_) => std::future::pending::<()>().await,
+            }
+        };
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            () = term => {}
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+/// Reports the shards' heartbeat latency as `gateway_latency_seconds`.
+async fn watch_latency(shards: Arc<serenity::ShardManager>) {
+    loop {
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        let latency = {
+            let runners = shards.runners.lock().await;
+            runners.values().filter_map(|r| r.latency).max()
+        };
+        if let Some(l) = latency {
+            metrics().gateway_latency_seconds.set(l.as_secs_f64());
+        }
+    }
+}
+
+/// A serenity client with the poise framework, for one token.
+async fn client(
+    bot: &Arc<Bot>,
+    token: &Token,
+    api_base: &str,
+) -> Result<serenity::Client, RunError> {
+    let mut options = poise::FrameworkOptions {
+        commands: commands::all(),
+        on_error: commands::on_error,
+        command_check: Some(|ctx| Box::pin(commands::command_check(ctx))),
+        event_handler: |framework, event| Box::pin(on_event(framework, event)),
+        allowed_mentions: Some(
+            serenity::CreateAllowedMentions::new()
+                .empty_users()
+                .empty_roles()
+                .replied_user(true),
+        ),
+        initialize_owners: false,
+        ..Default::default()
+    };
+    options.prefix_options = poise::PrefixFrameworkOptions {
+        prefix: Some(bot.config.discord.command_prefix.clone().into()),
+        // Mentions are conversations, not commands.
+        mention_as_prefix: false,
+        case_insensitive_commands: true,
+        ignore_bots: true,
+        execute_self_messages: false,
+        ..Default::default()
+    };
+    let data = bot.clone();
+    let framework = poise::Framework::builder()
+        .options(options)
+        .setup(move |ctx, ready, framework| {
+            Box::pin(async move {
+                if let Err(e) = poise::builtins::register_globally(&ctx.http, &framework.options().commands).await {
+                    warn!(error = %e, "registering slash commands failed; prefix commands still work");
+                } else {
+                    info!(commands = framework.options().commands.len(), "slash commands registered");
+                }
+                let _ = ready;
+                Ok(data)
+            })
+        })
+        .build();
+    let mut http = serenity::HttpBuilder::new(token.expose());
+    if !is_discord_com(api_base) {
+        // serenity uses a proxy only with its own limiter off; our REST client paces by headers.
+        http = http
+            .proxy(api_base.trim_end_matches('/'))
+            .ratelimiter_disabled(true);
+    }
+    serenity::ClientBuilder::new_with_http(http.build(), intents())
+        .framework(framework)
+        .await
+        .map_err(|e| RunError::Gateway(e.to_string()))
+}
+
+async fn on_event(
+    framework: poise::FrameworkContext<'_, Arc<Bot>, commands::CommandError>,
+    event: &serenity::FullEvent,
+) -> Result<(), commands::CommandError> {
+    let bot = framework.user_data;
+    let ctx = framework.serenity_context;
+    match event {
+        serenity::FullEvent::Ready { data_about_bot } => {
+            bot.bot_id
+                .store(data_about_bot.user.id.get(), Ordering::Relaxed);
+            bot.rest
+                .set_application_id(data_about_bot.application.id.get());
+            if bot.readies.fetch_add(1, Ordering::AcqRel) > 0 {
+                metrics().gateway_reconnects.inc();
+            }
+            bot.ready.set(true);
+            info!(
+                guilds = data_about_bot.guilds.len(),
+                "connected to the Discord gateway"
+            );
+        }
+        serenity::FullEvent::Resume { .. } => {
+            metrics().gateway_reconnects.inc();
+            info!("resumed the Discord gateway session");
+        }
+        serenity::FullEvent::GuildCreate { guild, .. } => {
+            for c in guild.channels.keys() {
+                bot.remember_channel(c.get(), None);
+            }
+            for t in &guild.threads {
+                bot.remember_channel(t.id.get(), t.parent_id.map(|p| p.get()).or(Some(0)));
+            }
+        }
+        serenity::FullEvent::ThreadCreate { thread } => {
+            bot.remember_channel(
+                thread.id.get(),
+                thread.parent_id.map(|p| p.get()).or(Some(0)),
+            );
+        }
+        serenity::FullEvent::Message { new_message } => {
+            handler::on_message(ctx, bot, new_message).await;
+        }
+        serenity::FullEvent::InteractionCreate {
+            interaction: serenity::Interaction::Component(c),
+        } => {
+            handler::on_component(bot, c).await;
+        }
+        _ => {}
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn discord_com_is_recognised() {
+        assert!(is_discord_com("https://discord.com"));
+        assert!(is_discord_com("https://canary.discord.com/"));
+        assert!(!is_discord_com("http://127.0.0.1:3000"));
+        assert!(!is_discord_com("https://discord.com.evil.example"));
+    }
+
+    #[test]
+    fn token_problems_exit_with_2() {
+        assert_eq!(RunError::InvalidToken.exit_code(), EXIT_INVALID_TOKEN);
+        assert_eq!(
+            RunError::Token(TokenError::Missing).exit_code(),
+            EXIT_INVALID_TOKEN
+        );
+        assert_eq!(RunError::Gateway("x".into()).exit_code(), 1);
+    }
+}

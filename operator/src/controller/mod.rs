@@ -96,6 +96,9 @@ pub struct Settings {
     pub model_check: CheckTiming,
     /// `reportingInstance` of events (the pod name).
     pub instance: Option<String>,
+    /// BotDeployments reconciled at once (0: the default, 16). Bounds the operator's memory
+    /// when many objects change together.
+    pub concurrency: u16,
 }
 
 /// Shared state of every reconciliation.
@@ -125,8 +128,13 @@ impl Context {
     }
 }
 
-/// Requeue while something is on its way (a pod starting, a model pulling).
-const REQUEUE_BUSY: Duration = Duration::from_secs(10);
+/// BotDeployments reconciled at once unless configured.
+pub const DEFAULT_CONCURRENCY: u16 = 16;
+
+/// Requeue while a model check (or pull) runs, to show its progress.
+const REQUEUE_MODEL_CHECK: Duration = Duration::from_secs(5);
+/// Requeue after a failed model check, to try again.
+const REQUEUE_MODEL_RETRY: Duration = Duration::from_secs(60);
 /// Requeue when all is well: repairs drift and repeats the model check.
 const REQUEUE_IDLE: Duration = Duration::from_secs(300);
 
@@ -222,14 +230,13 @@ async fn reconcile_inner(bd: &BotDeployment, ctx: &Context) -> Result<Action, Er
         publish(ctx, bd, EventType::Warning, reason, &message).await?;
     }
 
-    let ready = new_status
-        .conditions
-        .iter()
-        .any(|c| c.type_ == status::READY && c.status == "True");
-    Ok(if ready && !model.checking {
-        Action::requeue(REQUEUE_IDLE)
+    // Pods and children report through watches; only the model check needs polling.
+    Ok(if model.checking {
+        Action::requeue(REQUEUE_MODEL_CHECK)
+    } else if model.ready != Some(true) {
+        Action::requeue(REQUEUE_MODEL_RETRY)
     } else {
-        Action::requeue(REQUEUE_BUSY)
+        Action::requeue(REQUEUE_IDLE)
     })
 }
 
@@ -415,17 +422,37 @@ pub async fn run(
     .default_backoff()
     .touched_objects()
     .predicate_filter(predicates::resource_version, Default::default());
-    let pods = watcher(api::<Pod>(&client, ns), owned.clone())
+    // Children and pods only trigger reconciles: their metadata is all the controller needs
+    // from a watch (the owner reference, the instance label), which keeps memory and traffic low.
+    let pods = watcher(api::<PartialObjectMeta<Pod>>(&client, ns), owned.clone())
         .default_backoff()
         .touched_objects();
+    fn children<K>(
+        client: &Client,
+        ns: Option<&str>,
+        cfg: &watcher::Config,
+    ) -> impl futures::Stream<Item = Result<PartialObjectMeta<K>, watcher::Error>> + Send + 'static
+    where
+        K: Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
+            + Clone
+            + serde::de::DeserializeOwned
+            + std::fmt::Debug
+            + Send
+            + Sync
+            + 'static,
+    {
+        watcher(api::<PartialObjectMeta<K>>(client, ns), cfg.clone())
+            .default_backoff()
+            .touched_objects()
+    }
 
     Controller::for_stream(bd_stream, reader)
-        .owns(api::<ConfigMap>(&client, ns), owned.clone())
-        .owns(api::<ServiceAccount>(&client, ns), owned.clone())
-        .owns(api::<Service>(&client, ns), owned.clone())
-        .owns(api::<PersistentVolumeClaim>(&client, ns), owned.clone())
-        .owns(api::<Deployment>(&client, ns), owned.clone())
-        .owns(api::<NetworkPolicy>(&client, ns), owned.clone())
+        .owns_stream(children::<ConfigMap>(&client, ns, &owned))
+        .owns_stream(children::<ServiceAccount>(&client, ns, &owned))
+        .owns_stream(children::<Service>(&client, ns, &owned))
+        .owns_stream(children::<PersistentVolumeClaim>(&client, ns, &owned))
+        .owns_stream(children::<Deployment>(&client, ns, &owned))
+        .owns_stream(children::<NetworkPolicy>(&client, ns, &owned))
         .watches_stream(secrets, move |s| {
             let ns = s.metadata.namespace.clone().unwrap_or_default();
             referencing(
@@ -434,12 +461,18 @@ pub async fn run(
                 &s.metadata.name.clone().unwrap_or_default(),
             )
         })
-        .watches_stream(pods, |p: Pod| {
+        .watches_stream(pods, |p: PartialObjectMeta<Pod>| {
             // Pods belong to ReplicaSets; the instance label names the BotDeployment.
             let name = p.labels().get(INSTANCE).cloned();
             let ns = p.namespace();
             name.zip(ns).map(|(n, ns)| ObjectRef::new(&n).within(&ns))
         })
+        .with_config(kube::runtime::controller::Config::default().concurrency(
+            match ctx.settings.concurrency {
+                0 => DEFAULT_CONCURRENCY,
+                n => n,
+            },
+        ))
         .graceful_shutdown_on(shutdown)
         .run(reconcile, error_policy, ctx)
         .for_each(|res| async move {

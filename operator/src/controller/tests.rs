@@ -142,7 +142,7 @@ async fn minimal_bot_from_first_apply_to_ready() {
     });
     let action = run_reconcile(minimal(), &ctx).await.expect("reconcile");
     let (mut v, deployment, status) = api.await.unwrap();
-    assert_eq!(action, Action::requeue(Duration::from_secs(10)));
+    assert_eq!(action, Action::requeue(Duration::from_secs(5)));
     assert_eq!(
         deployment["spec"]["template"]["spec"]["containers"][0]["name"],
         json!("bot")
@@ -639,7 +639,7 @@ async fn a_model_without_tools_is_named() {
         .await
         .expect("reconcile");
     let (status, v) = api.await.unwrap();
-    assert_eq!(action, Action::requeue(Duration::from_secs(10)));
+    assert_eq!(action, Action::requeue(Duration::from_secs(60)));
     assert_condition(&status, "ModelReady", "False", "ModelLacksTools");
     assert_condition(&status, "Ready", "False", "ModelNotReady");
     let message = condition(&status, "ModelReady")["message"]

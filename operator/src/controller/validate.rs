@@ -129,7 +129,7 @@ pub fn validate(
             format!("`{interval}` is not a duration like `30s` or `1m`"),
         );
     }
-    for (k, _) in &spec.pod_annotations {
+    for k in spec.pod_annotations.keys() {
         if k.starts_with("ollama-mcp.io/") {
             p.add(
                 "spec.podAnnotations",

@@ -12,6 +12,7 @@
     dead_code,
     clippy::unwrap_used,
     clippy::expect_used,
+    clippy::result_large_err,
     reason = "test support"
 )]
 
@@ -100,28 +101,51 @@ pub struct FakeApi {
     events: broadcast::Sender<WatchEvent>,
     /// Whether `monitoring.coreos.com/v1` is served.
     pub service_monitors: bool,
-    /// The CRD's openAPIV3Schema, for CEL validation of BotDeployments.
-    crd_schema: Arc<Value>,
+    /// The CRD's CEL rules, compiled once, for BotDeployment writes (`None`: not checked).
+    cel: Option<Arc<kube_cel::CompiledSchema>>,
 }
+
+/// Events kept for watches that resume from an older resourceVersion; older ones get 410 Gone,
+/// as from the real server, and the client lists again.
+const HISTORY: usize = 4_000;
 
 impl FakeApi {
     pub fn new(service_monitors: bool) -> Self {
         let crd: Value = serde_yaml::from_str(&ollama_mcp_operator::crd_yaml()).unwrap();
-        let (events, _) = broadcast::channel(65_536);
+        let (events, _) = broadcast::channel(4096);
+        let schema = &crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"];
         Self {
             inner: Arc::default(),
             events,
             service_monitors,
-            crd_schema: Arc::new(crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"].clone()),
+            cel: Some(Arc::new(kube_cel::compile_schema(schema))),
         }
     }
 
-    /// A kube client that talks to this server.
-    pub fn client(&self) -> kube::Client {
-        let app = axum::Router::new()
+    /// Stops checking the CRD's CEL rules (the benchmark measures the operator, not them).
+    pub fn without_cel(mut self) -> Self {
+        self.cel = None;
+        self
+    }
+
+    fn router(&self) -> axum::Router {
+        axum::Router::new()
             .fallback(handle)
-            .with_state(self.clone());
-        kube::Client::new(app, "default")
+            .with_state(self.clone())
+    }
+
+    /// A kube client that talks to this server in-process.
+    pub fn client(&self) -> kube::Client {
+        kube::Client::new(self.router(), "default")
+    }
+
+    /// Serves over HTTP on 127.0.0.1 (for a separate operator process); returns the address.
+    pub async fn serve(&self) -> std::net::SocketAddr {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let app = self.router();
+        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+        addr
     }
 
     /// An object by its path parts, as stored.
@@ -144,6 +168,33 @@ impl FakeApi {
             .filter(|((g, p, n, _), _)| g == gv && p == plural && n == ns)
             .map(|(_, v)| v.clone())
             .collect()
+    }
+
+    /// How many objects the server holds.
+    pub fn object_count(&self) -> usize {
+        self.inner.lock().unwrap().objects.len()
+    }
+
+    /// Every change from now on: (plural, namespace, name, event type).
+    pub fn subscribe(
+        &self,
+    ) -> impl futures::Stream<Item = (String, String, String, &'static str)> + Send + 'static {
+        let rx = self.events.subscribe();
+        futures::stream::unfold(rx, |mut rx| async move {
+            loop {
+                match rx.recv().await {
+                    Ok(e) => {
+                        let name = e.object["metadata"]["name"]
+                            .as_str()
+                            .unwrap_or_default()
+                            .to_string();
+                        return Some(((e.plural, e.namespace, name, e.type_), rx));
+                    }
+                    Err(broadcast::error::RecvError::Lagged(_)) => {}
+                    Err(broadcast::error::RecvError::Closed) => return None,
+                }
+            }
+        })
     }
 
     pub fn requests(&self) -> Vec<Req> {
@@ -183,7 +234,7 @@ impl FakeApi {
             object: obj.clone(),
         };
         inner.objects.insert(key, obj.clone());
-        inner.history.push(ev.clone());
+        push_history(inner, ev.clone());
         let _ = self.events.send(ev);
         obj
     }
@@ -200,10 +251,17 @@ impl FakeApi {
             type_: "DELETED",
             object: obj.clone(),
         };
-        inner.history.push(ev.clone());
+        push_history(inner, ev.clone());
         let _ = self.events.send(ev);
         Some(obj)
     }
+}
+
+fn push_history(inner: &mut Inner, ev: WatchEvent) {
+    if inner.history.len() >= HISTORY {
+        inner.history.drain(..HISTORY / 2);
+    }
+    inner.history.push(ev);
 }
 
 struct Target {
@@ -500,7 +558,8 @@ fn check_cel(api: &FakeApi, t: &Target, obj: &Value) -> Result<(), Response> {
     if t.plural != "botdeployments" {
         return Ok(());
     }
-    match kube_cel::Validator::new().validate(&api.crd_schema, obj, None) {
+    let Some(cel) = &api.cel else { return Ok(()) };
+    match kube_cel::Validator::new().validate_compiled(cel, obj, None) {
         Ok(()) => Ok(()),
         Err(errors) => {
             let msg = errors
@@ -557,6 +616,16 @@ fn watch(api: &FakeApi, t: &Target, q: &BTreeMap<String, String>, meta_only: boo
     // event falls between the two and none comes twice.
     let (rx, backlog, last) = {
         let inner = api.inner.lock().unwrap();
+        if from > 0 && inner.history.first().is_some_and(|e| e.rv > from + 1) {
+            return status(
+                410,
+                "Expired",
+                &format!(
+                    "too old resource version: {from} ({})",
+                    inner.history[0].rv - 1
+                ),
+            );
+        }
         let rx = api.events.subscribe();
         let backlog: Vec<WatchEvent> = inner
             .history
@@ -589,7 +658,7 @@ fn watch(api: &FakeApi, t: &Target, q: &BTreeMap<String, String>, meta_only: boo
         Ok::<_, Infallible>(bytes::Bytes::from(bytes))
     };
     let past = {
-        let (wanted, line) = (wanted.clone(), line.clone());
+        let wanted = wanted.clone();
         futures::stream::iter(
             backlog
                 .into_iter()
@@ -598,7 +667,7 @@ fn watch(api: &FakeApi, t: &Target, q: &BTreeMap<String, String>, meta_only: boo
         )
     };
     let live = futures::stream::unfold((rx, last), move |(mut rx, mut last)| {
-        let (wanted, line) = (wanted.clone(), line.clone());
+        let wanted = wanted.clone();
         async move {
             loop {
                 match rx.recv().await {
@@ -609,8 +678,8 @@ fn watch(api: &FakeApi, t: &Target, q: &BTreeMap<String, String>, meta_only: boo
                             return Some((line(&e), (rx, last)));
                         }
                     }
-                    Err(broadcast::error::RecvError::Lagged(_)) => {}
-                    Err(broadcast::error::RecvError::Closed) => return None,
+                    // Fell behind: end the watch; the client resumes from its last event.
+                    Err(_) => return None,
                 }
             }
         }

@@ -42,7 +42,9 @@ fn tool(i: usize) -> String {
 
 fn check_plain(i: usize, r: &TurnResult) -> anyhow::Result<()> {
     ensure!(
-        r.tool_calls == 0 && r.reply.starts_with("echo: Tell me") && r.reply.contains(&i.to_string()),
+        r.tool_calls == 0
+            && r.reply.starts_with("echo: Tell me")
+            && r.reply.contains(&i.to_string()),
         "unexpected plain turn {r:?}"
     );
     Ok(())
@@ -113,7 +115,12 @@ pub async fn run(sizes: &Sizes) -> anyhow::Result<()> {
 
     let hub = McpHub::start(&config.mcp.servers, HubOptions::from_chat(&config.chat)).await;
     for s in hub.status() {
-        ensure!(s.state == ServerState::Ready, "{} did not start: {:?}", s.name, s.state);
+        ensure!(
+            s.state == ServerState::Ready,
+            "{} did not start: {:?}",
+            s.name,
+            s.state
+        );
     }
     let tools = hub.tools().len();
     let engine = Engine::new(
@@ -131,7 +138,11 @@ pub async fn run(sizes: &Sizes) -> anyhow::Result<()> {
     let mut rows = Vec::new();
     for (name, f, target) in [
         ("plain turn", &plain_figures, "< 1 ms"),
-        ("one-tool turn (`everything__echo`)", &tool_figures, "< 2 ms"),
+        (
+            "one-tool turn (`everything__echo`)",
+            &tool_figures,
+            "< 2 ms",
+        ),
     ] {
         let c = summary(&f.cpu);
         let w = summary(&f.wall);
@@ -184,7 +195,12 @@ pub async fn run(sizes: &Sizes) -> anyhow::Result<()> {
             "One `echo` call: McpHub vs a raw rmcp client on another instance of the same server ({} calls each, interleaved in batches of 10)",
             overhead.hub_wall.len()
         ),
-        &["path", "wall median (ms)", "wall p90 (ms)", "our CPU per call, median of batches (ms)"],
+        &[
+            "path",
+            "wall median (ms)",
+            "wall p90 (ms)",
+            "our CPU per call, median of batches (ms)",
+        ],
         &[
             vec![
                 "raw rmcp `call_tool`".into(),
@@ -231,7 +247,10 @@ async fn tool_call_overhead(hub: &McpHub, sizes: &Sizes) -> anyhow::Result<Overh
         let outcome = hub
             .call("everything__echo", json!({"message": format!("m{i}")}))
             .await;
-        ensure!(outcome.kind == OutcomeKind::Ok, "hub echo failed: {outcome:?}");
+        ensure!(
+            outcome.kind == OutcomeKind::Ok,
+            "hub echo failed: {outcome:?}"
+        );
         Ok(())
     };
     const BATCH: usize = 10;
@@ -245,7 +264,9 @@ async fn tool_call_overhead(hub: &McpHub, sizes: &Sizes) -> anyhow::Result<Overh
         hub_cpu: Vec::new(),
         raw_cpu: Vec::new(),
     };
-    let batches = (sizes.batches * sizes.per_batch * 3 / 2).div_ceil(BATCH).max(2);
+    let batches = (sizes.batches * sizes.per_batch * 3 / 2)
+        .div_ceil(BATCH)
+        .max(2);
     for b in 0..batches {
         for which in [b % 2, 1 - b % 2] {
             let before = cpu_time();

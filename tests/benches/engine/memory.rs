@@ -33,7 +33,8 @@ pub async fn run(idle: Duration) -> anyhow::Result<()> {
         "/page.html",
         format!(
             "<html><body><h1>Notes</h1>{}</body></html>",
-            "<p>A paragraph of ordinary text that makes the page about eight kilobytes long.</p>".repeat(100)
+            "<p>A paragraph of ordinary text that makes the page about eight kilobytes long.</p>"
+                .repeat(100)
         ),
     )])
     .await;
@@ -41,7 +42,10 @@ pub async fn run(idle: Duration) -> anyhow::Result<()> {
     let mut chat = Chat::spawn(dir.path(), &double.url, four_servers(dir.path()), |_| {})?;
     let pid = chat.pid()?;
     let reply = chat.turn("hello").await?;
-    ensure!(reply.starts_with("echo: hello"), "unexpected reply {reply:?}");
+    ensure!(
+        reply.starts_with("echo: hello"),
+        "unexpected reply {reply:?}"
+    );
     let ready_rss = idle_rss(pid, idle).await?;
     let ready_threads = proc_status(pid, "Threads")?;
 
@@ -78,14 +82,27 @@ pub async fn run(idle: Duration) -> anyhow::Result<()> {
         ),
         &["moment", "VmRSS (MiB)", "threads", "target"],
         &[
-            vec!["ready (4 servers, 1 turn)".into(), mib(ready_rss), ready_threads.to_string(), "< 15 MiB".into()],
             vec![
-                format!("after {} more turns (7 with tools, 2 fetches of ~8 KB)", turns.len()),
+                "ready (4 servers, 1 turn)".into(),
+                mib(ready_rss),
+                ready_threads.to_string(),
+                "< 15 MiB".into(),
+            ],
+            vec![
+                format!(
+                    "after {} more turns (7 with tools, 2 fetches of ~8 KB)",
+                    turns.len()
+                ),
                 mib(after_rss),
                 threads.to_string(),
                 "< 15 MiB".into(),
             ],
-            vec!["peak (VmHWM)".into(), mib(hwm), String::new(), String::new()],
+            vec![
+                "peak (VmHWM)".into(),
+                mib(hwm),
+                String::new(),
+                String::new(),
+            ],
             vec![
                 "for scale: the 4 MCP server processes together".into(),
                 mib(servers_rss),

@@ -21,7 +21,14 @@ use super::support::{Chat, DoubleProcess, four_servers, note, raw_connect, table
 /// A deterministic article of about `bytes` bytes of HTML, ending with `marker`.
 fn article(title: &str, bytes: usize, marker: &str) -> String {
     const TOPICS: [&str; 8] = [
-        "trams", "tiles", "viewpoints", "bakeries", "river ferries", "museums", "markets", "hills",
+        "trams",
+        "tiles",
+        "viewpoints",
+        "bakeries",
+        "river ferries",
+        "museums",
+        "markets",
+        "hills",
     ];
     let mut html = format!(
         "<!doctype html><html><head><title>{title}</title></head><body><article><h1>{title}</h1>\n"
@@ -73,7 +80,12 @@ fn script(article_url: &str, guide_url: &str) -> Vec<Line> {
             "Lisbon trip",
         ),
         plain("What should I pack for Lisbon in April?"),
-        call("Read this article for me.", "fetch__fetch", fetch(article_url), "END-OF-ARTICLE"),
+        call(
+            "Read this article for me.",
+            "fetch__fetch",
+            fetch(article_url),
+            "END-OF-ARTICLE",
+        ),
         plain("Summarise that article in three bullet points."),
         call(
             "Think it through step by step.",
@@ -82,7 +94,12 @@ fn script(article_url: &str, guide_url: &str) -> Vec<Line> {
             "thoughtNumber",
         ),
         plain("Which neighbourhood would you start with?"),
-        call("What do you remember about me?", "memory__read_graph", json!({}), "Lisbon trip"),
+        call(
+            "What do you remember about me?",
+            "memory__read_graph",
+            json!({}),
+            "Lisbon trip",
+        ),
         plain("Good. How do I get from the airport to the centre?"),
         call(
             "Add the tram fares for two people.",
@@ -91,7 +108,12 @@ fn script(article_url: &str, guide_url: &str) -> Vec<Line> {
             "6.2",
         ),
         plain("Is a day pass better value?"),
-        call("Now read the transport guide.", "fetch__fetch", fetch(guide_url), "END-OF-GUIDE"),
+        call(
+            "Now read the transport guide.",
+            "fetch__fetch",
+            fetch(guide_url),
+            "END-OF-GUIDE",
+        ),
         plain("Which of those passes fits a four-day stay?"),
         plain("And for a day trip to Sintra?"),
         call(
@@ -115,10 +137,20 @@ fn script(article_url: &str, guide_url: &str) -> Vec<Line> {
             "thoughtNumber",
         ),
         plain("That sounds good. What about day three?"),
-        call("Read the article again, I lost it.", "fetch__fetch", fetch(article_url), "END-OF-ARTICLE"),
+        call(
+            "Read the article again, I lost it.",
+            "fetch__fetch",
+            fetch(article_url),
+            "END-OF-ARTICLE",
+        ),
         plain("Which viewpoint from the article is best at sunset?"),
         plain("Is it safe to walk there at night?"),
-        call("What do you know about my trip so far?", "memory__read_graph", json!({}), "day pass"),
+        call(
+            "What do you know about my trip so far?",
+            "memory__read_graph",
+            json!({}),
+            "day pass",
+        ),
         plain("Great. Any tips for rainy days?"),
         call(
             "Repeat my plan back to me.",
@@ -127,7 +159,12 @@ fn script(article_url: &str, guide_url: &str) -> Vec<Line> {
             "Echo: Four days",
         ),
         plain("How much cash should I carry?"),
-        call("One last look at the transport guide.", "fetch__fetch", fetch(guide_url), "END-OF-GUIDE"),
+        call(
+            "One last look at the transport guide.",
+            "fetch__fetch",
+            fetch(guide_url),
+            "END-OF-GUIDE",
+        ),
         plain("Thanks, that is all for now."),
         plain("Goodbye!"),
     ]
@@ -162,8 +199,14 @@ pub async fn run() -> anyhow::Result<()> {
     let record = dir.path().join("requests.ndjson");
     let double = DoubleProcess::spawn(Some(&record)).await?;
     let pages = PageServer::start(&[
-        ("/article.html", article("Lisbon for first-timers", 8192, "END-OF-ARTICLE")),
-        ("/guide.html", article("Getting around Lisbon", 8192, "END-OF-GUIDE")),
+        (
+            "/article.html",
+            article("Lisbon for first-timers", 8192, "END-OF-ARTICLE"),
+        ),
+        (
+            "/guide.html",
+            article("Getting around Lisbon", 8192, "END-OF-GUIDE"),
+        ),
     ])
     .await;
     let lines = script(&pages.url("/article.html"), &pages.url("/guide.html"));
@@ -272,7 +315,11 @@ pub async fn run() -> anyhow::Result<()> {
             );
         }
         if let Some(expect) = lines[t].expect.filter(|_| !sent_results.is_empty()) {
-            ensure!(sent_results[0].contains(expect), "turn {}: {expect} missing", t + 1);
+            ensure!(
+                sent_results[0].contains(expect),
+                "turn {}: {expect} missing",
+                t + 1
+            );
         }
 
         let mut naive_messages: Vec<Value> = messages
@@ -302,7 +349,13 @@ pub async fn run() -> anyhow::Result<()> {
             bodies.len(),
             naive_tools.len()
         ),
-        &["", "tool schemas (KiB)", "messages and the rest (KiB)", "total (KiB)", "share of naive"],
+        &[
+            "",
+            "tool schemas (KiB)",
+            "messages and the rest (KiB)",
+            "total (KiB)",
+            "share of naive",
+        ],
         &[
             vec![
                 "naive: servers' schemas + all history, every request".into(),

@@ -34,7 +34,9 @@ async fn hub_start(servers: &[McpServerConfig]) -> anyhow::Result<Duration> {
 }
 
 /// Spawn, handshake and list every tool: what "ready" means for the hub too.
-async fn raw_ready(config: &McpServerConfig) -> anyhow::Result<rmcp::service::RunningService<rmcp::service::RoleClient, ()>> {
+async fn raw_ready(
+    config: &McpServerConfig,
+) -> anyhow::Result<rmcp::service::RunningService<rmcp::service::RoleClient, ()>> {
     let client = raw_connect(config).await?;
     let tools = client.peer().list_all_tools().await?;
     ensure!(!tools.is_empty(), "{} listed no tools", config.name);
@@ -104,7 +106,9 @@ pub async fn run(reps: usize) -> anyhow::Result<()> {
         format!("{:.0}", ha.p90),
     ]);
     table(
-        &format!("Start-up to ready (ms, medians of {reps} runs; ready = handshake + full tool list)"),
+        &format!(
+            "Start-up to ready (ms, medians of {reps} runs; ready = handshake + full tool list)"
+        ),
         &["servers", "raw rmcp", "McpHub::start", "McpHub p90"],
         &rows,
     );
@@ -131,11 +135,17 @@ async fn binary_start_to_ready(reps: usize) -> anyhow::Result<()> {
         let mut chat = Chat::spawn(dir.path(), &double.url, four_servers(dir.path()), |_| {})?;
         let reply = chat.turn("hello").await?;
         let first_reply = started.elapsed();
-        ensure!(reply.starts_with("echo: hello"), "unexpected reply {reply:?}");
+        ensure!(
+            reply.starts_with("echo: hello"),
+            "unexpected reply {reply:?}"
+        );
         let again = Instant::now();
         let reply = chat.turn("hello").await?;
         let turn = again.elapsed();
-        ensure!(reply.starts_with("echo: hello"), "unexpected reply {reply:?}");
+        ensure!(
+            reply.starts_with("echo: hello"),
+            "unexpected reply {reply:?}"
+        );
         chat.finish().await.context("chat after the start-up run")?;
         first.push(ms(first_reply));
         ready.push(ms(first_reply.saturating_sub(turn)));
@@ -143,7 +153,9 @@ async fn binary_start_to_ready(reps: usize) -> anyhow::Result<()> {
     let r = summary(&ready);
     let f = summary(&first);
     table(
-        &format!("`ollama-mcp-bot chat` (release) with the 4 servers: exec → ready (ms, {reps} runs)"),
+        &format!(
+            "`ollama-mcp-bot chat` (release) with the 4 servers: exec → ready (ms, {reps} runs)"
+        ),
         &["measure", "median", "p90"],
         &[
             vec![

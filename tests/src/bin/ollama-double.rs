@@ -84,7 +84,9 @@ async fn main() -> anyhow::Result<()> {
             // Written before the reply goes out, so a client that has its reply finds the line.
             let mut line = seen.raw.to_vec();
             line.push(b'\n');
-            let mut file = file.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            let mut file = file
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
             if let Err(e) = file.write_all(&line) {
                 tracing::error!(error = %e, "ollama double: writing the record file failed");
             }
@@ -188,7 +190,10 @@ fn scripted_reply(seen: &SeenRequest, style: &ReplyStyle) -> Reply {
     if !calls.is_empty() {
         return Reply::ToolCalls(calls);
     }
-    let mut reply = format!("echo: {}", user.split_whitespace().collect::<Vec<_>>().join(" "));
+    let mut reply = format!(
+        "echo: {}",
+        user.split_whitespace().collect::<Vec<_>>().join(" ")
+    );
     let mut words = reply.split_whitespace().count();
     let filler: Vec<&str> = FILLER.split_whitespace().collect();
     let mut i = 0;
@@ -238,7 +243,9 @@ mod tests {
     #[test]
     fn directives_are_parsed() {
         assert_eq!(
-            directives(r#"please [[call memory__read_graph {}]] and [[call everything__echo {"message": "a ]] b"}]] now"#),
+            directives(
+                r#"please [[call memory__read_graph {}]] and [[call everything__echo {"message": "a ]] b"}]] now"#
+            ),
             vec![
                 ("memory__read_graph".to_string(), json!({})),
                 ("everything__echo".to_string(), json!({"message": "a ]] b"})),

@@ -92,7 +92,15 @@ pub fn service_monitor_resource() -> ApiResource {
 /// ServiceMonitor `<name>` selecting the metrics Service.
 pub fn service_monitor(owner: &Owner, m: &MetricsSpec, version: &str) -> DynamicObject {
     let ar = service_monitor_resource();
-    let mut endpoint = serde_json::json!({"port": "metrics", "path": "/metrics"});
+    // The dashboard and alerts select bots by a `bot` label: take it from the instance label.
+    let mut endpoint = serde_json::json!({
+        "port": "metrics",
+        "path": "/metrics",
+        "relabelings": [{
+            "sourceLabels": ["__meta_kubernetes_service_label_app_kubernetes_io_instance"],
+            "targetLabel": "bot",
+        }],
+    });
     if let Some(i) = &m.interval {
         endpoint["interval"] = serde_json::Value::String(i.clone());
     }

@@ -8,8 +8,8 @@
 use std::collections::BTreeSet;
 
 use k8s_openapi::api::core::v1::{
-    Container, ContainerPort, EmptyDirVolumeSource, EnvVar, Probe, TCPSocketAction, Volume,
-    VolumeMount,
+    Container, ContainerPort, EmptyDirVolumeSource, EnvVar, HTTPGetAction, Probe, TCPSocketAction,
+    Volume, VolumeMount,
 };
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
@@ -235,8 +235,15 @@ fn sidecar(
         .clone()
         .or_else(|| def.map(|d| d.image.to_string()))
         .unwrap_or_default();
-    let tcp = Probe {
-        tcp_socket: Some(TCPSocketAction {
+    // A bridged server is ready when the bridge's /healthz says its child is up; an HTTP server
+    // when it accepts connections.
+    let probe = Probe {
+        http_get: matches!(kind, EndpointKind::Bridged { .. }).then(|| HTTPGetAction {
+            path: Some("/healthz".into()),
+            port: IntOrString::Int(i32::from(port)),
+            ..Default::default()
+        }),
+        tcp_socket: matches!(kind, EndpointKind::Http { .. }).then(|| TCPSocketAction {
             port: IntOrString::Int(i32::from(port)),
             host: None,
         }),
@@ -260,11 +267,11 @@ fn sidecar(
         }]),
         // The next container (and the bot) starts only once the server accepts connections;
         // npx/uvx may download the server first, hence the generous threshold (5 minutes).
-        startup_probe: Some(tcp.clone()),
+        startup_probe: Some(probe.clone()),
         readiness_probe: Some(Probe {
             failure_threshold: Some(3),
             period_seconds: Some(10),
-            ..tcp
+            ..probe
         }),
         resources: s.resources.clone(),
         security_context: Some(restricted_container_security()),

@@ -1,6 +1,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, reason = "test code")]
 
 use k8s_openapi::api::core::v1::{Container, PodSpec};
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use kube::Resource;
 use ollama_mcp_bot::config::BotConfig;
 use serde_json::{Value, json};
@@ -365,11 +366,29 @@ fn sidecars_for_every_kind_of_server() {
             "{} is a native sidecar",
             c.name
         );
-        assert!(
-            c.startup_probe.as_ref().unwrap().tcp_socket.is_some(),
-            "{} waits for its port",
-            c.name
-        );
+        let probe = c.startup_probe.as_ref().unwrap();
+        if c.name == "mcp-web" {
+            // Serves HTTP itself: ready once it accepts connections.
+            assert_eq!(
+                probe.tcp_socket.as_ref().unwrap().port,
+                IntOrString::Int(8100)
+            );
+        } else {
+            // Behind the bridge: ready once the bridge's child MCP server is up.
+            let get = probe
+                .http_get
+                .as_ref()
+                .unwrap_or_else(|| panic!("{} has no /healthz probe", c.name));
+            assert_eq!(get.path.as_deref(), Some("/healthz"), "{}", c.name);
+            assert_eq!(
+                Some(&get.port),
+                c.ports
+                    .as_ref()
+                    .map(|p| IntOrString::Int(p[0].container_port))
+                    .as_ref()
+            );
+        }
+        assert!(c.readiness_probe.is_some(), "{} reports readiness", c.name);
     }
 
     // Each preset runs its table entry through the bridge.
@@ -738,7 +757,10 @@ fn service_monitor_selects_the_metrics_service() {
     assert_eq!(sm["kind"], json!("ServiceMonitor"));
     assert_eq!(
         sm["spec"]["endpoints"],
-        json!([{"port": "metrics", "path": "/metrics", "interval": "30s"}])
+        json!([{"port": "metrics", "path": "/metrics", "interval": "30s", "relabelings": [{
+            "sourceLabels": ["__meta_kubernetes_service_label_app_kubernetes_io_instance"],
+            "targetLabel": "bot",
+        }]}])
     );
     let selector = &sm["spec"]["selector"]["matchLabels"];
     let svc_labels = serde_json::to_value(&c.metrics_service.metadata.labels).unwrap();

@@ -1,0 +1,641 @@
+//! A thin Discord REST client for everything the bot writes (replies, streamed edits, typing,
+//! interaction responses), paced by Discord's own rate-limit answers.
+//!
+//! serenity sends REST to a proxy only with its rate limiter off, and then a 429 surfaces without
+//! `retry_after`. This client reads `X-RateLimit-Remaining` / `X-RateLimit-Reset-After` on every
+//! answer and the 429 body's `retry_after`: requests of one bucket (route and channel, or
+//! interaction token) go one at a time, wait when the bucket is exhausted, and retry after a 429.
+//! [`DiscordRest::spacing`] tells the streamed reply how far apart to put its edits so that the
+//! bucket lasts until it resets.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant};
+
+use reqwest::Method;
+use serde_json::{Value, json};
+use tokio::sync::Semaphore;
+
+use super::token::Token;
+use crate::metrics::metrics;
+
+/// Attempts per request when Discord answers 429.
+const MAX_ATTEMPTS: u32 = 6;
+/// A 429 may ask for a long wait (a global limit); beyond this the request fails instead.
+const MAX_RETRY_AFTER: Duration = Duration::from_secs(60);
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// A REST failure. Never contains the token.
+#[derive(Debug, thiserror::Error)]
+pub enum RestError {
+    #[error(
+        "Discord refused the bot token (401 Unauthorized); check DISCORD_TOKEN or DISCORD_TOKEN_FILE"
+    )]
+    Unauthorized,
+    #[error("Discord answered {status} to {route}: {message} (code {code})")]
+    Rejected {
+        route: &'static str,
+        status: u16,
+        code: u64,
+        message: String,
+    },
+    #[error("Discord kept rate limiting {route} (429) after {attempts} attempts")]
+    RateLimited { route: &'static str, attempts: u32 },
+    #[error("cannot reach Discord for {route}: {reason}")]
+    Network { route: &'static str, reason: String },
+    #[error("Discord's answer to {route} is not what the API documents: {reason}")]
+    Decode { route: &'static str, reason: String },
+}
+
+#[derive(Debug, Default, Clone, Copy)]
+struct BucketState {
+    remaining: Option<u32>,
+    reset_at: Option<Instant>,
+}
+
+impl BucketState {
+    /// How long to wait before the next request may go.
+    fn wait(&self, now: Instant) -> Duration {
+        match (self.remaining, self.reset_at) {
+            (Some(0), Some(reset)) => reset.saturating_duration_since(now),
+            _ => Duration::ZERO,
+        }
+    }
+}
+
+struct Bucket {
+    /// One request at a time per bucket, so that `remaining` is never raced.
+    turn: Semaphore,
+    state: Mutex<BucketState>,
+}
+
+/// Where a reply goes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Target {
+    /// A channel message, the first replying to `reply_to`.
+    Channel { channel: u64, reply_to: Option<u64> },
+    /// An interaction that was deferred: the first piece fills the original response, the rest
+    /// are follow-ups.
+    Interaction { token: String },
+}
+
+/// A message the bot posted, to edit later.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Posted {
+    Channel { channel: u64, id: u64 },
+    Original { id: u64 },
+    Followup { id: u64 },
+}
+
+impl Posted {
+    pub fn id(&self) -> u64 {
+        match *self {
+            Posted::Channel { id, .. } | Posted::Original { id } | Posted::Followup { id } => id,
+        }
+    }
+}
+
+/// `allowed_mentions` for everything the bot writes: model output can never ping @everyone,
+/// @here, roles or users; only the person replied to is notified.
+pub fn allowed_mentions(ping_replied: bool) -> Value {
+    json!({"parse": [], "replied_user": ping_replied})
+}
+
+pub struct DiscordRest {
+    http: reqwest::Client,
+    api: String,
+    token: RwLock<Token>,
+    application_id: AtomicU64,
+    buckets: Mutex<HashMap<String, Arc<Bucket>>>,
+    global_until: Mutex<Option<Instant>>,
+}
+
+impl DiscordRest {
+    /// A client for `api_base` (`https://discord.com`, a proxy, a test double).
+    pub fn new(api_base: &str, token: Token) -> Result<Self, RestError> {
+        // reqwest is built without a default rustls provider and panics without one.
+        if rustls::crypto::CryptoProvider::get_default().is_none() {
+            let _ = rustls::crypto::ring::default_provider().install_default();
+        }
+        let http = reqwest::Client::builder()
+            .timeout(REQUEST_TIMEOUT)
+            .user_agent(concat!(
+                "DiscordBot (https://github.com/ollama-mcp/ollama-mcp, ",
+                env!("CARGO_PKG_VERSION"),
+                ")"
+            ))
+            .build()
+            .map_err(|e| RestError::Network {
+                route: "client",
+                reason: e.to_string(),
+            })?;
+        Ok(Self {
+            http,
+            api: format!("{}/api/v10", api_base.trim_end_matches('/')),
+            token: RwLock::new(token),
+            application_id: AtomicU64::new(0),
+            buckets: Mutex::new(HashMap::new()),
+            global_until: Mutex::new(None),
+        })
+    }
+
+    /// Uses a new token from now on (token rotation).
+    pub fn set_token(&self, token: Token) {
+        *self.token.write().unwrap_or_else(|p| p.into_inner()) = token;
+    }
+
+    pub fn set_application_id(&self, id: u64) {
+        self.application_id.store(id, Ordering::Relaxed);
+    }
+
+    pub fn application_id(&self) -> u64 {
+        self.application_id.load(Ordering::Relaxed)
+    }
+
+    fn bucket(&self, key: &str) -> Arc<Bucket> {
+        let mut buckets = self.buckets.lock().unwrap_or_else(|p| p.into_inner());
+        if buckets.len() > 4096 {
+            // Old channels and interaction tokens: drop buckets nobody is using.
+            buckets.retain(|_, b| Arc::strong_count(b) > 1);
+        }
+        buckets
+            .entry(key.to_string())
+            .or_insert_with(|| {
+                Arc::new(Bucket {
+                    turn: Semaphore::new(1),
+                    state: Mutex::new(BucketState::default()),
+                })
+            })
+            .clone()
+    }
+
+    /// How long to wait before the next request in `bucket` so that its remaining requests last
+    /// until it resets: `reset_after / (remaining + 1)`, zero while nothing is known.
+    pub fn spacing(&self, bucket: &str) -> Duration {
+        let state = *self
+            .bucket(bucket)
+            .state
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        let now = Instant::now();
+        match (state.remaining, state.reset_at) {
+            (Some(remaining), Some(reset)) if reset > now => (reset - now) / (remaining + 1),
+            _ => Duration::ZERO,
+        }
+    }
+
+    /// One request with pacing and 429 retries. Returns the JSON body (None for 204).
+    async fn send(
+        &self,
+        route: &'static str,
+        bucket_key: &str,
+        method: Method,
+        path: &str,
+        body: Option<&Value>,
+        authenticated: bool,
+    ) -> Result<Option<Value>, RestError> {
+        let bucket = self.bucket(bucket_key);
+        let _turn = bucket
+            .turn
+            .acquire()
+            .await
+            .map_err(|_| RestError::Network {
+                route,
+                reason: "client closed".into(),
+            })?;
+        for attempt in 1..=MAX_ATTEMPTS {
+            let global = (*self.global_until.lock().unwrap_or_else(|p| p.into_inner()))
+                .map_or(Duration::ZERO, |until| {
+                    until.saturating_duration_since(Instant::now())
+                });
+            let local = bucket
+                .state
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .wait(Instant::now());
+            let wait = global.max(local);
+            if !wait.is_zero() {
+                tracing::debug!(
+                    route,
+                    wait_ms = wait.as_millis() as u64,
+                    "waiting for the Discord rate limit"
+                );
+                tokio::time::sleep(wait).await;
+            }
+            let mut request = self
+                .http
+                .request(method.clone(), format!("{}{path}", self.api));
+            if authenticated {
+                let auth = format!(
+                    "Bot {}",
+                    self.token
+                        .read()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .expose()
+                );
+                request = request.header(reqwest::header::AUTHORIZATION, auth);
+            }
+            if let Some(b) = body {
+                request = request.json(b);
+            }
+            let response = request.send().await.map_err(|e| RestError::Network {
+                route,
+                reason: without_url(&e),
+            })?;
+            let status = response.status().as_u16();
+            metrics().record_discord_request(route, status);
+            let now = Instant::now();
+            {
+                let mut state = bucket.state.lock().unwrap_or_else(|p| p.into_inner());
+                let header = |name: &str| {
+                    response
+                        .headers()
+                        .get(name)
+                        .and_then(|v| v.to_str().ok())
+                        .map(str::to_string)
+                };
+                if let Some(r) = header("x-ratelimit-remaining").and_then(|v| v.parse().ok()) {
+                    state.remaining = Some(r);
+                }
+                if let Some(after) =
+                    header("x-ratelimit-reset-after").and_then(|v| v.parse::<f64>().ok())
+                {
+                    state.reset_at = Some(now + Duration::from_secs_f64(after.clamp(0.0, 3600.0)));
+                }
+            }
+            if status == 429 {
+                let header_retry = response
+                    .headers()
+                    .get("retry-after")
+                    .and_then(|v| v.to_str().ok())
+                    .and_then(|v| v.parse::<f64>().ok());
+                let body: Value = response.json().await.unwrap_or(Value::Null);
+                let retry = body["retry_after"]
+                    .as_f64()
+                    .or(header_retry)
+                    .unwrap_or(1.0)
+                    .clamp(0.0, 3600.0);
+                let retry = Duration::from_secs_f64(retry);
+                let is_global = body["global"] == true;
+                tracing::warn!(
+                    route,
+                    retry_after_ms = retry.as_millis() as u64,
+                    global = is_global,
+                    attempt,
+                    "Discord rate limited a request; waiting"
+                );
+                if retry > MAX_RETRY_AFTER {
+                    return Err(RestError::RateLimited {
+                        route,
+                        attempts: attempt,
+                    });
+                }
+                if is_global {
+                    *self.global_until.lock().unwrap_or_else(|p| p.into_inner()) =
+                        Some(Instant::now() + retry);
+                } else {
+                    let mut state = bucket.state.lock().unwrap_or_else(|p| p.into_inner());
+                    state.remaining = Some(0);
+                    state.reset_at = Some(Instant::now() + retry);
+                }
+                continue;
+            }
+            if status == 401 {
+                return Err(RestError::Unauthorized);
+            }
+            if status == 204 {
+                return Ok(None);
+            }
+            let text = response.text().await.map_err(|e| RestError::Network {
+                route,
+                reason: without_url(&e),
+            })?;
+            let json: Value = if text.is_empty() {
+                Value::Null
+            } else {
+                serde_json::from_str(&text).map_err(|e| RestError::Decode {
+                    route,
+                    reason: e.to_string(),
+                })?
+            };
+            if (200..300).contains(&status) {
+                return Ok(Some(json));
+            }
+            let message = json["message"].as_str().unwrap_or("no message").to_string();
+            let detail = if json.get("errors").is_some() {
+                format!("{message}: {}", json["errors"])
+            } else {
+                message
+            };
+            return Err(RestError::Rejected {
+                route,
+                status,
+                code: json["code"].as_u64().unwrap_or(0),
+                message: detail,
+            });
+        }
+        Err(RestError::RateLimited {
+            route,
+            attempts: MAX_ATTEMPTS,
+        })
+    }
+
+    fn message_id(route: &'static str, v: Option<Value>) -> Result<u64, RestError> {
+        v.as_ref()
+            .and_then(|v| v["id"].as_str())
+            .and_then(|s| s.parse().ok())
+            .ok_or_else(|| RestError::Decode {
+                route,
+                reason: "the message has no id".into(),
+            })
+    }
+
+    /// `GET /users/@me`: the bot's user id and name (also checks the token).
+    pub async fn current_user(&self) -> Result<(u64, String), RestError> {
+        let v = self
+            .send(
+                "current_user",
+                "current_user",
+                Method::GET,
+                "/users/@me",
+                None,
+                true,
+            )
+            .await?;
+        let id = Self::message_id("current_user", v.clone())?;
+        let name = v
+            .as_ref()
+            .and_then(|v| v["username"].as_str())
+            .unwrap_or("bot")
+            .to_string();
+        Ok((id, name))
+    }
+
+    /// `GET /oauth2/applications/@me`: the application id (for interaction webhooks).
+    pub async fn application(&self) -> Result<u64, RestError> {
+        let v = self
+            .send(
+                "application",
+                "application",
+                Method::GET,
+                "/oauth2/applications/@me",
+                None,
+                true,
+            )
+            .await?;
+        Self::message_id("application", v)
+    }
+
+    pub async fn create_message(&self, channel: u64, body: &Value) -> Result<u64, RestError> {
+        let v = self
+            .send(
+                "create_message",
+                &format!("create:{channel}"),
+                Method::POST,
+                &format!("/channels/{channel}/messages"),
+                Some(body),
+                true,
+            )
+            .await?;
+        Self::message_id("create_message", v)
+    }
+
+    pub async fn edit_message(&self, channel: u64, id: u64, body: &Value) -> Result<(), RestError> {
+        self.send(
+            "edit_message",
+            &format!("edit:{channel}"),
+            Method::PATCH,
+            &format!("/channels/{channel}/messages/{id}"),
+            Some(body),
+            true,
+        )
+        .await?;
+        Ok(())
+    }
+
+    pub async fn typing(&self, channel: u64) -> Result<(), RestError> {
+        self.send(
+            "typing",
+            &format!("typing:{channel}"),
+            Method::POST,
+            &format!("/channels/{channel}/typing"),
+            None,
+            true,
+        )
+        .await?;
+        Ok(())
+    }
+
+    /// `POST /interactions/{id}/{token}/callback` with `type` (4 message, 5 deferred, 6 deferred
+    /// update, 7 update the component's message).
+    pub async fn interaction_callback(
+        &self,
+        id: u64,
+        token: &str,
+        kind: u8,
+        data: Option<Value>,
+    ) -> Result<(), RestError> {
+        let mut body = json!({"type": kind});
+        if let Some(d) = data {
+            body["data"] = d;
+        }
+        self.send(
+            "interaction",
+            &format!("callback:{id}"),
+            Method::POST,
+            &format!("/interactions/{id}/{token}/callback"),
+            Some(&body),
+            false,
+        )
+        .await?;
+        Ok(())
+    }
+
+    pub async fn edit_original(&self, token: &str, body: &Value) -> Result<u64, RestError> {
+        let path = format!(
+            "/webhooks/{}/{token}/messages/@original",
+            self.application_id()
+        );
+        let v = self
+            .send(
+                "webhook",
+                &format!("webhook:{token}"),
+                Method::PATCH,
+                &path,
+                Some(body),
+                false,
+            )
+            .await?;
+        Self::message_id("webhook", v)
+    }
+
+    pub async fn followup(&self, token: &str, body: &Value) -> Result<u64, RestError> {
+        let path = format!("/webhooks/{}/{token}", self.application_id());
+        let v = self
+            .send(
+                "webhook",
+                &format!("webhook:{token}"),
+                Method::POST,
+                &path,
+                Some(body),
+                false,
+            )
+            .await?;
+        Self::message_id("webhook", v)
+    }
+
+    pub async fn edit_followup(&self, token: &str, id: u64, body: &Value) -> Result<(), RestError> {
+        let path = format!("/webhooks/{}/{token}/messages/{id}", self.application_id());
+        self.send(
+            "webhook",
+            &format!("webhook:{token}"),
+            Method::PATCH,
+            &path,
+            Some(body),
+            false,
+        )
+        .await?;
+        Ok(())
+    }
+
+    /// Posts a reply piece: the first piece of a channel reply replies to the asking message; the
+    /// first piece of an interaction fills its (deferred) original response.
+    pub async fn post(
+        &self,
+        target: &Target,
+        first: bool,
+        content: &str,
+        components: Option<&Value>,
+    ) -> Result<Posted, RestError> {
+        let mut body = json!({"content": content});
+        if let Some(c) = components {
+            body["components"] = c.clone();
+        }
+        match target {
+            Target::Channel { channel, reply_to } => {
+                let reply = if first { *reply_to } else { None };
+                body["allowed_mentions"] = allowed_mentions(reply.is_some());
+                if let Some(r) = reply {
+                    body["message_reference"] =
+                        json!({"message_id": r.to_string(), "fail_if_not_exists": false});
+                }
+                let id = self.create_message(*channel, &body).await?;
+                Ok(Posted::Channel {
+                    channel: *channel,
+                    id,
+                })
+            }
+            Target::Interaction { token } => {
+                body["allowed_mentions"] = allowed_mentions(false);
+                if first {
+                    Ok(Posted::Original {
+                        id: self.edit_original(token, &body).await?,
+                    })
+                } else {
+                    Ok(Posted::Followup {
+                        id: self.followup(token, &body).await?,
+                    })
+                }
+            }
+        }
+    }
+
+    /// Edits a posted piece.
+    pub async fn edit(
+        &self,
+        target: &Target,
+        posted: Posted,
+        content: &str,
+        components: Option<&Value>,
+    ) -> Result<(), RestError> {
+        let mut body = json!({"content": content});
+        if let Some(c) = components {
+            body["components"] = c.clone();
+        }
+        match (target, posted) {
+            (_, Posted::Channel { channel, id }) => {
+                body["allowed_mentions"] = allowed_mentions(true);
+                self.edit_message(channel, id, &body).await
+            }
+            (Target::Interaction { token }, Posted::Original { .. }) => {
+                body["allowed_mentions"] = allowed_mentions(false);
+                self.edit_original(token, &body).await.map(|_| ())
+            }
+            (Target::Interaction { token }, Posted::Followup { id }) => {
+                body["allowed_mentions"] = allowed_mentions(false);
+                self.edit_followup(token, id, &body).await
+            }
+            (Target::Channel { .. }, _) => Err(RestError::Decode {
+                route: "edit_message",
+                reason: "a channel reply has no interaction message".into(),
+            }),
+        }
+    }
+
+    /// The bucket edits of `posted` go through (for [`DiscordRest::spacing`]).
+    pub fn edit_bucket(target: &Target, posted: Posted) -> String {
+        match (target, posted) {
+            (_, Posted::Channel { channel, .. }) => format!("edit:{channel}"),
+            (Target::Interaction { token }, _) => format!("webhook:{token}"),
+            (Target::Channel { channel, .. }, _) => format!("edit:{channel}"),
+        }
+    }
+}
+
+/// reqwest's error text without the URL (which may name a proxy; never the token, but keep it short).
+fn without_url(e: &reqwest::Error) -> String {
+    let mut e = e.to_string();
+    if let Some(i) = e.find(" for url") {
+        e.truncate(i);
+    }
+    e
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exhausted_bucket_waits_until_reset() {
+        let now = Instant::now();
+        let s = BucketState {
+            remaining: Some(0),
+            reset_at: Some(now + Duration::from_millis(700)),
+        };
+        assert_eq!(s.wait(now), Duration::from_millis(700));
+        let s = BucketState {
+            remaining: Some(2),
+            reset_at: Some(now + Duration::from_millis(700)),
+        };
+        assert_eq!(s.wait(now), Duration::ZERO);
+        assert_eq!(BucketState::default().wait(now), Duration::ZERO);
+    }
+
+    #[test]
+    fn mentions_never_parse_anything() {
+        assert_eq!(
+            allowed_mentions(true),
+            json!({"parse": [], "replied_user": true})
+        );
+        assert_eq!(allowed_mentions(false)["parse"], json!([]));
+    }
+
+    #[test]
+    fn spacing_spreads_the_remaining_requests() {
+        let rest = DiscordRest::new("http://127.0.0.1:1", Token::parse("t").expect("token"))
+            .expect("client");
+        assert_eq!(rest.spacing("edit:1"), Duration::ZERO);
+        {
+            let b = rest.bucket("edit:1");
+            let mut s = b.state.lock().expect("lock");
+            s.remaining = Some(3);
+            s.reset_at = Some(Instant::now() + Duration::from_secs(4));
+        }
+        let spacing = rest.spacing("edit:1");
+        assert!(
+            spacing > Duration::from_millis(900) && spacing <= Duration::from_secs(1),
+            "{spacing:?}"
+        );
+    }
+}

@@ -1,0 +1,249 @@
+//! A streamed reply: one message posted on the first tokens, then edited as tokens arrive, at the
+//! pace Discord's rate-limit headers allow; split at 2000 characters without breaking code blocks;
+//! a typing indicator while tools run; tool use shown as "🔧 server__tool" lines (optional).
+//!
+//! The model side ([`TurnObserver`]) only appends to a buffer; a pump task owns all Discord
+//! traffic, so a slow or rate-limited Discord never slows the model down, and many tokens
+//! arriving between two edits cost one edit.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use tokio::sync::Notify;
+use tokio::task::JoinHandle;
+
+use super::approval::Approvals;
+use super::rest::{DiscordRest, Posted, RestError, Target};
+use super::split::{DISCORD_LIMIT, split_message};
+use crate::conversation::TurnObserver;
+use crate::mcp::ToolOutcome;
+
+/// Discord shows "typing…" for about 10 s after each typing request.
+const TYPING_REFRESH: Duration = Duration::from_secs(8);
+
+#[derive(Default)]
+struct Buffer {
+    text: String,
+    finished: bool,
+}
+
+struct Shared {
+    buffer: Mutex<Buffer>,
+    changed: Notify,
+    rest: Arc<DiscordRest>,
+    target: Target,
+    /// Channel for the typing indicator.
+    channel: u64,
+    tools_running: AtomicUsize,
+}
+
+impl Shared {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Buffer> {
+        self.buffer.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// The task that posts and edits; it ends with the posted messages.
+type Pump = JoinHandle<Result<Vec<Posted>, RestError>>;
+
+/// Who may approve tool calls of this reply, and how.
+pub struct Approver {
+    pub approvals: Arc<Approvals>,
+    pub user: u64,
+}
+
+/// One streamed reply; hand it to `Engine::turn` as the observer, then call [`StreamedReply::finish`].
+pub struct StreamedReply {
+    shared: Arc<Shared>,
+    pump: Mutex<Option<Pump>>,
+    show_tool_calls: bool,
+    approver: Option<Approver>,
+}
+
+impl StreamedReply {
+    pub fn start(
+        rest: Arc<DiscordRest>,
+        target: Target,
+        channel: u64,
+        show_tool_calls: bool,
+        approver: Option<Approver>,
+    ) -> Self {
+        let shared = Arc::new(Shared {
+            buffer: Mutex::new(Buffer::default()),
+            changed: Notify::new(),
+            rest,
+            target,
+            channel,
+            tools_running: AtomicUsize::new(0),
+        });
+        let pump = tokio::spawn(pump(shared.clone()));
+        Self {
+            shared,
+            pump: Mutex::new(Some(pump)),
+            show_tool_calls,
+            approver,
+        }
+    }
+
+    fn append(&self, f: impl FnOnce(&mut String)) {
+        f(&mut self.shared.lock().text);
+        self.shared.changed.notify_one();
+    }
+
+    /// Ends the reply: `error` (a user-facing message) is appended when the turn failed. Waits
+    /// until Discord shows the final text; returns the posted messages.
+    pub async fn finish(&self, error: Option<&str>) -> Result<Vec<Posted>, RestError> {
+        {
+            let mut b = self.shared.lock();
+            if let Some(e) = error {
+                if !b.text.trim().is_empty() {
+                    b.text.push_str("\n\n");
+                }
+                b.text.push_str(&format!("⚠️ {e}"));
+            } else if b.text.trim().is_empty() {
+                b.text
+                    .push_str("(The model returned an empty reply. Try rephrasing.)");
+            }
+            b.finished = true;
+        }
+        self.shared.changed.notify_one();
+        let handle = self.pump.lock().unwrap_or_else(|p| p.into_inner()).take();
+        match handle {
+            Some(h) => h.await.unwrap_or_else(|e| {
+                Err(RestError::Network {
+                    route: "stream",
+                    reason: e.to_string(),
+                })
+            }),
+            None => Ok(Vec::new()),
+        }
+    }
+}
+
+impl Drop for StreamedReply {
+    fn drop(&mut self) {
+        // A reply dropped without finish() (its task was cancelled): stop talking to Discord.
+        if let Some(h) = self.pump.lock().unwrap_or_else(|p| p.into_inner()).take() {
+            h.abort();
+        }
+        self.shared.tools_running.store(0, Ordering::Release);
+    }
+}
+
+#[async_trait::async_trait]
+impl TurnObserver for StreamedReply {
+    async fn on_text(&self, delta: &str) {
+        self.append(|t| t.push_str(delta));
+    }
+
+    async fn on_tool_call(&self, name: &str, _arguments: &Value) {
+        if self.show_tool_calls {
+            self.append(|t| {
+                if !t.is_empty() && !t.ends_with('\n') {
+                    t.push('\n');
+                }
+                t.push_str(&format!("🔧 {name}\n"));
+            });
+        }
+        if self.shared.tools_running.fetch_add(1, Ordering::AcqRel) == 0 {
+            tokio::spawn(typing(self.shared.clone()));
+        }
+    }
+
+    async fn on_tool_result(&self, _name: &str, _outcome: &ToolOutcome) {
+        let _ = self
+            .shared
+            .tools_running
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| n.checked_sub(1));
+    }
+
+    async fn approve_tool(&self, name: &str, arguments: &Value) -> bool {
+        match &self.approver {
+            Some(a) => {
+                a.approvals
+                    .ask(
+                        &self.shared.rest,
+                        &self.shared.target,
+                        a.user,
+                        name,
+                        arguments,
+                    )
+                    .await
+            }
+            None => false,
+        }
+    }
+}
+
+/// Keeps "typing…" up while any tool runs: one typing request at once (even for a tool that
+/// ends quickly), then one every few seconds while tools still run.
+async fn typing(shared: Arc<Shared>) {
+    loop {
+        if shared.lock().finished {
+            return;
+        }
+        if let Err(e) = shared.rest.typing(shared.channel).await {
+            tracing::debug!(error = %e, "typing indicator failed");
+            return;
+        }
+        let refresh_at = Instant::now() + TYPING_REFRESH;
+        while Instant::now() < refresh_at {
+            if shared.tools_running.load(Ordering::Acquire) == 0 {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+}
+
+/// Posts and edits until the buffer is finished and Discord shows all of it.
+async fn pump(shared: Arc<Shared>) -> Result<Vec<Posted>, RestError> {
+    let rest = shared.rest.clone();
+    let mut posted: Vec<(Posted, String)> = Vec::new();
+    let mut next_edit = Instant::now();
+    loop {
+        let notified = shared.changed.notified();
+        tokio::pin!(notified);
+        notified.as_mut().enable();
+        let (text, finished) = {
+            let b = shared.lock();
+            (b.text.clone(), b.finished)
+        };
+        if text.trim().is_empty() && !finished {
+            notified.await;
+            continue;
+        }
+        let pieces = split_message(&text, DISCORD_LIMIT);
+        for (i, piece) in pieces.iter().enumerate() {
+            let last = i + 1 == pieces.len();
+            if i >= posted.len() {
+                let p = rest.post(&shared.target, i == 0, piece, None).await?;
+                posted.push((p, piece.clone()));
+                next_edit =
+                    Instant::now() + rest.spacing(&DiscordRest::edit_bucket(&shared.target, p));
+            } else if posted[i].1 != *piece && (!last || finished || Instant::now() >= next_edit) {
+                let p = posted[i].0;
+                rest.edit(&shared.target, p, piece, None).await?;
+                posted[i].1 = piece.clone();
+                next_edit =
+                    Instant::now() + rest.spacing(&DiscordRest::edit_bucket(&shared.target, p));
+            }
+        }
+        let synced = posted.len() == pieces.len()
+            && posted.iter().zip(&pieces).all(|((_, shown), p)| shown == p);
+        if synced && finished {
+            return Ok(posted.into_iter().map(|(p, _)| p).collect());
+        }
+        if synced {
+            notified.await;
+        } else {
+            // The last piece waits for its edit slot; finishing skips the wait.
+            tokio::select! {
+                () = tokio::time::sleep_until(next_edit.into()) => {}
+                () = &mut notified => {}
+            }
+        }
+    }
+}
