@@ -599,6 +599,18 @@ async fn tool_approval_buttons_approve_deny_and_time_out() {
         .discord
         .user_says(p.alice, p.general, &h.mention("store apple"));
     let (q, buttons) = question(&h).await;
+    h.discord.with(|w| {
+        assert_eq!(
+            w.messages[&q].reply_to,
+            Some(asked),
+            "the question replies to the asker"
+        );
+        assert_eq!(
+            w.messages[&q].pinged_users,
+            vec![p.alice],
+            "and notifies only them"
+        );
+    });
     assert!(
         h.discord
             .with(|w| w.messages[&q].content.contains("memory__create_entities"))
@@ -791,5 +803,23 @@ async fn a_busy_guild_runs_one_turn_at_a_time_and_refuses_beyond_the_queue() {
     assert!(
         answers[1].created_at >= first_done,
         "the second turn started before the first finished"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refusals_can_be_silent() {
+    let h = Harness::start(echo_model().await, |c, p| {
+        c.discord.reply_when_refused = false;
+        c.discord.access.allowed_users = vec![p.alice, p.admin];
+    })
+    .await;
+    let p = h.p;
+    let refused = h.discord.user_says(p.bob, p.general, &h.mention("may I?"));
+    h.assert_no_reply(refused, p.general).await;
+    h.ask(p.alice, p.general, "and me?", "echo: and me?").await;
+    assert_eq!(
+        h.ollama.chat_requests().len(),
+        2,
+        "no model time for the refused user"
     );
 }

@@ -7,8 +7,9 @@
 
 use std::collections::BTreeSet;
 
+use super::settings::Settings;
 use crate::config::AccessConfig;
-use crate::store::{Store, StoreError};
+use crate::store::StoreError;
 
 /// Someone writing somewhere.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -135,31 +136,31 @@ pub fn guild_scope(guild: u64) -> String {
     format!("guild:{guild}")
 }
 
-async fn load_set(store: &Store, scope: &str, key: &str) -> Result<BTreeSet<u64>, StoreError> {
+async fn load_set(store: &Settings, scope: &str, key: &str) -> Result<BTreeSet<u64>, StoreError> {
     Ok(store
-        .get_setting(scope, key)
+        .get(scope, key)
         .await?
         .map(|v| v.split(',').filter_map(|s| s.trim().parse().ok()).collect())
         .unwrap_or_default())
 }
 
 async fn save_set(
-    store: &Store,
+    store: &Settings,
     scope: &str,
     key: &str,
     set: &BTreeSet<u64>,
 ) -> Result<(), StoreError> {
     if set.is_empty() {
-        store.delete_setting(scope, key).await?;
+        store.delete(scope, key).await?;
         return Ok(());
     }
     let v = set.iter().map(u64::to_string).collect::<Vec<_>>().join(",");
-    store.set_setting(scope, key, &v).await
+    store.set(scope, key, &v).await
 }
 
 /// The lists that apply in `guild`: the configuration's plus the guild's own.
 pub async fn lists_for(
-    store: &Store,
+    store: &Settings,
     config: &Lists,
     guild: Option<u64>,
 ) -> Result<Lists, StoreError> {
@@ -186,7 +187,7 @@ pub async fn lists_for(
 /// other. Returns whether the guild's allow list for this kind is now non-empty (which restricts
 /// everyone else).
 pub async fn set_access(
-    store: &Store,
+    store: &Settings,
     guild: u64,
     subject: Subject,
     id: u64,
@@ -210,7 +211,7 @@ pub async fn set_access(
 
 /// Removes `id` from both of the guild's lists for `subject`.
 pub async fn clear_access(
-    store: &Store,
+    store: &Settings,
     guild: u64,
     subject: Subject,
     id: u64,
@@ -228,6 +229,7 @@ pub async fn clear_access(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::Store;
 
     fn who(user: u64, roles: &[u64]) -> Who {
         Who {
@@ -315,7 +317,7 @@ mod tests {
     async fn guild_lists_persist_and_merge_with_config() {
         let dir = tempfile::tempdir().expect("dir");
         let path = dir.path().join("s.db");
-        let store = Store::open(path.to_str().expect("utf-8")).expect("store");
+        let store = Settings::new(Store::open(path.to_str().expect("utf-8")).expect("store"));
         let mut config = Lists::default();
         config.denied_users.insert(3);
         assert!(
@@ -349,7 +351,7 @@ mod tests {
         let l = lists_for(&store, &config, Some(1)).await.expect("lists");
         assert!(!l.denied_users.contains(&5));
         drop(store);
-        let reopened = Store::open(path.to_str().expect("utf-8")).expect("store");
+        let reopened = Settings::new(Store::open(path.to_str().expect("utf-8")).expect("store"));
         let l = lists_for(&reopened, &config, Some(1)).await.expect("lists");
         assert!(l.denied_roles.contains(&7), "lists survive a restart");
     }

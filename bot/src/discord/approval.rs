@@ -70,7 +70,10 @@ impl Approvals {
         );
         let components = buttons(&nonce);
         let text = question(user, tool, arguments);
-        let posted = match rest.post(target, false, &text, Some(&components)).await {
+        // In a channel the question replies to the asker's message, which notifies them; for a
+        // slash command it is a follow-up of the interaction.
+        let as_reply = matches!(target, Target::Channel { .. });
+        let posted = match rest.post(target, as_reply, &text, Some(&components)).await {
             Ok(p) => p,
             Err(e) => {
                 tracing::warn!(error = %e, tool, "could not post the approval question; refusing the call");

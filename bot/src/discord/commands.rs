@@ -171,7 +171,7 @@ pub async fn command_check(ctx: Ctx<'_>) -> Result<bool, CommandError> {
         ));
     }
     let (who, _) = who_of(ctx).await;
-    let lists = lists_for(bot.engine.store(), &bot.lists, who.guild).await?;
+    let lists = lists_for(&bot.settings, &bot.lists, who.guild).await?;
     match lists.decide(&who) {
         Decision::Allowed => Ok(true),
         Decision::Denied(reason) => Err(CommandError::NotAllowed(reason)),
@@ -262,7 +262,7 @@ async fn model(
         }
         None => {
             let guild_default = match ctx.guild_id() {
-                Some(g) => settings::guild_model(bot.engine.store(), g.get()).await?,
+                Some(g) => settings::guild_model(&bot.settings, g.get()).await?,
                 None => None,
             };
             let current = bot
@@ -282,7 +282,7 @@ async fn models(ctx: Ctx<'_>) -> Result<(), CommandError> {
     let bot = ctx.data();
     let session = place_of(ctx).await.session();
     let guild_default = match ctx.guild_id() {
-        Some(g) => settings::guild_model(bot.engine.store(), g.get()).await?,
+        Some(g) => settings::guild_model(&bot.settings, g.get()).await?,
         None => None,
     };
     let current = bot
@@ -506,7 +506,7 @@ async fn trigger_add(
             settings::MAX_TRIGGER_CHARS
         ))
     })?;
-    if settings::add_trigger(ctx.data().engine.store(), g, &word).await? {
+    if settings::add_trigger(&ctx.data().settings, g, &word).await? {
         say(
             ctx,
             &format!("✅ I will answer messages containing “{word}”."),
@@ -527,7 +527,7 @@ async fn trigger_remove(
 ) -> Result<(), CommandError> {
     let g = guild(ctx)?;
     let word = settings::normalize_trigger(&word).unwrap_or_default();
-    if settings::remove_trigger(ctx.data().engine.store(), g, &word).await? {
+    if settings::remove_trigger(&ctx.data().settings, g, &word).await? {
         say(ctx, &format!("🗑️ Removed the trigger “{word}”.")).await
     } else if ctx
         .data()
@@ -554,7 +554,7 @@ async fn trigger_remove(
 async fn trigger_list(ctx: Ctx<'_>) -> Result<(), CommandError> {
     let g = guild(ctx)?;
     let bot = ctx.data();
-    let own = settings::guild_triggers(bot.engine.store(), g).await?;
+    let own = settings::guild_triggers(&bot.settings, g).await?;
     let configured = &bot.config.discord.triggers;
     if own.is_empty() && configured.is_empty() {
         return say(ctx, "No trigger words. Add one with `trigger add <word>`.").await;
@@ -603,7 +603,7 @@ async fn set_and_say(
     allow: bool,
 ) -> Result<(), CommandError> {
     let g = guild(ctx)?;
-    let restricted = set_access(ctx.data().engine.store(), g, subject, id, allow).await?;
+    let restricted = set_access(&ctx.data().settings, g, subject, id, allow).await?;
     let noun = subject.noun();
     let text = if allow {
         let note = if restricted {
@@ -704,7 +704,7 @@ async fn setmodel(
     {
         return Err(TurnError::Model(crate::llm::LlmError::ModelNotFound { model: name }).into());
     }
-    settings::set_guild_model(bot.engine.store(), g, &name).await?;
+    settings::set_guild_model(&bot.settings, g, &name).await?;
     say(ctx, &format!("🧠 `{name}` is now this server's default model (a conversation's own `model` choice still wins).")).await
 }
 
@@ -752,7 +752,7 @@ async fn persona_set(
             "write the persona after the level, e.g. `persona set server You are a pirate.`".into(),
         ));
     }
-    settings::set_persona(ctx.data().engine.store(), persona_scope(ctx, level)?, text).await?;
+    settings::set_persona(&ctx.data().settings, persona_scope(ctx, level)?, text).await?;
     say(ctx, &format!("🎭 Persona for this {} set.", level.name())).await
 }
 
@@ -760,7 +760,7 @@ async fn persona_set(
 #[poise::command(prefix_command, slash_command, rename = "show")]
 async fn persona_show(ctx: Ctx<'_>) -> Result<(), CommandError> {
     let bot = ctx.data();
-    let store = bot.engine.store();
+    let store = &bot.settings;
     let channel =
         settings::persona_at(store, PersonaScope::Channel(ctx.channel_id().get())).await?;
     let server = settings::persona_at(store, PersonaScope::Guild(guild(ctx)?)).await?;
@@ -781,8 +781,7 @@ async fn persona_clear(
     ctx: Ctx<'_>,
     #[description = "server or channel"] level: Level,
 ) -> Result<(), CommandError> {
-    let cleared =
-        settings::clear_persona(ctx.data().engine.store(), persona_scope(ctx, level)?).await?;
+    let cleared = settings::clear_persona(&ctx.data().settings, persona_scope(ctx, level)?).await?;
     say(
         ctx,
         if cleared {

@@ -115,7 +115,7 @@ pub async fn answer(bot: &Arc<Bot>, ask: Ask) -> &'static str {
 
 async fn answer_inner(bot: &Arc<Bot>, ask: Ask) -> &'static str {
     let store = bot.engine.store();
-    let lists = match lists_for(store, &bot.lists, ask.who.guild).await {
+    let lists = match lists_for(&bot.settings, &bot.lists, ask.who.guild).await {
         Ok(l) => l,
         Err(e) => {
             warn!(error = %e, "reading access lists failed");
@@ -172,8 +172,10 @@ async fn answer_inner(bot: &Arc<Bot>, ask: Ask) -> &'static str {
         .collect();
     let (model, persona) = match ask.who.guild {
         Some(g) => (
-            settings::guild_model(store, g).await.unwrap_or_default(),
-            settings::persona_for(store, Some(g), &channels)
+            settings::guild_model(&bot.settings, g)
+                .await
+                .unwrap_or_default(),
+            settings::persona_for(&bot.settings, Some(g), &channels)
                 .await
                 .unwrap_or_default(),
         ),

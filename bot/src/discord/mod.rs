@@ -97,6 +97,7 @@ pub struct Bot {
     pub(crate) limiter: UserLimiter,
     pub(crate) gate: Gate,
     pub(crate) approvals: Arc<Approvals>,
+    pub(crate) settings: settings::Settings,
     pub(crate) started: Instant,
     ready: Readiness,
     bot_id: AtomicU64,
@@ -124,6 +125,7 @@ impl Bot {
             approvals: Arc::new(Approvals::new(Duration::from_secs(
                 d.approval_timeout_secs.max(1),
             ))),
+            settings: settings::Settings::new(engine.store().clone()),
             started: Instant::now(),
             ready,
             bot_id: AtomicU64::new(0),
@@ -248,7 +250,7 @@ impl Bot {
     async fn triggers(&self, guild: Option<u64>) -> Result<Vec<String>, StoreError> {
         let mut t = self.config.discord.triggers.clone();
         if let Some(g) = guild {
-            t.extend(settings::guild_triggers(self.engine.store(), g).await?);
+            t.extend(settings::guild_triggers(&self.settings, g).await?);
         }
         Ok(t)
     }

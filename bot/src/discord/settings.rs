@@ -1,9 +1,61 @@
 //! Per-guild and per-channel settings the admin commands change, persisted in the store:
 //! trigger words, the guild's default model, and personas (system prompts).
 
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
 use crate::store::{Store, StoreError};
 
 use super::access::guild_scope;
+
+/// The store's per-scope settings with an in-memory cache. The admin commands of this process are
+/// the only writers and go through here, so after the first read of a key no message costs a
+/// database round trip. (Reply chains are not cached: they grow with every reply.)
+#[derive(Clone)]
+pub struct Settings {
+    store: Store,
+    cache: Arc<Mutex<HashMap<(String, String), Option<String>>>>,
+}
+
+impl Settings {
+    pub fn new(store: Store) -> Self {
+        Self {
+            store,
+            cache: Arc::new(Mutex::new(HashMap::new())),
+        }
+    }
+
+    fn cached(&self, scope: &str, key: &str) -> Option<Option<String>> {
+        let cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
+        cache.get(&(scope.to_string(), key.to_string())).cloned()
+    }
+
+    fn remember(&self, scope: &str, key: &str, value: Option<String>) {
+        let mut cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
+        cache.insert((scope.to_string(), key.to_string()), value);
+    }
+
+    pub async fn get(&self, scope: &str, key: &str) -> Result<Option<String>, StoreError> {
+        if let Some(v) = self.cached(scope, key) {
+            return Ok(v);
+        }
+        let v = self.store.get_setting(scope, key).await?;
+        self.remember(scope, key, v.clone());
+        Ok(v)
+    }
+
+    pub async fn set(&self, scope: &str, key: &str, value: &str) -> Result<(), StoreError> {
+        self.store.set_setting(scope, key, value).await?;
+        self.remember(scope, key, Some(value.to_string()));
+        Ok(())
+    }
+
+    pub async fn delete(&self, scope: &str, key: &str) -> Result<bool, StoreError> {
+        let existed = self.store.delete_setting(scope, key).await?;
+        self.remember(scope, key, None);
+        Ok(existed)
+    }
+}
 
 fn channel_scope(channel: u64) -> String {
     format!("channel:{channel}")
@@ -16,9 +68,9 @@ const PERSONA: &str = "persona";
 pub const MAX_TRIGGER_CHARS: usize = 100;
 
 /// The guild's own trigger words (the configured ones are added by the caller).
-pub async fn guild_triggers(store: &Store, guild: u64) -> Result<Vec<String>, StoreError> {
+pub async fn guild_triggers(store: &Settings, guild: u64) -> Result<Vec<String>, StoreError> {
     Ok(store
-        .get_setting(&guild_scope(guild), TRIGGERS)
+        .get(&guild_scope(guild), TRIGGERS)
         .await?
         .map(|v| {
             v.lines()
@@ -29,13 +81,17 @@ pub async fn guild_triggers(store: &Store, guild: u64) -> Result<Vec<String>, St
         .unwrap_or_default())
 }
 
-async fn save_triggers(store: &Store, guild: u64, triggers: &[String]) -> Result<(), StoreError> {
+async fn save_triggers(
+    store: &Settings,
+    guild: u64,
+    triggers: &[String],
+) -> Result<(), StoreError> {
     if triggers.is_empty() {
-        store.delete_setting(&guild_scope(guild), TRIGGERS).await?;
+        store.delete(&guild_scope(guild), TRIGGERS).await?;
         Ok(())
     } else {
         store
-            .set_setting(&guild_scope(guild), TRIGGERS, &triggers.join("\n"))
+            .set(&guild_scope(guild), TRIGGERS, &triggers.join("\n"))
             .await
     }
 }
@@ -51,7 +107,7 @@ pub fn normalize_trigger(word: &str) -> Option<String> {
 }
 
 /// Adds a trigger; false when it was already there.
-pub async fn add_trigger(store: &Store, guild: u64, word: &str) -> Result<bool, StoreError> {
+pub async fn add_trigger(store: &Settings, guild: u64, word: &str) -> Result<bool, StoreError> {
     let mut list = guild_triggers(store, guild).await?;
     if list.iter().any(|t| t == word) {
         return Ok(false);
@@ -62,7 +118,7 @@ pub async fn add_trigger(store: &Store, guild: u64, word: &str) -> Result<bool, 
 }
 
 /// Removes a trigger; false when it was not there.
-pub async fn remove_trigger(store: &Store, guild: u64, word: &str) -> Result<bool, StoreError> {
+pub async fn remove_trigger(store: &Settings, guild: u64, word: &str) -> Result<bool, StoreError> {
     let mut list = guild_triggers(store, guild).await?;
     let before = list.len();
     list.retain(|t| t != word);
@@ -73,12 +129,12 @@ pub async fn remove_trigger(store: &Store, guild: u64, word: &str) -> Result<boo
     Ok(true)
 }
 
-pub async fn guild_model(store: &Store, guild: u64) -> Result<Option<String>, StoreError> {
-    store.get_setting(&guild_scope(guild), MODEL).await
+pub async fn guild_model(store: &Settings, guild: u64) -> Result<Option<String>, StoreError> {
+    store.get(&guild_scope(guild), MODEL).await
 }
 
-pub async fn set_guild_model(store: &Store, guild: u64, model: &str) -> Result<(), StoreError> {
-    store.set_setting(&guild_scope(guild), MODEL, model).await
+pub async fn set_guild_model(store: &Settings, guild: u64, model: &str) -> Result<(), StoreError> {
+    store.set(&guild_scope(guild), MODEL, model).await
 }
 
 /// Where a persona applies.
@@ -97,21 +153,21 @@ impl PersonaScope {
     }
 }
 
-pub async fn set_persona(store: &Store, at: PersonaScope, text: &str) -> Result<(), StoreError> {
-    store.set_setting(&at.scope(), PERSONA, text).await
+pub async fn set_persona(store: &Settings, at: PersonaScope, text: &str) -> Result<(), StoreError> {
+    store.set(&at.scope(), PERSONA, text).await
 }
 
-pub async fn clear_persona(store: &Store, at: PersonaScope) -> Result<bool, StoreError> {
-    store.delete_setting(&at.scope(), PERSONA).await
+pub async fn clear_persona(store: &Settings, at: PersonaScope) -> Result<bool, StoreError> {
+    store.delete(&at.scope(), PERSONA).await
 }
 
-pub async fn persona_at(store: &Store, at: PersonaScope) -> Result<Option<String>, StoreError> {
-    store.get_setting(&at.scope(), PERSONA).await
+pub async fn persona_at(store: &Settings, at: PersonaScope) -> Result<Option<String>, StoreError> {
+    store.get(&at.scope(), PERSONA).await
 }
 
 /// The persona in effect: the channel's (or, in a thread, its parent channel's), else the guild's.
 pub async fn persona_for(
-    store: &Store,
+    store: &Settings,
     guild: Option<u64>,
     channels: &[u64],
 ) -> Result<Option<String>, StoreError> {
@@ -140,7 +196,9 @@ mod tests {
     #[tokio::test]
     async fn settings_round_trip() {
         let dir = tempfile::tempdir().expect("dir");
-        let store = Store::open(dir.path().join("s.db").to_str().expect("utf-8")).expect("store");
+        let store = Settings::new(
+            Store::open(dir.path().join("s.db").to_str().expect("utf-8")).expect("store"),
+        );
         assert!(add_trigger(&store, 1, "hey bot").await.expect("add"));
         assert!(!add_trigger(&store, 1, "hey bot").await.expect("add again"));
         add_trigger(&store, 1, "ask ai").await.expect("add");
