@@ -70,7 +70,16 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     // kube/reqwest/rmcp share rustls 0.23; it needs one process-wide crypto provider.
     let _ = rustls::crypto::ring::default_provider().install_default();
-    let runtime = match tokio::runtime::Runtime::new() {
+    let runtime = match &cli.command {
+        // One person types into `chat`: a single-threaded runtime serves them with less CPU per
+        // turn (no cross-thread wake-ups for every streamed chunk) and less memory (no worker
+        // threads); docs/BENCHMARKS.md has the figures.
+        Command::Chat { .. } => tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build(),
+        _ => tokio::runtime::Runtime::new(),
+    };
+    let runtime = match runtime {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: starting the async runtime: {e}");

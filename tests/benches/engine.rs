@@ -56,48 +56,46 @@ fn main() -> anyhow::Result<()> {
         .collect();
     let wanted = |s: &str| chosen.is_empty() || chosen.contains(&s);
 
-    // The same runtime as `ollama-mcp-bot chat` (bot/src/main.rs), so the engine runs as it
-    // does there.
-    let runtime = tokio::runtime::Runtime::new()?;
-    runtime.block_on(async {
-        support::note(&format!(
-            "# Engine benchmarks (issue 2){}\n\nmachine: {} CPUs, load average {}",
-            if quick { " — quick run" } else { "" },
-            std::thread::available_parallelism().map_or(0, usize::from),
-            std::fs::read_to_string("/proc/loadavg")
-                .unwrap_or_default()
-                .split_whitespace()
-                .take(3)
-                .collect::<Vec<_>>()
-                .join(" ")
-        ));
-        if wanted("startup") {
-            startup::run(if quick { 2 } else { 7 }).await?;
-        }
-        if wanted("cpu") {
-            let sizes = if quick {
-                cpu::Sizes {
-                    warmup: 10,
-                    batches: 5,
-                    per_batch: 10,
-                    binary_turns: 100,
-                }
-            } else {
-                cpu::Sizes {
-                    warmup: 30,
-                    batches: 20,
-                    per_batch: 10,
-                    binary_turns: 400,
-                }
-            };
-            cpu::run(&sizes).await?;
-        }
-        if wanted("prompt") {
-            prompt::run().await?;
-        }
-        if wanted("memory") {
-            memory::run(Duration::from_secs(if quick { 2 } else { 12 })).await?;
-        }
-        anyhow::Ok(())
-    })
+    support::note(&format!(
+        "# Engine benchmarks (issue 2){}\n\nmachine: {} CPUs, load average {}",
+        if quick { " — quick run" } else { "" },
+        std::thread::available_parallelism().map_or(0, usize::from),
+        std::fs::read_to_string("/proc/loadavg")
+            .unwrap_or_default()
+            .split_whitespace()
+            .take(3)
+            .collect::<Vec<_>>()
+            .join(" ")
+    ));
+    // Sections that drive the engine in this process use the runtime of `chat` (the CPU
+    // section also the one of `run`); the others measure the binary.
+    if wanted("startup") {
+        support::chat_runtime()?.block_on(startup::run(if quick { 2 } else { 7 }))?;
+    }
+    if wanted("cpu") {
+        let sizes = if quick {
+            cpu::Sizes {
+                warmup: 10,
+                batches: 5,
+                per_batch: 10,
+                binary_turns: 100,
+            }
+        } else {
+            cpu::Sizes {
+                warmup: 30,
+                batches: 20,
+                per_batch: 10,
+                binary_turns: 400,
+            }
+        };
+        cpu::run(&sizes)?;
+    }
+    if wanted("prompt") {
+        support::chat_runtime()?.block_on(prompt::run())?;
+    }
+    if wanted("memory") {
+        support::chat_runtime()?
+            .block_on(memory::run(Duration::from_secs(if quick { 2 } else { 12 })))?;
+    }
+    Ok(())
 }

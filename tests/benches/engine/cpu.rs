@@ -21,7 +21,8 @@ use rmcp::model::CallToolRequestParams;
 use serde_json::json;
 
 use super::support::{
-    Chat, DoubleProcess, cpu_time, four_servers, ms, process_cpu, raw_connect, summary, table,
+    Chat, DoubleProcess, chat_runtime, cpu_time, discord_runtime, four_servers, ms, process_cpu,
+    raw_connect, reply_words, summary, table,
 };
 
 pub struct Sizes {
@@ -104,7 +105,16 @@ async fn measure(
     Ok(figures)
 }
 
-pub async fn run(sizes: &Sizes) -> anyhow::Result<()> {
+/// Figures of one runtime flavour.
+struct Flavour {
+    label: &'static str,
+    tools: usize,
+    plain: TurnFigures,
+    tool: TurnFigures,
+    overhead: Overhead,
+}
+
+async fn in_process(label: &'static str, sizes: &Sizes) -> anyhow::Result<Flavour> {
     let double = DoubleProcess::spawn(None).await?;
     let dir = tempfile::tempdir()?;
     let mut config = BotConfig::default();
@@ -115,54 +125,66 @@ pub async fn run(sizes: &Sizes) -> anyhow::Result<()> {
 
     let hub = McpHub::start(&config.mcp.servers, HubOptions::from_chat(&config.chat)).await;
     for s in hub.status() {
-        ensure!(
-            s.state == ServerState::Ready,
-            "{} did not start: {:?}",
-            s.name,
-            s.state
-        );
+        ensure!(s.state == ServerState::Ready, "{} did not start: {:?}", s.name, s.state);
     }
-    let tools = hub.tools().len();
     let engine = Engine::new(
         Arc::new(OllamaClient::new(&config.ollama)?),
         hub.clone(),
         Store::open(&config.store.path)?,
         &config,
     );
-
-    let plain_figures = measure(&engine, "bench-plain", plain, check_plain, sizes).await?;
-    let tool_figures = measure(&engine, "bench-tool", tool, check_tool, sizes).await?;
+    let plain = measure(&engine, "bench-plain", plain, check_plain, sizes).await?;
+    let tool = measure(&engine, "bench-tool", tool, check_tool, sizes).await?;
     let overhead = tool_call_overhead(&hub, sizes).await?;
+    let tools = hub.tools().len();
     hub.shutdown().await;
+    Ok(Flavour {
+        label,
+        tools,
+        plain,
+        tool,
+        overhead,
+    })
+}
+
+pub fn run(sizes: &Sizes) -> anyhow::Result<()> {
+    let flavours = [
+        chat_runtime()?.block_on(in_process("current-thread (as `chat`)", sizes))?,
+        discord_runtime()?.block_on(in_process("multi-thread (as `run`, Discord)", sizes))?,
+    ];
 
     let mut rows = Vec::new();
-    for (name, f, target) in [
-        ("plain turn", &plain_figures, "< 1 ms"),
-        (
-            "one-tool turn (`everything__echo`)",
-            &tool_figures,
-            "< 2 ms",
-        ),
-    ] {
-        let c = summary(&f.cpu);
-        let w = summary(&f.wall);
-        let first = f.cpu.first().copied().unwrap_or(f64::NAN);
-        let last = f.cpu.last().copied().unwrap_or(f64::NAN);
-        rows.push(vec![
-            name.to_string(),
-            format!("{:.3}", c.median),
-            format!("{:.3}", c.p90),
-            format!("{first:.3} → {last:.3}"),
-            format!("{:.2}", w.median),
-            target.to_string(),
-        ]);
+    for f in &flavours {
+        for (name, figures, target) in [
+            ("plain turn", &f.plain, "< 1 ms"),
+            ("one-tool turn", &f.tool, "< 2 ms"),
+        ] {
+            let c = summary(&figures.cpu);
+            let w = summary(&figures.wall);
+            let first = figures.cpu.first().copied().unwrap_or(f64::NAN);
+            let last = figures.cpu.last().copied().unwrap_or(f64::NAN);
+            rows.push(vec![
+                f.label.to_string(),
+                name.to_string(),
+                format!("{:.3}", c.median),
+                format!("{:.3}", c.p90),
+                format!("{first:.3} → {last:.3}"),
+                format!("{:.2}", w.median),
+                target.to_string(),
+            ]);
+        }
     }
     table(
         &format!(
-            "Engine CPU per turn, in-process (`Engine::turn`, {tools} tools offered, SQLite on disk; {} batches × {} turns after {} warm-up turns)",
-            sizes.batches, sizes.per_batch, sizes.warmup
+            "Engine CPU per turn, in-process (`Engine::turn`; {} tools offered; SQLite on disk; {} batches × {} turns after {} warm-up turns; plain replies of {} words)",
+            flavours[0].tools,
+            sizes.batches,
+            sizes.per_batch,
+            sizes.warmup,
+            reply_words()
         ),
         &[
+            "runtime",
             "turn",
             "CPU median (ms)",
             "CPU p90 (ms)",
@@ -173,7 +195,39 @@ pub async fn run(sizes: &Sizes) -> anyhow::Result<()> {
         &rows,
     );
 
-    let binary = binary_cpu(&double, sizes.binary_turns).await?;
+    let mut rows = Vec::new();
+    for f in &flavours {
+        let o = &f.overhead;
+        let (hw, rw) = (summary(&o.hub_wall), summary(&o.raw_wall));
+        let (hc, rc) = (summary(&o.hub_cpu), summary(&o.raw_cpu));
+        rows.push(vec![
+            f.label.to_string(),
+            format!("{:.3} / {:.3}", rw.median, rw.p90),
+            format!("{:.3} / {:.3}", hw.median, hw.p90),
+            format!("{:+.3}", hw.median - rw.median),
+            format!("{:.3}", rc.median),
+            format!("{:.3}", hc.median),
+            format!("{:+.3}", hc.median - rc.median),
+        ]);
+    }
+    table(
+        &format!(
+            "One `echo` call: `McpHub::call` vs a raw rmcp `call_tool` on another instance of the same server ({} calls each, interleaved in batches of 10; ms)",
+            flavours[0].overhead.hub_wall.len()
+        ),
+        &[
+            "runtime",
+            "raw wall median / p90",
+            "hub wall median / p90",
+            "hub overhead (wall)",
+            "raw CPU per call",
+            "hub CPU per call",
+            "hub overhead (CPU)",
+        ],
+        &rows,
+    );
+
+    let (plain_cpu, tool_cpu) = chat_runtime()?.block_on(binary_cpu(sizes.binary_turns))?;
     table(
         &format!(
             "The same through the release binary (`chat` on piped stdin, whole process, /proc/<pid>/stat over {} turns each)",
@@ -181,45 +235,8 @@ pub async fn run(sizes: &Sizes) -> anyhow::Result<()> {
         ),
         &["turn", "CPU per turn (ms)"],
         &[
-            vec!["plain turn".into(), format!("{:.3}", binary.0)],
-            vec!["one-tool turn".into(), format!("{:.3}", binary.1)],
-        ],
-    );
-
-    let hw = summary(&overhead.hub_wall);
-    let rw = summary(&overhead.raw_wall);
-    let hc = summary(&overhead.hub_cpu);
-    let rc = summary(&overhead.raw_cpu);
-    table(
-        &format!(
-            "One `echo` call: McpHub vs a raw rmcp client on another instance of the same server ({} calls each, interleaved in batches of 10)",
-            overhead.hub_wall.len()
-        ),
-        &[
-            "path",
-            "wall median (ms)",
-            "wall p90 (ms)",
-            "our CPU per call, median of batches (ms)",
-        ],
-        &[
-            vec![
-                "raw rmcp `call_tool`".into(),
-                format!("{:.3}", rw.median),
-                format!("{:.3}", rw.p90),
-                format!("{:.3}", rc.median),
-            ],
-            vec![
-                "`McpHub::call` (resolve, validate, timeout, adapt, metrics)".into(),
-                format!("{:.3}", hw.median),
-                format!("{:.3}", hw.p90),
-                format!("{:.3}", hc.median),
-            ],
-            vec![
-                "hub overhead".into(),
-                format!("{:+.3}", hw.median - rw.median),
-                format!("{:+.3}", hw.p90 - rw.p90),
-                format!("{:+.3}", hc.median - rc.median),
-            ],
+            vec!["plain turn".into(), format!("{plain_cpu:.3}")],
+            vec!["one-tool turn".into(), format!("{tool_cpu:.3}")],
         ],
     );
     Ok(())
@@ -293,7 +310,8 @@ async fn tool_call_overhead(hub: &McpHub, sizes: &Sizes) -> anyhow::Result<Overh
 }
 
 /// CPU of the release `chat` per plain turn and per one-tool turn, whole process.
-async fn binary_cpu(double: &DoubleProcess, turns: usize) -> anyhow::Result<(f64, f64)> {
+async fn binary_cpu(turns: usize) -> anyhow::Result<(f64, f64)> {
+    let double = DoubleProcess::spawn(None).await?;
     let dir = tempfile::tempdir()?;
     let mut chat = Chat::spawn(dir.path(), &double.url, four_servers(dir.path()), |_| {})?;
     let pid = chat.pid()?;

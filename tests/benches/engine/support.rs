@@ -126,6 +126,23 @@ pub fn four_servers(dir: &Path) -> Vec<McpServerConfig> {
 /// Words in the double's plain replies (`--reply-words=N` on the benchmark's command line).
 pub static REPLY_WORDS: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
 
+/// The double's default reply length unless `--reply-words` says otherwise.
+pub fn reply_words() -> usize {
+    REPLY_WORDS.get().copied().unwrap_or(60)
+}
+
+/// The runtime `ollama-mcp-bot chat` runs on (bot/src/main.rs).
+pub fn chat_runtime() -> std::io::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+}
+
+/// The runtime `ollama-mcp-bot run` (Discord) runs on.
+pub fn discord_runtime() -> std::io::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Runtime::new()
+}
+
 /// The Ollama double in a process of its own, so that its CPU is not counted as ours.
 pub struct DoubleProcess {
     // Killed on drop.
@@ -140,9 +157,7 @@ impl DoubleProcess {
     pub async fn spawn(record: Option<&Path>) -> anyhow::Result<Self> {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_ollama-double"));
         cmd.args(["--port", "0", "--instant", "--exit-on-eof"]);
-        if let Some(words) = REPLY_WORDS.get() {
-            cmd.arg("--reply-words").arg(words.to_string());
-        }
+        cmd.arg("--reply-words").arg(reply_words().to_string());
         if let Some(path) = record {
             cmd.arg("--record").arg(path);
         }
