@@ -94,8 +94,11 @@ fn main() -> anyhow::Result<()> {
         support::chat_runtime()?.block_on(prompt::run())?;
     }
     if wanted("memory") {
-        support::chat_runtime()?
-            .block_on(memory::run(Duration::from_secs(if quick { 2 } else { 12 })))?;
+        support::chat_runtime()?.block_on(memory::run(Duration::from_secs(if quick {
+            2
+        } else {
+            12
+        })))?;
     }
     Ok(())
 }

@@ -125,7 +125,12 @@ async fn in_process(label: &'static str, sizes: &Sizes) -> anyhow::Result<Flavou
 
     let hub = McpHub::start(&config.mcp.servers, HubOptions::from_chat(&config.chat)).await;
     for s in hub.status() {
-        ensure!(s.state == ServerState::Ready, "{} did not start: {:?}", s.name, s.state);
+        ensure!(
+            s.state == ServerState::Ready,
+            "{} did not start: {:?}",
+            s.name,
+            s.state
+        );
     }
     let engine = Engine::new(
         Arc::new(OllamaClient::new(&config.ollama)?),
