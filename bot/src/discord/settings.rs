@@ -14,8 +14,11 @@ use super::access::guild_scope;
 #[derive(Clone)]
 pub struct Settings {
     store: Store,
-    cache: Arc<Mutex<HashMap<(String, String), Option<String>>>>,
+    cache: Arc<Mutex<HashMap<ScopeKey, Option<String>>>>,
 }
+
+/// (scope, key)
+type ScopeKey = (String, String);
 
 impl Settings {
     pub fn new(store: Store) -> Self {
