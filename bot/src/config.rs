@@ -81,6 +81,23 @@ pub struct ChatConfig {
     pub max_tool_result_chars: usize,
     /// Tool results of earlier turns are shortened to this many characters first when trimming.
     pub old_tool_result_chars: usize,
+    /// `all`: every tool's definition in every request. `on_demand`: the model gets
+    /// `find_tools` (a one-line catalog) and the tools it has found or used in the turns still
+    /// in its context. `auto`: on demand when all definitions would take more than
+    /// `tool_context_share` of the context window (`ollama.options.num_ctx`, else 4096).
+    pub tool_loading: ToolLoading,
+    /// Share of the context window above which `auto` loads tools on demand.
+    pub tool_context_share: f64,
+}
+
+/// How tool definitions reach the model; see [`ChatConfig::tool_loading`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum ToolLoading {
+    #[default]
+    Auto,
+    All,
+    OnDemand,
 }
 
 impl Default for ChatConfig {
@@ -91,6 +108,8 @@ impl Default for ChatConfig {
             history_token_budget: 6000,
             max_tool_result_chars: 16_000,
             old_tool_result_chars: 400,
+            tool_loading: ToolLoading::Auto,
+            tool_context_share: 0.25,
         }
     }
 }
@@ -469,6 +488,15 @@ impl BotConfig {
             return Err(invalid(
                 "chat.history_token_budget",
                 "must be at least 256 tokens".into(),
+            ));
+        }
+        if !(self.chat.tool_context_share > 0.0 && self.chat.tool_context_share <= 1.0) {
+            return Err(invalid(
+                "chat.tool_context_share",
+                format!(
+                    "{} is not a share of the context: use a number above 0 and at most 1 (e.g. 0.25)",
+                    self.chat.tool_context_share
+                ),
             ));
         }
         if self.store.path.trim().is_empty() {

@@ -163,6 +163,47 @@ impl Store {
         .await
     }
 
+    /// The session's latest turns, oldest first, read newest first until `more_needed` (given
+    /// each whole turn, newest first) says that no older turn could reach the prompt: the cost of
+    /// a turn stays bounded by the prompt budget, not by the length of the session.
+    pub async fn recent_history(
+        &self,
+        session: &str,
+        mut more_needed: impl FnMut(&[StoredMessage]) -> bool + Send + 'static,
+    ) -> Result<Vec<StoredMessage>, StoreError> {
+        let session = session.to_string();
+        self.with(move |c| {
+            let mut stmt = c
+                .prepare_cached(
+                    "SELECT turn, body, tokens FROM messages WHERE session = ?1 ORDER BY id DESC",
+                )
+                .map_err(sql("reading history"))?;
+            let mut rows = stmt
+                .query(params![session])
+                .map_err(sql("reading history"))?;
+            let mut out: Vec<StoredMessage> = Vec::new();
+            let mut turn_start = 0;
+            while let Some(row) = rows.next().map_err(sql("reading history"))? {
+                let turn: i64 = row.get(0).map_err(sql("reading history"))?;
+                if out.last().is_some_and(|m| m.turn != turn) {
+                    if !more_needed(&out[turn_start..]) {
+                        break;
+                    }
+                    turn_start = out.len();
+                }
+                let body: String = row.get(1).map_err(sql("reading history"))?;
+                out.push(StoredMessage {
+                    turn,
+                    message: serde_json::from_str(&body)?,
+                    tokens: row.get(2).map_err(sql("reading history"))?,
+                });
+            }
+            out.reverse();
+            Ok(out)
+        })
+        .await
+    }
+
     /// Appends one completed turn (user message, tool rounds, reply) in one transaction.
     pub async fn append_turn(
         &self,
@@ -180,11 +221,15 @@ impl Store {
                 let tx = c.transaction().map_err(sql("starting the turn write"))?;
                 let turn: i64 = tx
                     .query_row(
-                        "SELECT COALESCE(MAX(turn), 0) + 1 FROM messages WHERE session = ?1",
+                        // Turns grow with ids: the newest row's turn, found through the index
+                        // (MAX(turn) would scan the whole session).
+                        "SELECT turn FROM messages WHERE session = ?1 ORDER BY id DESC LIMIT 1",
                         params![session],
-                        |r| r.get(0),
+                        |r| r.get::<_, i64>(0),
                     )
-                    .map_err(sql("numbering the turn"))?;
+                    .optional()
+                    .map_err(sql("numbering the turn"))?
+                    .map_or(1, |last| last + 1);
                 let now = now_secs();
                 {
                     let mut stmt = tx
@@ -321,6 +366,51 @@ impl Store {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn recent_history_stops_where_told_and_keeps_turns_whole() {
+        let s = Store::open(":memory:").expect("open");
+        for t in 1..=5 {
+            s.append_turn(
+                "a",
+                vec![
+                    (ChatMessage::user(format!("q{t}")), 2),
+                    (ChatMessage::assistant(format!("a{t}")), 2),
+                ],
+            )
+            .await
+            .expect("append");
+        }
+        s.append_turn("b", vec![(ChatMessage::user("other"), 2)])
+            .await
+            .expect("append");
+        let mut seen = 0;
+        let h = s
+            .recent_history("a", move |turn| {
+                assert_eq!(turn.len(), 2, "a whole turn at a time");
+                seen += 1;
+                seen < 2
+            })
+            .await
+            .expect("history");
+        let texts: Vec<_> = h.iter().map(|m| m.message.content.as_str()).collect();
+        assert_eq!(
+            texts,
+            ["q4", "a4", "q5", "a5"],
+            "the two newest turns, oldest first"
+        );
+        assert_eq!(
+            s.recent_history("a", |_| true).await.expect("history"),
+            s.history("a").await.expect("history"),
+            "never told to stop: everything"
+        );
+        assert!(
+            s.recent_history("none", |_| true)
+                .await
+                .expect("history")
+                .is_empty()
+        );
+    }
 
     #[tokio::test]
     async fn turns_survive_reopen() {

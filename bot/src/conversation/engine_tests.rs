@@ -480,3 +480,151 @@ async fn calibration_counts_the_offered_tools() {
         "learned {ratio} tokens per character; the model counts 0.25"
     );
 }
+
+fn names(request: &ChatRequest) -> Vec<String> {
+    request.tools.iter().map(|t| t.name.clone()).collect()
+}
+
+#[tokio::test]
+async fn on_demand_tools_are_found_then_offered_while_in_context() {
+    let model = ScriptedModel::new(vec![
+        // Turn 1: the model looks for a tool, then calls what it found.
+        calls(&[(tool_search::FIND_TOOLS, json!({"query": "put"}))]),
+        calls(&[("kv__put", json!({"key": "a"}))]),
+        text("Stored."),
+        // Turn 2: plain.
+        text("Hello."),
+        // Turn 3: a tool from the catalog called directly, without a search.
+        calls(&[("kv__get", json!({"key": "a"}))]),
+        text("It is stored."),
+    ]);
+    let tools = Arc::new(KvTools::default());
+    let mut config = BotConfig::default();
+    config.chat.tool_loading = ToolLoading::OnDemand;
+    let e = engine(model.clone(), tools.clone(), config);
+    let r = e
+        .turn(TurnRequest::new("s", "store a"), &Silent)
+        .await
+        .expect("turn 1");
+    assert_eq!(
+        (r.reply.as_str(), r.rounds, r.tool_calls),
+        ("Stored.", 3, 2)
+    );
+    e.turn(TurnRequest::new("s", "hi"), &Silent)
+        .await
+        .expect("turn 2");
+    e.turn(TurnRequest::new("s", "what is a?"), &Silent)
+        .await
+        .expect("turn 3");
+    let requests = model.requests();
+    // First request: only the catalog, which names every tool.
+    assert_eq!(names(&requests[0]), [tool_search::FIND_TOOLS]);
+    let catalog = &requests[0].tools[0].description;
+    assert!(catalog.contains("kv: put, get, slow, guarded"), "{catalog}");
+    // The search's result went back to the model, and `kv__put` is offered in full from then on.
+    let found = requests[1].messages.last().expect("messages");
+    assert_eq!(found.tool_name.as_deref(), Some(tool_search::FIND_TOOLS));
+    assert!(
+        found.content.contains("- kv__put: put a value"),
+        "{}",
+        found.content
+    );
+    assert_eq!(names(&requests[1]), [tool_search::FIND_TOOLS, "kv__put"]);
+    assert_eq!(
+        names(&requests[3]),
+        [tool_search::FIND_TOOLS, "kv__put"],
+        "turn 2 still has it"
+    );
+    assert!(
+        !requests[3].tools[0].description.contains("put"),
+        "no longer in the catalog"
+    );
+    // The catalog tool called directly ran through the host and is offered next round.
+    assert_eq!(*tools.calls.lock().expect("lock"), ["kv__put", "kv__get"]);
+    assert_eq!(
+        names(&requests[5]),
+        [tool_search::FIND_TOOLS, "kv__put", "kv__get"]
+    );
+    assert_eq!(
+        requests[5].messages.last().map(|m| m.content.as_str()),
+        Some("stored")
+    );
+    // `find_tools` never reaches the tool host.
+    assert!(
+        !tools
+            .calls
+            .lock()
+            .expect("lock")
+            .iter()
+            .any(|c| c == tool_search::FIND_TOOLS)
+    );
+}
+
+#[tokio::test]
+async fn auto_loads_on_demand_only_when_tools_crowd_the_context() {
+    for (num_ctx, expect_catalog) in [(8192, false), (256, true)] {
+        let model = ScriptedModel::new(vec![text("ok")]);
+        let mut config = BotConfig::default();
+        config
+            .ollama
+            .options
+            .insert("num_ctx".into(), num_ctx.into());
+        let e = engine(model.clone(), Arc::new(KvTools::default()), config);
+        e.turn(TurnRequest::new("s", "hi"), &Silent)
+            .await
+            .expect("turn");
+        let offered = names(&model.requests()[0]);
+        assert_eq!(
+            offered == [tool_search::FIND_TOOLS],
+            expect_catalog,
+            "num_ctx {num_ctx}: {offered:?}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn history_never_pushes_the_prompt_past_the_context_window() {
+    let long = "word ".repeat(400); // 2000 characters, about 500 tokens
+    let mut config = BotConfig::default();
+    config.chat.tool_loading = ToolLoading::All;
+    let model = ScriptedModel::new((0..12).map(|_| text(&long)).collect());
+    let e = engine(model.clone(), Arc::new(KvTools::default()), config.clone());
+    for i in 0..12 {
+        e.turn(TurnRequest::new("s", format!("{i} {long}")), &Silent)
+            .await
+            .expect("turn");
+    }
+    let chars = |r: &ChatRequest| -> usize {
+        r.messages.iter().map(|m| m.content.len()).sum::<usize>()
+            + r.tools.iter().map(tool_chars).sum::<usize>()
+    };
+    // 8192 tokens of context, 1024 kept for the reply: at 4 characters a token the prompt
+    // stays under ~28,700 characters although the history budget (6000 tokens) alone would fit.
+    let last = model.requests().pop().expect("a request");
+    assert!(
+        chars(&last) <= (8192 - 1024) * 4,
+        "{} characters",
+        chars(&last)
+    );
+    assert!(
+        chars(&last) > 20_000,
+        "history is still used: {}",
+        chars(&last)
+    );
+
+    // With a small window, fewer turns fit.
+    config.ollama.options.insert("num_ctx".into(), 4096.into());
+    let model = ScriptedModel::new((0..12).map(|_| text(&long)).collect());
+    let e = engine(model.clone(), Arc::new(KvTools::default()), config);
+    for i in 0..12 {
+        e.turn(TurnRequest::new("s", format!("{i} {long}")), &Silent)
+            .await
+            .expect("turn");
+    }
+    let last = model.requests().pop().expect("a request");
+    assert!(
+        chars(&last) <= (4096 - 1024) * 4,
+        "{} characters",
+        chars(&last)
+    );
+}

@@ -10,7 +10,7 @@ use futures::StreamExt;
 use serde_json::Value;
 use tracing::{Instrument, debug, info_span, warn};
 
-use crate::config::{BotConfig, ChatConfig, OllamaConfig};
+use crate::config::{BotConfig, ChatConfig, OllamaConfig, ToolLoading};
 use crate::llm::{
     ChatEvent, ChatMessage, ChatModel, ChatRequest, LlmError, ToolCall, ToolSpec, Usage,
 };
@@ -18,6 +18,7 @@ use crate::mcp::{OutcomeKind, ToolHost, ToolOutcome, split_namespaced};
 use crate::metrics::metrics;
 use crate::store::{Store, StoreError, StoredMessage};
 
+pub mod tool_search;
 pub mod trim;
 
 /// Why a turn failed. The message is meant for the person chatting.
@@ -120,6 +121,36 @@ pub struct Engine {
 }
 
 const ACTIVE_WINDOW: Duration = Duration::from_secs(3600);
+/// Ollama's context window when `num_ctx` is not set.
+const DEFAULT_NUM_CTX: u32 = 4096;
+/// Tokens kept free for the reply when `num_predict` is not set.
+const REPLY_RESERVE: u32 = 1024;
+
+/// Tokens earlier turns may take: the configured budget, but never more than what is left of
+/// the context window (when `num_ctx` is set) after the tools, the system prompt, this turn and
+/// room for the reply; Ollama would otherwise silently cut the prompt's start.
+fn history_budget(
+    configured: u32,
+    num_ctx: Option<u32>,
+    options: &serde_json::Map<String, Value>,
+    fixed_chars: usize,
+    tokens_per_char: f64,
+) -> u32 {
+    let Some(num_ctx) = num_ctx else {
+        return configured;
+    };
+    let reserve = options
+        .get("num_predict")
+        .and_then(Value::as_u64)
+        .and_then(|n| u32::try_from(n).ok())
+        .unwrap_or(REPLY_RESERVE)
+        .min(num_ctx / 2);
+    let fixed = (fixed_chars as f64 * tokens_per_char).ceil() as u64;
+    let left = u64::from(num_ctx)
+        .saturating_sub(u64::from(reserve))
+        .saturating_sub(fixed);
+    configured.min(u32::try_from(left).unwrap_or(u32::MAX))
+}
 /// A first guess before Ollama has told us anything: about four characters a token.
 const DEFAULT_TOKENS_PER_CHAR: f64 = 0.25;
 
@@ -243,7 +274,15 @@ impl Engine {
     ) -> Result<TurnResult, TurnError> {
         let inner = &self.inner;
         self.touch_session(&request.session);
-        let history = inner.store.history(&request.session).await?;
+        let mut cut = trim::HistoryCut::new(&trim::Budget {
+            tokens: inner.chat.history_token_budget,
+            old_tool_result_chars: inner.chat.old_tool_result_chars,
+            tokens_per_char: self.tokens_per_char(&model),
+        });
+        let history = inner
+            .store
+            .recent_history(&request.session, move |turn| cut.more_needed(turn))
+            .await?;
         let system = request
             .system_prompt
             .clone()
@@ -260,10 +299,27 @@ impl Engine {
             })
             .map(compact_tool)
             .collect();
-        let tool_names: Vec<&str> = tools.iter().map(|t| t.name.as_str()).collect();
-        // Ollama counts the offered tools in prompt_eval_count too; leaving them out of the
-        // characters would make every message look several times its real token cost.
-        let tools_chars: usize = tools.iter().map(tool_chars).sum();
+        let mut tool_names: Vec<&str> = tools.iter().map(|t| t.name.as_str()).collect();
+        let num_ctx = inner
+            .ollama
+            .options
+            .get("num_ctx")
+            .and_then(Value::as_u64)
+            .and_then(|n| u32::try_from(n).ok());
+        let on_demand = match inner.chat.tool_loading {
+            ToolLoading::All => false,
+            ToolLoading::OnDemand => true,
+            ToolLoading::Auto => {
+                let all_tokens = tools.iter().map(tool_chars).sum::<usize>() as f64
+                    * self.tokens_per_char(&model);
+                all_tokens
+                    > f64::from(num_ctx.unwrap_or(DEFAULT_NUM_CTX)) * inner.chat.tool_context_share
+            }
+        } && !tools.is_empty();
+        if on_demand {
+            // The model may name any tool, loaded or not (the hub resolves it).
+            tool_names.push(tool_search::FIND_TOOLS);
+        }
 
         // Messages of this turn: the user's, then each round's assistant and tool messages.
         let mut turn_messages = vec![ChatMessage::user(request.text.clone())];
@@ -282,33 +338,63 @@ impl Engine {
             }
             rounds += 1;
             let tokens_per_char = self.tokens_per_char(&model);
-            let messages = trim::build_prompt(
-                &system,
-                &history,
-                &turn_messages,
-                &trim::Budget {
-                    tokens: inner.chat.history_token_budget,
-                    old_tool_result_chars: inner.chat.old_tool_result_chars,
-                    tokens_per_char,
-                },
+            // Tools loaded by anything read (an upper bound) size the history budget; the
+            // tools offered are then those loaded by what is actually sent.
+            let offer = |sent: &mut dyn Iterator<Item = &ChatMessage>| -> Vec<ToolSpec> {
+                if !on_demand {
+                    return tools.clone();
+                }
+                let loaded = tool_search::loaded(sent, &tools);
+                let (offered, rest): (Vec<&ToolSpec>, Vec<&ToolSpec>) =
+                    tools.iter().partition(|t| loaded.contains(&t.name));
+                let mut out = Vec::with_capacity(offered.len() + 1);
+                if !rest.is_empty() {
+                    out.push(tool_search::find_tools_spec(&rest));
+                }
+                out.extend(offered.into_iter().cloned());
+                out
+            };
+            let upper = offer(
+                &mut history
+                    .iter()
+                    .map(|m| &m.message)
+                    .chain(turn_messages.iter()),
             );
-            let prompt_chars: usize =
-                tools_chars + messages.iter().map(message_chars).sum::<usize>();
+            let budget = trim::Budget {
+                tokens: history_budget(
+                    inner.chat.history_token_budget,
+                    num_ctx,
+                    &inner.ollama.options,
+                    upper.iter().map(tool_chars).sum::<usize>()
+                        + system.len()
+                        + turn_messages.iter().map(message_chars).sum::<usize>(),
+                    tokens_per_char,
+                ),
+                old_tool_result_chars: inner.chat.old_tool_result_chars,
+                tokens_per_char,
+            };
+            let messages = trim::build_prompt(&system, &history, &turn_messages, &budget);
+            let offered = offer(&mut messages.iter());
+            // Ollama counts the offered tools in prompt_eval_count too; leaving them out of the
+            // characters would make every message look several times its real token cost.
+            let prompt_chars: usize = offered.iter().map(tool_chars).sum::<usize>()
+                + messages.iter().map(message_chars).sum::<usize>();
+            let tools_offered = !offered.is_empty();
             let chat_request = ChatRequest {
                 model: model.clone(),
                 messages,
-                tools: tools.clone(),
+                tools: offered,
                 options: inner.ollama.options.clone(),
                 think: Some(inner.ollama.think),
                 keep_alive: inner.ollama.keep_alive.clone(),
             };
             let round = self
-                .model_round(chat_request, observer, !tools.is_empty())
+                .model_round(chat_request, observer, tools_offered)
                 .await?;
             usage = add_usage(usage, round.usage);
             last_prompt = (round.usage.prompt_tokens, prompt_chars);
             let mut calls = round.tool_calls;
-            if calls.is_empty() && !tools.is_empty() {
+            if calls.is_empty() && tools_offered {
                 if let Some(recovered) =
                     crate::llm::fallback::recover_tool_calls(&round.content, &tool_names)
                 {
@@ -337,7 +423,9 @@ impl Engine {
             };
             turn_messages.push(assistant);
             tool_call_count += u32::try_from(calls.len()).unwrap_or(u32::MAX);
-            let outcomes = self.run_tools(&calls, &request, observer).await;
+            let outcomes = self
+                .run_tools(&calls, &request, on_demand.then_some(&tools[..]), observer)
+                .await;
             for (call, outcome) in calls.iter().zip(outcomes) {
                 turn_messages.push(ChatMessage::tool(
                     call.function.name.clone(),
@@ -407,13 +495,24 @@ impl Engine {
         &self,
         calls: &[ToolCall],
         request: &TurnRequest,
+        searchable: Option<&[ToolSpec]>,
         observer: &dyn TurnObserver,
     ) -> Vec<ToolOutcome> {
         let runs = calls.iter().map(|call| async move {
             let name = call.function.name.as_str();
             let args = normalize_arguments(&call.function.arguments);
             observer.on_tool_call(name, &args).await;
-            let outcome = if request
+            let outcome = if let Some(tools) =
+                searchable.filter(|_| name == tool_search::FIND_TOOLS)
+            {
+                ToolOutcome {
+                    server: String::new(),
+                    tool: tool_search::FIND_TOOLS.into(),
+                    content: tool_search::run(tools, &args),
+                    kind: OutcomeKind::Ok,
+                    duration: Duration::ZERO,
+                }
+            } else if request
                 .tool_filter
                 .as_ref()
                 .is_some_and(|allow| !allow(name))

@@ -33,6 +33,50 @@ pub fn estimate_tokens(message: &ChatMessage, tokens_per_char: f64) -> u32 {
         }
 }
 
+/// Where reading history (newest first) can stop: after the turn whose smallest possible cost
+/// takes the running total past the budget, since the trimmer would drop it and every older
+/// turn. A turn's smallest cost has its tool results shortened and its tokens counted at half
+/// today's ratio (the ratio drifts as Ollama's counts come in, never by half within a turn).
+pub struct HistoryCut {
+    limit: u64,
+    spent: u64,
+    old_tool_result_chars: usize,
+    floor_ratio: f64,
+}
+
+impl HistoryCut {
+    pub fn new(budget: &Budget) -> Self {
+        Self {
+            limit: u64::from(budget.tokens),
+            spent: 0,
+            old_tool_result_chars: budget.old_tool_result_chars,
+            floor_ratio: budget.tokens_per_char / 2.0,
+        }
+    }
+
+    /// Counts one whole turn; false once no older turn can reach the prompt.
+    pub fn more_needed(&mut self, turn: &[StoredMessage]) -> bool {
+        self.spent += turn
+            .iter()
+            .map(|m| u64::from(self.floor_tokens(m)))
+            .sum::<u64>();
+        self.spent <= self.limit
+    }
+
+    fn floor_tokens(&self, m: &StoredMessage) -> u32 {
+        let chars = super::message_chars(&m.message);
+        // A shortened result keeps at least `old_tool_result_chars` bytes, plus a note.
+        let chars = if m.message.role == Role::Tool {
+            chars.min(self.old_tool_result_chars)
+        } else {
+            chars
+        };
+        let tokens = MESSAGE_OVERHEAD
+            + u32::try_from((chars as f64 * self.floor_ratio) as u64).unwrap_or(u32::MAX - 8);
+        tokens.min(m.tokens)
+    }
+}
+
 /// A tool result cut to `max` characters (at a char boundary), saying so.
 pub fn shorten(content: &str, max: usize) -> Option<String> {
     if content.chars().count() <= max {
@@ -154,6 +198,54 @@ mod tests {
             stored(turn, ChatMessage::tool("fetch__fetch", result)),
             stored(turn, ChatMessage::assistant("done")),
         ]
+    }
+
+    /// What the engine does: read newest first until the cut says stop.
+    fn bounded(history: &[StoredMessage], budget: &Budget) -> Vec<StoredMessage> {
+        let mut cut = HistoryCut::new(budget);
+        let mut turns: Vec<&[StoredMessage]> = super::group_turns(history);
+        turns.reverse();
+        let mut read = Vec::new();
+        for turn in turns {
+            read.push(turn);
+            if !cut.more_needed(turn) {
+                break;
+            }
+        }
+        read.reverse();
+        read.into_iter().flatten().cloned().collect()
+    }
+
+    #[test]
+    fn bounded_read_builds_the_same_prompt_as_the_whole_history() {
+        let mut history = Vec::new();
+        for t in 1..=200 {
+            if t % 3 == 0 {
+                history.extend(tool_turn(t, &"result ".repeat(t as usize * 7)));
+            } else {
+                history.extend(plain_turn(
+                    t,
+                    &format!("turn {t} {}", "y".repeat(t as usize)),
+                ));
+            }
+        }
+        let now = [ChatMessage::user("now")];
+        for tokens in [0, 10, 100, 1_000, 6_000, 50_000, 1_000_000] {
+            let b = budget(tokens);
+            let read = bounded(&history, &b);
+            assert_eq!(
+                build_prompt("sys", &read, &now, &b),
+                build_prompt("sys", &history, &now, &b),
+                "budget {tokens}"
+            );
+            if tokens <= 1_000 {
+                assert!(
+                    read.len() < history.len() / 2,
+                    "budget {tokens}: read {}",
+                    read.len()
+                );
+            }
+        }
     }
 
     #[test]

@@ -190,6 +190,20 @@ async fn naive_tools(dir: &std::path::Path) -> anyhow::Result<Vec<Value>> {
     Ok(tools)
 }
 
+/// The engine's tool search (bot/src/conversation/tool_search.rs).
+const FIND_TOOLS: &str = ollama_mcp_bot::conversation::tool_search::FIND_TOOLS;
+
+/// A `find_tools` call or its result.
+fn is_search(m: &Value) -> bool {
+    m["tool_name"] == FIND_TOOLS
+        || m["tool_calls"].as_array().is_some_and(|calls| {
+            !calls.is_empty()
+                && calls
+                    .iter()
+                    .all(|c| c.pointer("/function/name") == Some(&json!(FIND_TOOLS)))
+        })
+}
+
 fn json_len(v: &Value) -> usize {
     serde_json::to_vec(v).map(|b| b.len()).unwrap_or(0)
 }
@@ -233,7 +247,7 @@ pub async fn run() -> anyhow::Result<()> {
     for (i, (line, messages)) in lines.iter().zip(&turns).enumerate() {
         let results: Vec<&str> = messages
             .iter()
-            .filter(|m| m.role == Role::Tool)
+            .filter(|m| m.role == Role::Tool && m.tool_name.as_deref() != Some(FIND_TOOLS))
             .map(|m| m.content.as_str())
             .collect();
         match line.expect {
@@ -269,6 +283,7 @@ pub async fn run() -> anyhow::Result<()> {
     let (mut ours_tools, mut naive_tools_bytes) = (0usize, 0usize);
     let mut turn_index = 0usize;
     let mut last_current: Vec<Value> = Vec::new();
+    let (mut searches, mut naive_requests) = (0usize, 0usize);
     for (body, raw_len) in bodies.iter().zip(&raw_sizes) {
         let messages = body["messages"].as_array().context("messages")?;
         let last_user = messages
@@ -314,28 +329,49 @@ pub async fn run() -> anyhow::Result<()> {
                 stored.chars().count()
             );
         }
-        if let Some(expect) = lines[t].expect.filter(|_| !sent_results.is_empty()) {
+        let real_results: Vec<&str> = current
+            .iter()
+            .filter(|m| m["role"] == "tool" && !is_search(m))
+            .map(|m| m["content"].as_str().unwrap_or_default())
+            .collect();
+        if let Some(expect) = lines[t].expect.filter(|_| !real_results.is_empty()) {
             ensure!(
-                sent_results[0].contains(expect),
+                real_results[0].contains(expect),
                 "turn {}: {expect} missing",
                 t + 1
             );
         }
 
-        let mut naive_messages: Vec<Value> = messages
-            .iter()
-            .take_while(|m| m["role"] == "system")
-            .cloned()
-            .collect();
-        naive_messages.extend(full_turns.iter().flatten().cloned());
-        naive_messages.extend(current.iter().cloned());
-        let mut naive_body = body.clone();
-        naive_body["messages"] = Value::Array(naive_messages);
-        naive_body["tools"] = Value::Array(naive_tools.clone());
         ours += raw_len;
-        naive += json_len(&naive_body);
         ours_tools += body.get("tools").map(json_len).unwrap_or(0);
-        naive_tools_bytes += json_len(&naive_body["tools"]);
+        // A naive client, every tool offered, never searches: it makes no request after a
+        // search and has no search in its history.
+        let after_search = current
+            .last()
+            .is_some_and(|m| m["role"] == "tool" && m["tool_name"] == FIND_TOOLS);
+        if after_search {
+            searches += 1;
+        } else {
+            let mut naive_messages: Vec<Value> = messages
+                .iter()
+                .take_while(|m| m["role"] == "system")
+                .cloned()
+                .collect();
+            naive_messages.extend(
+                full_turns
+                    .iter()
+                    .flatten()
+                    .chain(&current)
+                    .filter(|m| !is_search(m))
+                    .cloned(),
+            );
+            let mut naive_body = body.clone();
+            naive_body["messages"] = Value::Array(naive_messages);
+            naive_body["tools"] = Value::Array(naive_tools.clone());
+            naive += json_len(&naive_body);
+            naive_tools_bytes += json_len(&naive_body["tools"]);
+            naive_requests += 1;
+        }
         last_current = current;
     }
     ensure!(turn_index == 29, "every scripted turn made requests");
@@ -344,10 +380,10 @@ pub async fn run() -> anyhow::Result<()> {
     let kib = |b: usize| format!("{:.1}", b as f64 / 1024.0);
     table(
         &format!(
-            "Bytes sent to /api/chat over the scripted 30-turn conversation ({} plain + {tool_turns} tool turns, {} requests, {} tools offered)",
+            "Bytes sent to /api/chat over the scripted 30-turn conversation ({} plain + {tool_turns} tool turns; {} tools; naive: {naive_requests} requests, ours: {} of which {searches} after a `find_tools` search)",
             30 - tool_turns,
+            naive_tools.len(),
             bodies.len(),
-            naive_tools.len()
         ),
         &[
             "",
@@ -375,7 +411,7 @@ pub async fn run() -> anyhow::Result<()> {
     );
     note(&format!(
         "\nPer request: schemas {:.1} KiB naive vs {:.1} KiB ours. Target: ≤ 50 % of naive, with the current turn's tool results in full (asserted).",
-        naive_tools_bytes as f64 / bodies.len() as f64 / 1024.0,
+        naive_tools_bytes as f64 / naive_requests as f64 / 1024.0,
         ours_tools as f64 / bodies.len() as f64 / 1024.0
     ));
     Ok(())

@@ -7,7 +7,8 @@
 //!
 //! The model it plays is scripted by the conversation itself (see [`scripted_reply`]):
 //! - a user message holding `[[call SERVER__TOOL {json arguments}]]` (one or more) gets those
-//!   structured `tool_calls`;
+//!   structured `tool_calls`, once; like a careful model it calls only tools it was offered,
+//!   so when one is missing and `find_tools` is offered, it first searches for the missing ones;
 //! - a request whose last message is a tool result gets a reply quoting the result;
 //! - anything else gets `echo: <message>` padded to `--reply-words` words.
 //!
@@ -158,8 +159,48 @@ const FILLER: &str = "Here is a little more detail so that this answer has the l
 chat reply from a local model, which usually restates the question, gives the answer in a few \
 sentences, and ends with an offer to help further if anything is unclear or needs a closer look.";
 
+/// The tool calls this request should make for the user's `[[call ...]]` directives, as a
+/// careful model would: only tools it was offered; when some are missing and `find_tools` is
+/// offered, it searches for them first (once). None once the directives have been called.
+fn directive_calls(seen: &SeenRequest) -> Option<Vec<(String, Value)>> {
+    let user = seen.last_user_message()?;
+    let calls = directives(user);
+    // This turn's messages: after the last user message.
+    let start = seen.messages.iter().rposition(|m| m.role == Role::User)?;
+    let called: Vec<&str> = seen.messages[start..]
+        .iter()
+        .flat_map(|m| &m.tool_calls)
+        .map(|c| c.function.name.as_str())
+        .collect();
+    if calls.is_empty() || calls.iter().any(|(n, _)| called.contains(&n.as_str())) {
+        return None;
+    }
+    let offered = seen.tool_names();
+    let missing: Vec<&str> = calls
+        .iter()
+        .map(|(n, _)| n.as_str())
+        .filter(|n| !offered.iter().any(|o| o == n))
+        .collect();
+    if !missing.is_empty()
+        && offered.iter().any(|o| o == FIND_TOOLS)
+        && !called.contains(&FIND_TOOLS)
+    {
+        return Some(vec![(
+            FIND_TOOLS.to_string(),
+            serde_json::json!({"query": missing.join(" ")}),
+        )]);
+    }
+    Some(calls)
+}
+
+/// The engine's tool search (bot/src/conversation/tool_search.rs).
+const FIND_TOOLS: &str = "find_tools";
+
 /// The scripted model; see the module documentation.
 fn scripted_reply(seen: &SeenRequest, style: &ReplyStyle) -> Reply {
+    if let Some(calls) = directive_calls(seen) {
+        return Reply::ToolCalls(calls);
+    }
     if seen.messages.last().is_some_and(|m| m.role == Role::Tool) {
         // Every result of the last round, each quoted briefly, as a model summarising them.
         let results: Vec<String> = seen
@@ -186,10 +227,6 @@ fn scripted_reply(seen: &SeenRequest, style: &ReplyStyle) -> Reply {
         return Reply::text(results.into_iter().rev().collect::<Vec<_>>().join(" "));
     }
     let user = seen.last_user_message().unwrap_or_default();
-    let calls = directives(user);
-    if !calls.is_empty() {
-        return Reply::ToolCalls(calls);
-    }
     let mut reply = format!(
         "echo: {}",
         user.split_whitespace().collect::<Vec<_>>().join(" ")
