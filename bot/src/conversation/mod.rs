@@ -277,6 +277,7 @@ impl Engine {
         let mut cut = trim::HistoryCut::new(&trim::Budget {
             tokens: inner.chat.history_token_budget,
             old_tool_result_chars: inner.chat.old_tool_result_chars,
+            full_tool_result_turns: inner.chat.full_tool_result_turns,
             tokens_per_char: self.tokens_per_char(&model),
         });
         let history = inner
@@ -371,6 +372,7 @@ impl Engine {
                     tokens_per_char,
                 ),
                 old_tool_result_chars: inner.chat.old_tool_result_chars,
+                full_tool_result_turns: inner.chat.full_tool_result_turns,
                 tokens_per_char,
             };
             let messages = trim::build_prompt(&system, &history, &turn_messages, &budget);

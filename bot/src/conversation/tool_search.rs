@@ -127,16 +127,12 @@ pub fn run(tools: &[ToolSpec], arguments: &Value) -> String {
             "No tool matches `{query}`. Try other words, or names from the catalog in find_tools' description."
         );
     }
-    let lines: Vec<String> = found
-        .iter()
-        .map(|t| {
-            let first_line = t.description.lines().next().unwrap_or_default();
-            format!("- {}: {first_line}", t.name)
-        })
-        .collect();
+    // Short: the definitions themselves are in the tools of the next request, and this result
+    // rides along in the history.
+    let names: Vec<&str> = found.iter().map(|t| t.name.as_str()).collect();
     format!(
-        "Available now (their definitions are in your tools):\n{}",
-        lines.join("\n")
+        "Found {}. Their definitions are now in your tools: call them.",
+        names.join(", ")
     )
 }
 
@@ -254,11 +250,7 @@ mod tests {
     fn results_say_what_was_found_or_what_to_do() {
         let tools = tools();
         let found = run(&tools, &json!({"query": "fetch"}));
-        assert!(found.contains("- fetch__fetch: Fetches a URL"), "{found}");
-        assert!(
-            !found.contains("More."),
-            "first line of the description only"
-        );
+        assert!(found.starts_with("Found fetch__fetch."), "{found}");
         assert!(run(&tools, &json!({"query": "zebra"})).starts_with("No tool matches `zebra`"));
         assert!(run(&tools, &json!({})).contains("needs a `query`"));
     }

@@ -14,6 +14,8 @@ pub struct Budget {
     pub tokens: u32,
     /// Length to which tool results of earlier turns are shortened when over budget.
     pub old_tool_result_chars: usize,
+    /// Latest earlier turns whose tool results stay in full while they fit.
+    pub full_tool_result_turns: usize,
     /// Tokens per character for this model, as learned from Ollama's counts.
     pub tokens_per_char: f64,
 }
@@ -97,25 +99,28 @@ pub fn build_prompt(
     budget: &Budget,
 ) -> Vec<ChatMessage> {
     let turns = group_turns(history);
-    // (messages, tokens) per earlier turn, oldest first.
-    let mut kept: Vec<(Vec<ChatMessage>, u32)> = turns
+    // Earlier turns, oldest first.
+    let mut kept: Vec<Kept> = turns
         .iter()
-        .map(|t| {
-            (
-                t.iter().map(|m| m.message.clone()).collect(),
-                t.iter().map(|m| m.tokens).sum(),
-            )
+        .map(|t| Kept {
+            messages: t.iter().map(|m| m.message.clone()).collect(),
+            tokens: t.iter().map(|m| m.tokens).sum(),
+            shortened: false,
         })
         .collect();
-    let total =
-        |kept: &[(Vec<ChatMessage>, u32)]| kept.iter().map(|(_, t)| u64::from(*t)).sum::<u64>();
+    let total = |kept: &[Kept]| kept.iter().map(|k| u64::from(k.tokens)).sum::<u64>();
     let limit = u64::from(budget.tokens);
 
+    // Tool results of all but the latest few turns are shortened whatever the budget.
+    let recent = kept.len().saturating_sub(budget.full_tool_result_turns);
+    for k in kept.iter_mut().take(recent) {
+        k.shorten(budget);
+    }
     if total(&kept) > limit {
-        // First: shorten tool results of every turn but the latest.
+        // Then, when over budget: those of every turn but the latest.
         let last = kept.len().saturating_sub(1);
-        for (messages, tokens) in kept.iter_mut().take(last) {
-            shorten_tool_results(messages, tokens, budget);
+        for k in kept.iter_mut().take(last) {
+            k.shorten(budget);
         }
     }
     // Then drop the oldest turns until the rest fits.
@@ -123,9 +128,9 @@ pub fn build_prompt(
     while start < kept.len() && total(&kept[start..]) > limit {
         if start + 1 == kept.len() {
             // The latest turn alone is too big: shorten its tool results before giving it up.
-            let (messages, tokens) = &mut kept[start];
-            shorten_tool_results(messages, tokens, budget);
-            if u64::from(*tokens) <= limit {
+            let k = &mut kept[start];
+            k.shorten(budget);
+            if u64::from(k.tokens) <= limit {
                 break;
             }
         }
@@ -133,28 +138,47 @@ pub fn build_prompt(
     }
 
     let mut out = Vec::with_capacity(
-        1 + kept[start..].iter().map(|(m, _)| m.len()).sum::<usize>() + current.len(),
+        1 + kept[start..]
+            .iter()
+            .map(|k| k.messages.len())
+            .sum::<usize>()
+            + current.len(),
     );
     if !system.trim().is_empty() {
         out.push(ChatMessage::system(system));
     }
-    for (messages, _) in kept.drain(start..) {
-        out.extend(messages);
+    for k in kept.drain(start..) {
+        out.extend(k.messages);
     }
     out.extend(current.iter().cloned());
     out
 }
 
-fn shorten_tool_results(messages: &mut [ChatMessage], tokens: &mut u32, budget: &Budget) {
-    for m in messages.iter_mut().filter(|m| m.role == Role::Tool) {
-        if let Some(short) = shorten(&m.content, budget.old_tool_result_chars) {
-            m.content = short;
+/// An earlier turn on its way into the prompt.
+struct Kept {
+    messages: Vec<ChatMessage>,
+    tokens: u32,
+    shortened: bool,
+}
+
+impl Kept {
+    /// Shortens the turn's tool results (once) and counts its tokens again.
+    fn shorten(&mut self, budget: &Budget) {
+        if self.shortened {
+            return;
         }
+        self.shortened = true;
+        for m in self.messages.iter_mut().filter(|m| m.role == Role::Tool) {
+            if let Some(short) = shorten(&m.content, budget.old_tool_result_chars) {
+                m.content = short;
+            }
+        }
+        self.tokens = self
+            .messages
+            .iter()
+            .map(|m| estimate_tokens(m, budget.tokens_per_char))
+            .sum();
     }
-    *tokens = messages
-        .iter()
-        .map(|m| estimate_tokens(m, budget.tokens_per_char))
-        .sum();
 }
 
 #[cfg(test)]
@@ -175,6 +199,7 @@ mod tests {
         Budget {
             tokens,
             old_tool_result_chars: 20,
+            full_tool_result_turns: usize::MAX,
             tokens_per_char: 0.25,
         }
     }
@@ -230,13 +255,19 @@ mod tests {
             }
         }
         let now = [ChatMessage::user("now")];
-        for tokens in [0, 10, 100, 1_000, 6_000, 50_000, 1_000_000] {
-            let b = budget(tokens);
+        for (tokens, full_turns) in [0, 10, 100, 1_000, 6_000, 50_000, 1_000_000]
+            .into_iter()
+            .flat_map(|t| [(t, usize::MAX), (t, 2), (t, 0)])
+        {
+            let b = Budget {
+                full_tool_result_turns: full_turns,
+                ..budget(tokens)
+            };
             let read = bounded(&history, &b);
             assert_eq!(
                 build_prompt("sys", &read, &now, &b),
                 build_prompt("sys", &history, &now, &b),
-                "budget {tokens}"
+                "budget {tokens}, {full_turns} turns with full results"
             );
             if tokens <= 1_000 {
                 assert!(
@@ -245,6 +276,48 @@ mod tests {
                     read.len()
                 );
             }
+        }
+    }
+
+    #[test]
+    fn tool_results_of_older_turns_are_shortened_even_within_budget() {
+        let long = "x".repeat(200);
+        let history: Vec<_> = [
+            tool_turn(1, &long),
+            tool_turn(2, &long),
+            plain_turn(3, "hi"),
+        ]
+        .concat();
+        let b = Budget {
+            full_tool_result_turns: 2,
+            ..budget(1_000_000)
+        };
+        let out = build_prompt("sys", &history, &[ChatMessage::user("now")], &b);
+        let results: Vec<&str> = out
+            .iter()
+            .filter(|m| m.role == Role::Tool)
+            .map(|m| m.content.as_str())
+            .collect();
+        assert_eq!(results.len(), 2);
+        assert!(
+            results[0].ends_with("[earlier tool result shortened from 200 characters]"),
+            "turn 1 is older than the latest two: {}",
+            results[0]
+        );
+        assert_eq!(results[1], long, "turn 2 is one of the latest two");
+        // Over budget as well: shortened once, not twice.
+        let tight = Budget {
+            full_tool_result_turns: 0,
+            ..budget(90)
+        };
+        let out = build_prompt("sys", &history, &[ChatMessage::user("now")], &tight);
+        for m in out.iter().filter(|m| m.role == Role::Tool) {
+            assert_eq!(
+                m.content.matches("shortened from").count(),
+                1,
+                "{}",
+                m.content
+            );
         }
     }
 

@@ -53,7 +53,9 @@ fn check_plain(i: usize, r: &TurnResult) -> anyhow::Result<()> {
 
 fn check_tool(i: usize, r: &TurnResult) -> anyhow::Result<()> {
     ensure!(
-        r.tool_calls == 1 && r.reply.contains(&format!("Echo: hello {i}")),
+        // The first tool turn searches for the tool first (tools load on demand).
+        (r.tool_calls == 1 || (i == 0 && r.tool_calls == 2))
+            && r.reply.contains(&format!("Echo: hello {i}")),
         "the echo tool's real result did not come back: {r:?}"
     );
     Ok(())

@@ -47,6 +47,7 @@ pub async fn run(idle: Duration) -> anyhow::Result<()> {
         "unexpected reply {reply:?}"
     );
     let ready_rss = idle_rss(pid, idle).await?;
+    let ready_anon = proc_status(pid, "RssAnon")?;
     let ready_threads = proc_status(pid, "Threads")?;
 
     let fetch = format!(
@@ -69,6 +70,7 @@ pub async fn run(idle: Duration) -> anyhow::Result<()> {
         chat.turn(t).await?;
     }
     let after_rss = idle_rss(pid, idle).await?;
+    let after_anon = proc_status(pid, "RssAnon")?;
     let hwm = proc_status(pid, "VmHWM")?;
     let threads = proc_status(pid, "Threads")?;
     let servers_rss = children_rss(pid);
@@ -80,11 +82,18 @@ pub async fn run(idle: Duration) -> anyhow::Result<()> {
             "Resident memory of `ollama-mcp-bot chat` (release), our process only, after {} s idle",
             idle.as_secs()
         ),
-        &["moment", "VmRSS (MiB)", "threads", "target"],
+        &[
+            "moment",
+            "VmRSS (MiB)",
+            "of which anonymous (heap, stacks)",
+            "threads",
+            "target",
+        ],
         &[
             vec![
                 "ready (4 servers, 1 turn)".into(),
                 mib(ready_rss),
+                mib(ready_anon),
                 ready_threads.to_string(),
                 "< 15 MiB".into(),
             ],
@@ -94,6 +103,7 @@ pub async fn run(idle: Duration) -> anyhow::Result<()> {
                     turns.len()
                 ),
                 mib(after_rss),
+                mib(after_anon),
                 threads.to_string(),
                 "< 15 MiB".into(),
             ],
@@ -102,10 +112,12 @@ pub async fn run(idle: Duration) -> anyhow::Result<()> {
                 mib(hwm),
                 String::new(),
                 String::new(),
+                String::new(),
             ],
             vec![
                 "for scale: the 4 MCP server processes together".into(),
                 mib(servers_rss),
+                String::new(),
                 String::new(),
                 String::new(),
             ],
