@@ -81,8 +81,8 @@ pub struct ChatConfig {
     pub max_tool_result_chars: usize,
     /// Tool results of earlier turns are shortened to this many characters first when trimming.
     pub old_tool_result_chars: usize,
-    /// Tool results of this many latest earlier turns stay in full; older ones are always
-    /// shortened to `old_tool_result_chars` (a fetched page need not ride along for 20 turns).
+    /// Tool results of this many latest earlier turns stay in full (1: the last turn's); older
+    /// ones are always shortened to `old_tool_result_chars`.
     pub full_tool_result_turns: usize,
     /// `all`: every tool's definition in every request. `on_demand`: the model gets
     /// `find_tools` (a one-line catalog) and the tools it has found or used in the turns still
@@ -111,7 +111,7 @@ impl Default for ChatConfig {
             history_token_budget: 6000,
             max_tool_result_chars: 16_000,
             old_tool_result_chars: 400,
-            full_tool_result_turns: 2,
+            full_tool_result_turns: 1,
             tool_loading: ToolLoading::Auto,
             tool_context_share: 0.25,
         }

@@ -280,10 +280,13 @@ impl Engine {
             full_tool_result_turns: inner.chat.full_tool_result_turns,
             tokens_per_char: self.tokens_per_char(&model),
         });
-        let history = inner
+        let mut history = inner
             .store
-            .recent_history(&request.session, move |turn| cut.more_needed(turn))
+            .recent_history(&request.session, move |turn| {
+                cut.more_needed(turn.iter().filter(|m| !tool_search::is_trace(&m.message)))
+            })
             .await?;
+        history.retain(|m| !tool_search::is_trace(&m.message));
         let system = request
             .system_prompt
             .clone()

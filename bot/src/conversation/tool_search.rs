@@ -1,9 +1,9 @@
 //! Tools on demand. Tool definitions are resent with every request (Ollama keeps no state), and
 //! a few MCP servers easily bring 20+ tools and 3–4 thousand tokens: half of a small model's
 //! context, in every request. On demand, the model is offered `find_tools`, whose description is
-//! a one-line catalog of the tools not loaded, plus the full definitions of the tools it has
-//! found or called in the turns still in its context. A tool stays loaded as long as the turn that
-//! found or used it is in the prompt, so nothing is kept outside the conversation itself.
+//! a one-line catalog of the tools not loaded, plus the full definitions of the tools it called in
+//! the turns still in its context and those it found in this turn. Nothing is kept outside the
+//! conversation itself: what is loaded is read from the prompt's own messages.
 
 use std::collections::{BTreeMap, HashSet};
 
@@ -134,6 +134,20 @@ pub fn run(tools: &[ToolSpec], arguments: &Value) -> String {
         "Found {}. Their definitions are now in your tools: call them.",
         names.join(", ")
     )
+}
+
+/// A search of an earlier turn (the call, or its result): left out of the prompt, since the
+/// tools it found and then used stay loaded through the calls themselves.
+pub fn is_trace(m: &ChatMessage) -> bool {
+    match m.role {
+        Role::Tool => m.tool_name.as_deref() == Some(FIND_TOOLS),
+        Role::Assistant => {
+            m.content.trim().is_empty()
+                && !m.tool_calls.is_empty()
+                && m.tool_calls.iter().all(|c| c.function.name == FIND_TOOLS)
+        }
+        _ => false,
+    }
 }
 
 /// Tools loaded by these messages: the ones called, and the ones `find_tools` found.
@@ -269,6 +283,9 @@ mod tests {
         called
             .tool_calls
             .push(ToolCall::new("nothing__here", json!({})));
+        assert!(is_trace(&found) && !is_trace(&called));
+        assert!(is_trace(&ChatMessage::tool(FIND_TOOLS, "Found x.")));
+        assert!(!is_trace(&ChatMessage::tool("fetch__fetch", "page")));
         let messages = [ChatMessage::user("hi"), found, called];
         let mut loaded: Vec<String> = loaded(&messages, &tools).into_iter().collect();
         loaded.sort();

@@ -57,9 +57,9 @@ impl HistoryCut {
     }
 
     /// Counts one whole turn; false once no older turn can reach the prompt.
-    pub fn more_needed(&mut self, turn: &[StoredMessage]) -> bool {
+    pub fn more_needed<'a>(&mut self, turn: impl IntoIterator<Item = &'a StoredMessage>) -> bool {
         self.spent += turn
-            .iter()
+            .into_iter()
             .map(|m| u64::from(self.floor_tokens(m)))
             .sum::<u64>();
         self.spent <= self.limit
