@@ -651,23 +651,63 @@ pub fn same_model(a: &str, b: &str) -> bool {
 }
 
 /// Schemas as servers write them carry weight the model does not need (`$schema`, titles,
-/// `additionalProperties: false`); every request repeats them, so drop that weight once here.
+/// `additionalProperties: false`, integer bounds at JavaScript's largest safe integer); every
+/// request repeats them, so drop that weight once here. Only schema keywords are touched: a
+/// property named `title`, or a `default` value, is data and stays.
 fn compact_tool(mut tool: ToolSpec) -> ToolSpec {
-    fn strip(v: &mut Value) {
-        match v {
-            Value::Object(map) => {
-                map.remove("$schema");
-                map.remove("title");
-                if map.get("additionalProperties") == Some(&Value::Bool(false)) {
-                    map.remove("additionalProperties");
+    /// JavaScript's Number.MAX_SAFE_INTEGER, which zod writes for `.int()`: no real bound.
+    const SAFE_INTEGER: i64 = 9_007_199_254_740_991;
+    fn schema(v: &mut Value) {
+        let Value::Object(map) = v else { return };
+        map.remove("$schema");
+        map.remove("title");
+        if map.get("additionalProperties") == Some(&Value::Bool(false)) {
+            map.remove("additionalProperties");
+        }
+        if map.get("maximum").and_then(Value::as_i64) >= Some(SAFE_INTEGER) {
+            map.remove("maximum");
+        }
+        if map
+            .get("minimum")
+            .and_then(Value::as_i64)
+            .is_some_and(|m| m <= -SAFE_INTEGER)
+        {
+            map.remove("minimum");
+        }
+        for (key, value) in map.iter_mut() {
+            match key.as_str() {
+                // Maps of name → schema.
+                "properties" | "patternProperties" | "$defs" | "definitions"
+                | "dependentSchemas" => {
+                    if let Value::Object(named) = value {
+                        named.values_mut().for_each(schema);
+                    }
                 }
-                map.values_mut().for_each(strip);
+                // One schema.
+                "items"
+                | "additionalProperties"
+                | "not"
+                | "if"
+                | "then"
+                | "else"
+                | "contains"
+                | "propertyNames"
+                | "unevaluatedProperties"
+                | "unevaluatedItems" => match value {
+                    Value::Array(list) => list.iter_mut().for_each(schema),
+                    other => schema(other),
+                },
+                // Lists of schemas.
+                "anyOf" | "allOf" | "oneOf" | "prefixItems" => {
+                    if let Value::Array(list) = value {
+                        list.iter_mut().for_each(schema);
+                    }
+                }
+                _ => {}
             }
-            Value::Array(items) => items.iter_mut().for_each(strip),
-            _ => {}
         }
     }
-    strip(&mut tool.parameters);
+    schema(&mut tool.parameters);
     tool
 }
 
@@ -713,6 +753,37 @@ mod tests {
         assert_eq!(
             t.parameters,
             serde_json::json!({"type": "object", "properties": {"a": {"type": "string", "description": "keep"}}, "required": ["a"]})
+        );
+    }
+
+    #[test]
+    fn compact_leaves_properties_and_values_named_like_keywords() {
+        let t = compact_tool(ToolSpec {
+            name: "m__t".into(),
+            description: "d".into(),
+            parameters: serde_json::json!({"type": "object", "title": "Args",
+                "properties": {
+                    "title": {"type": "string", "title": "Title"},
+                    "n": {"type": "integer", "minimum": 1, "maximum": 9_007_199_254_740_991_i64},
+                    "opts": {"type": "object", "default": {"title": "kept"},
+                        "properties": {"$schema": {"type": "string"}}},
+                    "list": {"type": "array", "items": {"type": "object", "title": "Item",
+                        "properties": {"title": {"type": "string"}}}}
+                },
+                "required": ["title"]}),
+        });
+        assert_eq!(
+            t.parameters,
+            serde_json::json!({"type": "object",
+                "properties": {
+                    "title": {"type": "string"},
+                    "n": {"type": "integer", "minimum": 1},
+                    "opts": {"type": "object", "default": {"title": "kept"},
+                        "properties": {"$schema": {"type": "string"}}},
+                    "list": {"type": "array", "items": {"type": "object",
+                        "properties": {"title": {"type": "string"}}}}
+                },
+                "required": ["title"]})
         );
     }
 

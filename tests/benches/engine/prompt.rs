@@ -269,7 +269,6 @@ pub async fn run() -> anyhow::Result<()> {
         .lines()
         .map(str::len)
         .collect();
-    let _ = std::fs::copy(&record, "/tmp/requests.ndjson");
     let naive_tools = naive_tools(&dir.path().join("naive")).await?;
 
     let message_of = |m: &Value| -> (String, String) {
