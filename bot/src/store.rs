@@ -133,34 +133,7 @@ impl Store {
 
     /// The session's history, oldest first.
     pub async fn history(&self, session: &str) -> Result<Vec<StoredMessage>, StoreError> {
-        let session = session.to_string();
-        self.with(move |c| {
-            let mut stmt = c
-                .prepare_cached(
-                    "SELECT turn, body, tokens FROM messages WHERE session = ?1 ORDER BY id",
-                )
-                .map_err(sql("reading history"))?;
-            let rows = stmt
-                .query_map(params![session], |r| {
-                    Ok((
-                        r.get::<_, i64>(0)?,
-                        r.get::<_, String>(1)?,
-                        r.get::<_, u32>(2)?,
-                    ))
-                })
-                .map_err(sql("reading history"))?;
-            let mut out = Vec::new();
-            for row in rows {
-                let (turn, body, tokens) = row.map_err(sql("reading history"))?;
-                out.push(StoredMessage {
-                    turn,
-                    message: serde_json::from_str(&body)?,
-                    tokens,
-                });
-            }
-            Ok(out)
-        })
-        .await
+        self.recent_history(session, |_| true).await
     }
 
     /// The session's latest turns, oldest first, read newest first until `more_needed` (given
@@ -399,10 +372,19 @@ mod tests {
             ["q4", "a4", "q5", "a5"],
             "the two newest turns, oldest first"
         );
+        let all: Vec<String> = s
+            .recent_history("a", |_| true)
+            .await
+            .expect("history")
+            .into_iter()
+            .map(|m| m.message.content)
+            .collect();
+        let expected: Vec<String> = (1..=5)
+            .flat_map(|t| [format!("q{t}"), format!("a{t}")])
+            .collect();
         assert_eq!(
-            s.recent_history("a", |_| true).await.expect("history"),
-            s.history("a").await.expect("history"),
-            "never told to stop: everything"
+            all, expected,
+            "never told to stop: everything, oldest first"
         );
         assert!(
             s.recent_history("none", |_| true)

@@ -121,6 +121,8 @@ pub struct Engine {
 }
 
 const ACTIVE_WINDOW: Duration = Duration::from_secs(3600);
+/// A first guess before Ollama has told us anything: about four characters a token.
+const DEFAULT_TOKENS_PER_CHAR: f64 = 0.25;
 /// Ollama's context window when `num_ctx` is not set.
 const DEFAULT_NUM_CTX: u32 = 4096;
 /// Tokens kept free for the reply when `num_predict` is not set.
@@ -151,8 +153,6 @@ fn history_budget(
         .saturating_sub(fixed);
     configured.min(u32::try_from(left).unwrap_or(u32::MAX))
 }
-/// A first guess before Ollama has told us anything: about four characters a token.
-const DEFAULT_TOKENS_PER_CHAR: f64 = 0.25;
 
 impl Engine {
     pub fn new(
@@ -274,12 +274,14 @@ impl Engine {
     ) -> Result<TurnResult, TurnError> {
         let inner = &self.inner;
         self.touch_session(&request.session);
-        let mut cut = trim::HistoryCut::new(&trim::Budget {
+        // The configured budget; each round narrows `tokens` to what the context leaves.
+        let base_budget = trim::Budget {
             tokens: inner.chat.history_token_budget,
             old_tool_result_chars: inner.chat.old_tool_result_chars,
             full_tool_result_turns: inner.chat.full_tool_result_turns,
             tokens_per_char: self.tokens_per_char(&model),
-        });
+        };
+        let mut cut = trim::HistoryCut::new(&base_budget);
         let mut history = inner
             .store
             .recent_history(&request.session, move |turn| {
@@ -304,6 +306,7 @@ impl Engine {
             .map(compact_tool)
             .collect();
         let mut tool_names: Vec<&str> = tools.iter().map(|t| t.name.as_str()).collect();
+        let all_tools_chars: usize = tools.iter().map(tool_chars).sum();
         let num_ctx = inner
             .ollama
             .options
@@ -314,9 +317,7 @@ impl Engine {
             ToolLoading::All => false,
             ToolLoading::OnDemand => true,
             ToolLoading::Auto => {
-                let all_tokens = tools.iter().map(tool_chars).sum::<usize>() as f64
-                    * self.tokens_per_char(&model);
-                all_tokens
+                all_tools_chars as f64 * base_budget.tokens_per_char
                     > f64::from(num_ctx.unwrap_or(DEFAULT_NUM_CTX)) * inner.chat.tool_context_share
             }
         } && !tools.is_empty();
@@ -342,8 +343,8 @@ impl Engine {
             }
             rounds += 1;
             let tokens_per_char = self.tokens_per_char(&model);
-            // Tools loaded by anything read (an upper bound) size the history budget; the
-            // tools offered are then those loaded by what is actually sent.
+            // On demand, tools loaded by anything read (an upper bound) size the history
+            // budget; the tools offered are then those loaded by what is actually sent.
             let offer = |sent: &mut dyn Iterator<Item = &ChatMessage>| -> Vec<ToolSpec> {
                 if !on_demand {
                     return tools.clone();
@@ -358,25 +359,31 @@ impl Engine {
                 out.extend(offered.into_iter().cloned());
                 out
             };
-            let upper = offer(
-                &mut history
-                    .iter()
-                    .map(|m| &m.message)
-                    .chain(turn_messages.iter()),
-            );
+            let tools_chars_upper = if on_demand {
+                offer(
+                    &mut history
+                        .iter()
+                        .map(|m| &m.message)
+                        .chain(turn_messages.iter()),
+                )
+                .iter()
+                .map(tool_chars)
+                .sum()
+            } else {
+                all_tools_chars
+            };
             let budget = trim::Budget {
                 tokens: history_budget(
-                    inner.chat.history_token_budget,
+                    base_budget.tokens,
                     num_ctx,
                     &inner.ollama.options,
-                    upper.iter().map(tool_chars).sum::<usize>()
+                    tools_chars_upper
                         + system.len()
                         + turn_messages.iter().map(message_chars).sum::<usize>(),
                     tokens_per_char,
                 ),
-                old_tool_result_chars: inner.chat.old_tool_result_chars,
-                full_tool_result_turns: inner.chat.full_tool_result_turns,
                 tokens_per_char,
+                ..base_budget
             };
             let messages = trim::build_prompt(&system, &history, &turn_messages, &budget);
             let offered = offer(&mut messages.iter());

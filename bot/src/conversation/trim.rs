@@ -9,6 +9,7 @@ use crate::store::StoredMessage;
 
 use super::group_turns;
 
+#[derive(Clone, Copy)]
 pub struct Budget {
     /// Prompt tokens that earlier turns may take.
     pub tokens: u32,
@@ -25,7 +26,11 @@ const MESSAGE_OVERHEAD: u32 = 4;
 
 /// Tokens a message takes, from its characters and the model's learned ratio.
 pub fn estimate_tokens(message: &ChatMessage, tokens_per_char: f64) -> u32 {
-    let chars = super::message_chars(message);
+    tokens_for_chars(super::message_chars(message), tokens_per_char)
+}
+
+/// Tokens of a message of `chars` characters at `tokens_per_char`, template overhead included.
+fn tokens_for_chars(chars: usize, tokens_per_char: f64) -> u32 {
     let tokens = (chars as f64 * tokens_per_char).ceil();
     MESSAGE_OVERHEAD
         + if tokens >= f64::from(u32::MAX) {
@@ -73,9 +78,7 @@ impl HistoryCut {
         } else {
             chars
         };
-        let tokens = MESSAGE_OVERHEAD
-            + u32::try_from((chars as f64 * self.floor_ratio) as u64).unwrap_or(u32::MAX - 8);
-        tokens.min(m.tokens)
+        tokens_for_chars(chars, self.floor_ratio).min(m.tokens)
     }
 }
 

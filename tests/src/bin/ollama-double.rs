@@ -193,8 +193,8 @@ fn directive_calls(seen: &SeenRequest) -> Option<Vec<(String, Value)>> {
     Some(calls)
 }
 
-/// The engine's tool search (bot/src/conversation/tool_search.rs).
-const FIND_TOOLS: &str = "find_tools";
+/// The engine's tool search.
+const FIND_TOOLS: &str = ollama_mcp_bot::conversation::tool_search::FIND_TOOLS;
 
 /// The scripted model; see the module documentation.
 fn scripted_reply(seen: &SeenRequest, style: &ReplyStyle) -> Reply {
