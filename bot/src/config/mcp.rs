@@ -266,9 +266,9 @@ impl From<McpServer> for McpServerConfig {
             name: s.name,
             tools: s.tools,
             call_timeout_secs: (s.call_timeout != McpServer::DEFAULT_CALL_TIMEOUT)
-                .then(|| s.call_timeout.as_secs()),
+                .then_some(s.call_timeout.as_secs()),
             startup_timeout_secs: (s.startup_timeout != McpServer::DEFAULT_STARTUP_TIMEOUT)
-                .then(|| s.startup_timeout.as_secs()),
+                .then_some(s.startup_timeout.as_secs()),
             ..Default::default()
         };
         match s.transport {

@@ -78,19 +78,18 @@ impl BotConfig {
             }))
             .collect();
         for (i, s) in self.mcp.servers.iter().enumerate() {
-            if let McpTransport::Stdio(st) = &s.transport {
-                if let Some(name) = st
+            if let McpTransport::Stdio(st) = &s.transport
+                && let Some(name) = st
                     .env_inherit
                     .iter()
                     .find(|n| secrets.contains(&n.as_str()))
-                {
-                    return Err(invalid(
-                        &format!("mcp.servers[{i}].env_inherit"),
-                        format!(
-                            "`{name}` holds a secret of the bot (the Discord token or a header value) and is never passed to a server; remove it"
-                        ),
-                    ));
-                }
+            {
+                return Err(invalid(
+                    &format!("mcp.servers[{i}].env_inherit"),
+                    format!(
+                        "`{name}` holds a secret of the bot (the Discord token or a header value) and is never passed to a server; remove it"
+                    ),
+                ));
             }
         }
         for (key, value) in [
