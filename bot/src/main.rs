@@ -13,7 +13,7 @@ use ollama_mcp_bot::config::{self, BotConfig};
 use ollama_mcp_bot::conversation::Engine;
 use ollama_mcp_bot::llm::OllamaClient;
 use ollama_mcp_bot::mcp::{HubOptions, McpHub};
-use ollama_mcp_bot::store::Store;
+use ollama_mcp_bot::store::{Retention, Store};
 use ollama_mcp_bot::{bridge, discord, metrics, shutdown, terminal};
 
 #[derive(Parser)]
@@ -222,6 +222,8 @@ fn report(result: anyhow::Result<ExitCode>) -> ExitCode {
 /// The parts every front end needs: the store, the model client, the MCP servers, the engine.
 async fn start_engine(config: &BotConfig) -> anyhow::Result<(Engine, Arc<McpHub>)> {
     let store = Store::open(&config.store.path)?;
+    // Detached: it prunes until the process ends.
+    store.spawn_pruning(Retention::from_config(&config.store));
     let model = OllamaClient::new(&config.ollama).context("setting up the Ollama client")?;
     let hub = McpHub::start(
         &config.mcp.servers,

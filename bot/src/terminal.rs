@@ -231,11 +231,20 @@ async fn slash_command(
     match name {
         "quit" | "exit" => return Ok(Flow::Quit),
         "help" => eprintln!(
-            "/model [NAME]  show or switch the model (remembered for this session)\n/models        models you can switch to\n/tools         MCP servers and their tools\n/reset         forget this session's history\n/quit          leave"
+            "/model [NAME]  show or switch the model (remembered for this session)\n/models        models you can switch to\n/tools         MCP servers and their tools\n/reset         forget this session's history\n/forget        delete everything of this session (history, model choice)\n/quit          leave"
         ),
         "reset" => {
             engine.reset(session).await.map_err(|e| e.to_string())?;
             eprintln!("session {session} forgotten");
+        }
+        "forget" => {
+            let n = engine
+                .store()
+                .forget_session(session)
+                .await
+                .map_err(|e| e.to_string())?;
+            *model = None;
+            eprintln!("session {session} deleted ({n} messages)");
         }
         "models" => {
             let models = engine.available_models().await.map_err(|e| e.to_string())?;
