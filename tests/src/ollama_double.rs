@@ -48,7 +48,7 @@ use tokio::task::{JoinHandle, JoinSet};
 
 pub use go::parse_duration as parse_go_duration;
 pub use models::{DEFAULT_NUM_CTX, ModelSpec};
-pub use prompt::{PromptEval, prompt_tokens};
+pub use prompt::{PromptCache, PromptEval, prompt_tokens};
 pub use render::{estimate_tokens, words};
 
 /// The version `/api/version` reports: the one the recordings were made with.

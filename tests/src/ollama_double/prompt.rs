@@ -7,7 +7,7 @@
 //! own, so that appending a message never re-tokenises what came before (as with a real
 //! tokenizer at message boundaries).
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::models::ModelSpec;
@@ -239,7 +239,7 @@ pub(super) fn fit(
 }
 
 /// Per-request prompt figures: what the double logs and tests and benchmarks read.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PromptEval {
     /// The window the request got: its `num_ctx` (or the model's, or the default), capped at
     /// the model's context length.
@@ -283,6 +283,74 @@ impl PromptEval {
 /// Length of the longest common prefix.
 pub(super) fn shared_prefix(a: &[Token], b: &[Token]) -> usize {
     a.iter().zip(b).take_while(|(x, y)| x == y).count()
+}
+
+/// The double's prompt model without HTTP, for baselines: `/api/chat` bodies evaluated in turn
+/// against one model's prompt cache, exactly as the double evaluates the requests it answers.
+pub struct PromptCache {
+    model: ModelSpec,
+    num_ctx: usize,
+    cache: Vec<Token>,
+}
+
+impl PromptCache {
+    pub fn new(model: ModelSpec) -> Self {
+        Self {
+            model,
+            num_ctx: 0,
+            cache: Vec::new(),
+        }
+    }
+
+    /// Evaluates `body` (its `messages`, `tools`, `options.num_ctx` and `options.num_keep`),
+    /// then remembers `reply` (an assistant message: `content`, `thinking`, `tool_calls`) as
+    /// what the model generated.
+    pub fn request(&mut self, body: &Value, reply: &Value) -> PromptEval {
+        let options = body.get("options").and_then(Value::as_object);
+        let int = |key: &str| {
+            options
+                .and_then(|o| o.get(key))
+                .and_then(|v| v.as_i64().or_else(|| v.as_f64().map(|f| f.trunc() as i64)))
+        };
+        let num_ctx = usize::try_from(self.model.window(int("num_ctx"))).unwrap_or(usize::MAX);
+        if num_ctx != self.num_ctx {
+            // Another window means another runner: the cache starts empty.
+            self.num_ctx = num_ctx;
+            self.cache.clear();
+        }
+        let messages = body
+            .get("messages")
+            .and_then(Value::as_array)
+            .cloned()
+            .unwrap_or_default();
+        let tools = body
+            .get("tools")
+            .and_then(Value::as_array)
+            .cloned()
+            .unwrap_or_default();
+        let num_keep = int("num_keep")
+            .and_then(|n| usize::try_from(n).ok())
+            .unwrap_or(4);
+        let fitted = fit(&self.model, &messages, &tools, num_ctx, num_keep);
+        let eval = PromptEval::new(&fitted, shared_prefix(&self.cache, &fitted.tokens), num_ctx);
+        let mut remembered = fitted.tokens;
+        let calls = reply
+            .get("tool_calls")
+            .and_then(Value::as_array)
+            .cloned()
+            .unwrap_or_default();
+        let thinking = reply
+            .get("thinking")
+            .and_then(Value::as_str)
+            .filter(|_| self.model.supports("thinking"));
+        text(
+            &mut remembered,
+            &assistant_body(thinking, str_field(reply, "content"), &calls),
+        );
+        remembered.truncate(num_ctx);
+        self.cache = remembered;
+        eval
+    }
 }
 
 /// Tokens of a request body as rendered for a model with the `tools` capability, nothing cut:
@@ -339,6 +407,39 @@ mod tests {
             {"role": "user", "content": "and tomorrow?"}
         ]));
         assert_eq!(shared_prefix(&cache, &second), cache.len());
+    }
+
+    #[test]
+    fn the_cache_model_sees_an_appended_turn_as_cheap_and_a_changed_start_as_dear() {
+        let mut cache = PromptCache::new(ModelSpec::gemma_tools());
+        let body = |system: &str, messages: Value| {
+            let mut all = vec![json!({"role": "system", "content": system})];
+            all.extend(messages.as_array().cloned().unwrap_or_default());
+            json!({"model": "gemma-tools", "messages": all, "options": {"num_ctx": 2048}})
+        };
+        let system = "You are a helpful assistant. ".repeat(20);
+        let reply = json!({"role": "assistant", "content": "Hello! How can I help?"});
+        let first = cache.request(
+            &body(&system, json!([{"role": "user", "content": "hi"}])),
+            &reply,
+        );
+        assert_eq!(first.fresh_tokens, first.prompt_tokens);
+        let second = cache.request(
+            &body(&system, json!([{"role": "user", "content": "hi"}, reply, {"role": "user", "content": "tell me more"}])),
+            &reply,
+        );
+        assert!(second.fresh_tokens < 15, "{second:?}");
+        let changed = cache.request(
+            &body(
+                &format!("Be brief. {system}"),
+                json!([{"role": "user", "content": "hi"}]),
+            ),
+            &reply,
+        );
+        assert!(
+            changed.fresh_tokens + 5 > changed.prompt_tokens,
+            "{changed:?}"
+        );
     }
 
     #[test]
