@@ -83,7 +83,7 @@ pub(super) struct Generation<'a> {
     /// Tools were offered and the model's template has a tool-call prefix: output starting with
     /// it becomes `tool_calls`.
     pub tool_call_prefix: Option<&'a str>,
-    /// Tokens the model may generate: `num_predict` and what the window leaves.
+    /// Tokens the model may generate (`num_predict`).
     pub max_tokens: Option<u32>,
     pub per_chunk: Duration,
 }

@@ -392,19 +392,18 @@ async fn chat(State(shared): State<Arc<Shared>>, method: Method, uri: Uri, raw: 
 
     let reply = next_reply(&shared, &seen);
     let emit_thinking = model.supports("thinking") && seen.think != Some(Value::Bool(false));
-    let room = u32::try_from(window.saturating_sub(fitted.tokens.len())).unwrap_or(u32::MAX);
-    let max_tokens = match validate::int_option(&options, "num_predict") {
-        // -1: no limit, -2: fill the window; both end at the window.
-        Some(n) if n >= 0 => u32::try_from(n).unwrap_or(u32::MAX).min(room),
-        _ => room,
-    };
+    // Only `num_predict` stops generation: a full window is shifted, not ended (file 25 goes on
+    // generating after a prompt of exactly num_ctx tokens).
+    let max_tokens = validate::int_option(&options, "num_predict")
+        .filter(|n| *n >= 0)
+        .map(|n| u32::try_from(n).unwrap_or(u32::MAX));
     let generation = render::Generation {
         thinking: emit_thinking,
         tool_call_prefix: model
             .tool_call_prefix
             .as_deref()
             .filter(|_| !seen.tools.is_empty()),
-        max_tokens: Some(max_tokens),
+        max_tokens,
         per_chunk: shared.per_chunk,
     };
     let stream = seen.stream;
