@@ -1,5 +1,11 @@
 //! The stdio → streamable HTTP bridge: serves ONE stdio MCP server at `/mcp` (plus `/healthz`)
-//! so that it can run as a Kubernetes sidecar (`ollama-mcp-bot bridge --port P -- CMD ARGS...`).
+//! so that it can run as a Kubernetes sidecar (`ollama-mcp-bot bridge --port P --health-port H
+//! -- CMD ARGS...`).
+//!
+//! `/mcp` is for the bot in the same pod only: it listens on 127.0.0.1 by default and refuses
+//! any request whose peer address is not loopback (a `Host` header is the client's to choose, so
+//! rmcp's Host check alone is no guard). The kubelet probes the pod IP, so `/healthz` can also be
+//! served on a port of its own (`--health-port`, all interfaces) that serves nothing else.
 //!
 //! An rmcp server handler forwards `initialize` (the child's own capabilities and identity),
 //! `tools/*`, `prompts/*` and `resources/*` to an rmcp client connected to the child. The child
@@ -13,6 +19,7 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use axum::response::IntoResponse as _;
 use rmcp::model::{
     CallToolRequestParams, CallToolResponse, ErrorData, GetPromptRequestParams, GetPromptResponse,
     InitializeRequestParams, InitializeResult, ListPromptsResult, ListResourceTemplatesResult,
@@ -27,7 +34,7 @@ use rmcp::transport::{StreamableHttpServerConfig, StreamableHttpService};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
-use crate::config::McpServerConfig;
+use crate::config::{McpServer, McpTransport, StdioServer};
 use crate::mcp::connection::{self, Connection};
 
 /// Everything the bridge needs, without clap (the binary maps its flags onto this).
@@ -43,6 +50,8 @@ pub struct BridgeArgs {
     pub allowed_hosts: Vec<String>,
     /// Time the child has to complete the MCP handshake, per attempt.
     pub startup_timeout: Duration,
+    /// Where `/healthz` alone is served as well (`--health-port`); `None`: nowhere else.
+    pub health_listen: Option<SocketAddr>,
 }
 
 impl BridgeArgs {
@@ -53,7 +62,8 @@ impl BridgeArgs {
             args,
             env: BTreeMap::new(),
             allowed_hosts: Vec::new(),
-            startup_timeout: Duration::from_secs(McpServerConfig::DEFAULT_STARTUP_TIMEOUT_SECS),
+            startup_timeout: McpServer::DEFAULT_STARTUP_TIMEOUT,
+            health_listen: None,
         }
     }
 }
@@ -73,17 +83,6 @@ pub enum BridgeError {
     Serve(std::io::Error),
 }
 
-/// Serves `command args` (a stdio MCP server) at `http://listen/mcp` until `shutdown` completes;
-/// then stops the child.
-pub async fn serve(
-    listen: SocketAddr,
-    command: String,
-    args: Vec<String>,
-    shutdown: impl Future<Output = ()> + Send + 'static,
-) -> Result<(), BridgeError> {
-    serve_with(BridgeArgs::new(listen, command, args), shutdown).await
-}
-
 /// [`serve`] with every option.
 pub async fn serve_with(
     args: BridgeArgs,
@@ -92,19 +91,34 @@ pub async fn serve_with(
     if args.command.trim().is_empty() {
         return Err(BridgeError::NoCommand);
     }
-    let listener = tokio::net::TcpListener::bind(args.listen)
-        .await
-        .map_err(|source| BridgeError::Bind {
-            addr: args.listen,
-            source,
-        })?;
-    serve_on(listener, args, shutdown).await
+    let bind = |addr: SocketAddr| async move {
+        tokio::net::TcpListener::bind(addr)
+            .await
+            .map_err(|source| BridgeError::Bind { addr, source })
+    };
+    let listener = bind(args.listen).await?;
+    let health = match args.health_listen {
+        Some(addr) => Some(bind(addr).await?),
+        None => None,
+    };
+    serve_listeners(listener, health, args, shutdown).await
 }
 
 /// [`serve_with`] on a listener that is already bound (`args.listen` is ignored); tests bind
 /// port 0 and read the address first.
 pub async fn serve_on(
     listener: tokio::net::TcpListener,
+    args: BridgeArgs,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), BridgeError> {
+    serve_listeners(listener, None, args, shutdown).await
+}
+
+/// [`serve_on`] plus a bound listener that serves `/healthz` only (`args.health_listen` is
+/// ignored).
+pub async fn serve_listeners(
+    listener: tokio::net::TcpListener,
+    health_listener: Option<tokio::net::TcpListener>,
     args: BridgeArgs,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), BridgeError> {
@@ -132,16 +146,25 @@ pub async fn serve_on(
         Arc::new(LocalSessionManager::default()),
         http_config,
     );
-    let health = upstream.clone();
-    let app = axum::Router::new().route_service("/mcp", mcp).route(
-        "/healthz",
-        axum::routing::get(move || {
-            let health = health.clone();
-            async move { health.healthz() }
-        }),
-    );
+    let app = axum::Router::new()
+        .route_service("/mcp", mcp)
+        .merge(health_router(upstream.clone()))
+        .layer(axum::middleware::from_fn(loopback_only));
     let addr = listener.local_addr().map_err(BridgeError::Serve)?;
     tracing::info!(%addr, command = %args.command, "bridge serving the MCP server at /mcp");
+    if let Some(health_listener) = health_listener {
+        let health_addr = health_listener.local_addr().map_err(BridgeError::Serve)?;
+        tracing::info!(addr = %health_addr, "bridge serving /healthz alone");
+        let app = health_router(upstream.clone());
+        let stopped = stop.clone();
+        tokio::spawn(async move {
+            let serve = axum::serve(health_listener, app)
+                .with_graceful_shutdown(async move { stopped.cancelled().await });
+            if let Err(e) = serve.await {
+                tracing::error!(error = %e, "health server stopped");
+            }
+        });
+    }
 
     let stopping = stop.clone();
     let graceful = async move {
@@ -149,7 +172,11 @@ pub async fn serve_on(
         // Ends open SSE streams and sessions, so the graceful shutdown can finish.
         stopping.cancel();
     };
-    let server = axum::serve(listener, app).with_graceful_shutdown(graceful);
+    let server = axum::serve(
+        listener,
+        app.into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(graceful);
     let result = tokio::select! {
         r = server => r.map_err(BridgeError::Serve),
         // A client that keeps its connection open must not hold the sidecar forever.
@@ -159,6 +186,40 @@ pub async fn serve_on(
     upstream.stopped().await;
     tracing::info!("bridge stopped");
     result
+}
+
+fn health_router(upstream: Upstream) -> axum::Router {
+    axum::Router::new().route(
+        "/healthz",
+        axum::routing::get(move || {
+            let upstream = upstream.clone();
+            async move { upstream.healthz() }
+        }),
+    )
+}
+
+/// Refuses every request that does not come from this host's loopback: the MCP endpoint drives
+/// the server (a browser, a memory of what users said) and belongs to the bot in the same pod.
+async fn loopback_only(
+    axum::extract::ConnectInfo(peer): axum::extract::ConnectInfo<SocketAddr>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    let ip = match peer.ip() {
+        std::net::IpAddr::V6(v6) => v6
+            .to_ipv4_mapped()
+            .map_or(std::net::IpAddr::V6(v6), std::net::IpAddr::V4),
+        v4 => v4,
+    };
+    if ip.is_loopback() {
+        return next.run(request).await;
+    }
+    tracing::warn!(%peer, path = %request.uri().path(), "refused a request from outside this host");
+    (
+        axum::http::StatusCode::FORBIDDEN,
+        "this MCP bridge serves only clients on the same host (127.0.0.1); use the health port for probes\n",
+    )
+        .into_response()
 }
 
 /// The supervised connection to the child.
@@ -182,18 +243,27 @@ struct UpstreamState {
 
 impl Upstream {
     fn start(args: &BridgeArgs, stop: CancellationToken) -> Upstream {
-        let config = McpServerConfig {
+        let config = McpServer {
             name: args
                 .command
                 .rsplit('/')
                 .next()
                 .unwrap_or(&args.command)
                 .to_string(),
-            command: Some(args.command.clone()),
-            args: args.args.clone(),
-            env: args.env.clone(),
-            startup_timeout_secs: args.startup_timeout.as_secs().max(1),
-            ..Default::default()
+            transport: McpTransport::Stdio(StdioServer {
+                command: args.command.clone(),
+                args: args.args.clone(),
+                env: args.env.clone(),
+                // A sidecar's environment is made for its server (Secrets mapped for it): the
+                // child inherits all of it. The bot's own token never reaches a sidecar.
+                env_inherit: std::env::vars_os()
+                    .filter_map(|(name, _)| name.into_string().ok())
+                    .collect(),
+                cwd: None,
+            }),
+            tools: Default::default(),
+            call_timeout: McpServer::DEFAULT_CALL_TIMEOUT,
+            startup_timeout: args.startup_timeout.max(Duration::from_secs(1)),
         };
         let full = std::iter::once(args.command.as_str())
             .chain(args.args.iter().map(String::as_str))
@@ -317,7 +387,7 @@ impl Upstream {
 
 /// Keeps the child running until `stop`; publishes its client and info.
 async fn supervise(
-    config: McpServerConfig,
+    config: McpServer,
     tx: watch::Sender<Arc<UpstreamState>>,
     upstream: Upstream,
     stop: CancellationToken,

@@ -6,7 +6,7 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use anyhow::{Context as _, bail};
-use ollama_mcp_bot::config::{BotConfig, McpServerConfig, McpTransport};
+use ollama_mcp_bot::config::{BotConfig, McpServer, McpTransport};
 use ollama_mcp_tests::bot_process::{bot_binary, test_config, write_config};
 use ollama_mcp_tests::servers;
 use rmcp::ServiceExt as _;
@@ -114,7 +114,7 @@ pub fn note(text: &str) {
 }
 
 /// The four MCP servers of the measurement, as the tests configure them.
-pub fn four_servers(dir: &Path) -> Vec<McpServerConfig> {
+pub fn four_servers(dir: &Path) -> Vec<McpServer> {
     vec![
         servers::memory(dir),
         servers::sequential_thinking(),
@@ -204,17 +204,12 @@ impl DoubleProcess {
 
 /// A raw rmcp client on a stdio server, spawned the plain way (no process group, stderr
 /// discarded): the baseline the hub is compared with.
-pub async fn raw_connect(
-    config: &McpServerConfig,
-) -> anyhow::Result<RunningService<RoleClient, ()>> {
-    let McpTransport::Stdio {
-        command, args, env, ..
-    } = config.transport()
-    else {
+pub async fn raw_connect(config: &McpServer) -> anyhow::Result<RunningService<RoleClient, ()>> {
+    let McpTransport::Stdio(stdio) = &config.transport else {
         bail!("{} is not a stdio server", config.name);
     };
-    let mut cmd = Command::new(command);
-    cmd.args(args).envs(env).kill_on_drop(true);
+    let mut cmd = Command::new(&stdio.command);
+    cmd.args(&stdio.args).envs(&stdio.env).kill_on_drop(true);
     let (transport, _) = TokioChildProcess::builder(cmd)
         .stderr(Stdio::null())
         .spawn()
@@ -238,7 +233,7 @@ impl Chat {
     pub fn spawn(
         dir: &Path,
         ollama_url: &str,
-        servers: Vec<McpServerConfig>,
+        servers: Vec<McpServer>,
         edit: impl FnOnce(&mut BotConfig),
     ) -> anyhow::Result<Self> {
         let mut config = test_config(dir, ollama_url, servers);
