@@ -155,12 +155,30 @@ pub struct DoubleProcess {
 impl DoubleProcess {
     /// `--instant`, recording `/api/chat` bodies into `record` if given.
     pub async fn spawn(record: Option<&Path>) -> anyhow::Result<Self> {
+        let mut args: Vec<std::ffi::OsString> = Vec::new();
+        if let Some(path) = record {
+            args.extend(["--record".into(), path.into()]);
+        }
+        Self::spawn_with(&args).await
+    }
+
+    /// `--instant`, recording the `/api/chat` bodies into `record` and what each prompt cost
+    /// (the double's prompt-cache model) into `evals`.
+    pub async fn spawn_logging(record: &Path, evals: &Path) -> anyhow::Result<Self> {
+        Self::spawn_with(&[
+            "--record".into(),
+            record.into(),
+            "--eval-log".into(),
+            evals.into(),
+        ])
+        .await
+    }
+
+    async fn spawn_with(extra: &[std::ffi::OsString]) -> anyhow::Result<Self> {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_ollama-double"));
         cmd.args(["--port", "0", "--instant", "--exit-on-eof"]);
         cmd.arg("--reply-words").arg(reply_words().to_string());
-        if let Some(path) = record {
-            cmd.arg("--record").arg(path);
-        }
+        cmd.args(extra);
         cmd.stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
