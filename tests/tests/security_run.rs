@@ -111,3 +111,29 @@ async fn run_never_shows_a_secret() {
         }
     }
 }
+
+/// One owner of shutdown: on SIGTERM the gateway closes cleanly (a close frame) before the
+/// process ends; when `main` raced `discord::run` for the signal, it could drop the gateway.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_closes_the_gateway_cleanly_every_time() {
+    let mut h = Harness::prepare(DoubleConfig::new(TOKEN), echo_model().await, |_, _| {}).await;
+    for round in 1..=4 {
+        h.start_bot().await;
+        let closes = h.discord.with(|w| w.client_closes.len());
+        assert_eq!(h.stop_bot().await, Some(0), "{}", h.logs());
+        // The double reads the frame on its own task: give it a moment.
+        let mut closed = Vec::new();
+        for _ in 0..50 {
+            closed = h.discord.with(|w| w.client_closes[closes..].to_vec());
+            if closed.contains(&1000) {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        assert!(
+            closed.contains(&1000),
+            "round {round}: the bot left without closing the gateway ({closed:?}):\n{}",
+            h.logs()
+        );
+    }
+}
