@@ -520,3 +520,71 @@ async fn ctrl_c_at_the_prompt_exits_at_once() {
     let left = servers::my_descendants_running(&dir.path().display().to_string());
     assert!(left.is_empty(), "its MCP server was left running: {left:?}");
 }
+
+/// Drives `chat` on a pseudo-terminal through a script of (wait for this output, then type
+/// that); prints `DONE` when every step was seen, else what it was waiting for.
+const TTY_SCRIPT: &str = r#"
+import os, pty, select, signal, sys, time
+bot, config, steps = sys.argv[1], sys.argv[2], sys.argv[3:]
+pid, fd = pty.fork()
+if pid == 0:
+    os.execv(bot, [bot, "chat", "--config", config, "--session", "tty-approval"])
+seen = b""
+for i in range(0, len(steps), 2):
+    want, send = steps[i].encode(), steps[i + 1].encode().decode("unicode_escape").encode()
+    deadline = time.time() + 90
+    while want not in seen:
+        if time.time() > deadline:
+            os.kill(pid, signal.SIGKILL)
+            print("WAITING FOR", want, "SEEN", seen[-600:])
+            sys.exit(1)
+        r, _, _ = select.select([fd], [], [], 0.5)
+        if r:
+            try:
+                seen += os.read(fd, 4096)
+            except OSError:
+                print("EOF WAITING FOR", want, "SEEN", seen[-600:])
+                sys.exit(1)
+    seen = seen[seen.index(want) + len(want):]
+    os.write(fd, send)
+os.kill(pid, signal.SIGTERM)
+os.waitpid(pid, 0)
+print("DONE")
+"#;
+
+#[tokio::test(flavor = "multi_thread")]
+async fn approval_is_asked_on_a_terminal() {
+    let dir = tempfile::tempdir().expect("dir");
+    let double = double_calling("everything__echo", json!({"message": "ran"})).await;
+    let mut everything = servers::everything_stdio();
+    everything.tools = ToolFilterConfig {
+        require_approval: vec!["echo".into()],
+        ..Default::default()
+    };
+    let config = write_config(
+        dir.path(),
+        &test_config(dir.path(), &double.url(), vec![everything]),
+    );
+    let steps = [
+        ("you>", "call echo\\r"),
+        ("run everything__echo {\"message\":\"ran\"}? [y/N]", "y\\r"),
+        ("Echo: ran", ""),
+        ("you>", "call echo again\\r"),
+        ("[y/N]", "n\\r"),
+        ("did not approve", ""),
+        ("you>", ""),
+    ];
+    let out = tokio::process::Command::new("python3")
+        .arg("-c")
+        .arg(TTY_SCRIPT)
+        .arg(bot_binary())
+        .arg(&config)
+        .args(steps.iter().flat_map(|(want, send)| [*want, *send]))
+        .env_remove("RUST_LOG")
+        .env_remove("OLLAMA_MCP_CONFIG")
+        .output()
+        .await
+        .expect("run python3 with a pty");
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(said.contains("DONE"), "{said}");
+}
