@@ -825,7 +825,7 @@ async fn metrics_are_recorded_by_the_stream() {
     let text = ollama_mcp_bot::metrics::metrics().encode();
     for expected in [
         "ollama_mcp_bot_model_requests_total{model=\"metrics-probe\",outcome=\"ok\"} 1",
-        "ollama_mcp_bot_model_requests_total{model=\"metrics-probe\",outcome=\"protocol\"} 1",
+        "ollama_mcp_bot_model_requests_total{model=\"metrics-probe\",outcome=\"broken\"} 1",
         "ollama_mcp_bot_model_requests_total{model=\"metrics-probe\",outcome=\"cancelled\"} 1",
         "ollama_mcp_bot_model_request_duration_seconds_count{model=\"metrics-probe\"} 3",
         "ollama_mcp_bot_time_to_first_token_seconds_count{model=\"metrics-probe\"} 3",
