@@ -6,6 +6,8 @@
 //! Markdown code fence, `<tool_call>` tags (Hermes / Qwen style) or after `<|python_tag|>`
 //! (Llama 3.1 style), and every call must name a tool we offered. Prose that merely quotes JSON
 //! is never turned into a call.
+//!
+//! (Over 450 lines only because of its tests: every accepted and refused shape is one.)
 
 use serde_json::{Map, Value};
 

@@ -4,6 +4,8 @@
 //! turns down to half the budget at once, so that the next turns append to a stable prefix.
 //! Token counts come from Ollama: each stored message carries an estimate calibrated by the
 //! `prompt_eval_count` Ollama reported for the request it was part of.
+//!
+//! (Over 450 lines only because of its tests.)
 
 use crate::llm::{ChatMessage, Role};
 use crate::store::StoredMessage;

@@ -2,6 +2,8 @@
 //!
 //! Ollama is written in Go and ignores unknown fields, and it adds fields between versions: the
 //! response types here read only what we use and never deny unknown fields.
+//!
+//! (Over 450 lines only because of its tests, property tests of the decoder included.)
 
 use std::collections::VecDeque;
 use std::time::Duration;
