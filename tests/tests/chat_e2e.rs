@@ -305,6 +305,51 @@ async fn model_flag_cut_and_empty_replies_and_a_broken_stream() {
     );
 }
 
+/// A model without `tools` or `thinking` (the double answers 400 to either, as Ollama does):
+/// every turn still works, without tools and without thinking, and the user is told once.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_model_that_cannot_use_tools_or_think_still_chats_and_says_so_once() {
+    let dir = tempfile::tempdir().expect("dir");
+    let double = OllamaDouble::builder()
+        .model("llama3.2", &["completion", "tools"])
+        .model("tiny", &["completion"])
+        .responder(|req: &SeenRequest| {
+            Reply::text(format!(
+                "echo: {}",
+                req.last_user_message().unwrap_or_default()
+            ))
+        })
+        .start()
+        .await
+        .expect("double");
+    let mut config = test_config(dir.path(), &double.url(), vec![servers::memory(dir.path())]);
+    config.ollama.model = "tiny".into();
+    config.ollama.think = true;
+    let config = write_config(dir.path(), &config);
+    let out = run_chat(&config, "s", "one\ntwo\n").await;
+    assert_eq!(out.code, Some(0), "{}", out.stderr);
+    assert_eq!(out.stdout, "echo: one\necho: two\n");
+    for r in double.chat_requests() {
+        let body = r.json.clone().expect("json");
+        assert!(body.get("tools").is_none(), "{body}");
+        assert_ne!(body.get("think"), Some(&json!(true)), "{body}");
+    }
+    let notes: Vec<&str> = out
+        .stderr
+        .lines()
+        .filter(|l| l.starts_with("note:"))
+        .collect();
+    assert_eq!(notes.len(), 2, "each said once: {notes:?}");
+    assert!(
+        notes.iter().any(|n| n.contains("tiny cannot use tools") && n.contains("models that can: llama3.2")),
+        "{notes:?}"
+    );
+    assert!(
+        notes.iter().any(|n| n.contains("tiny cannot think")),
+        "{notes:?}"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn a_second_process_continues_the_session() {
     let dir = tempfile::tempdir().expect("dir");
