@@ -290,17 +290,7 @@ impl Engine {
             notices.push(notice);
         }
         self.learn_calibration(&model, plan.window.num_ctx, last_prompt);
-        let tokens_per_char = self.tokens_per_char(&model);
-        let to_store: Vec<(ChatMessage, u32)> = turn_messages
-            .into_iter()
-            .map(|m| {
-                let tokens = trim::estimate_tokens(&m, tokens_per_char);
-                (m, tokens)
-            })
-            .collect();
-        self.inner
-            .store
-            .append_turn(&request.session, to_store)
+        self.save_turn(&request.session, &model, turn_messages)
             .await?;
         debug!(rounds, tool_calls = tool_call_count, "turn complete");
         Ok(TurnResult {
@@ -313,6 +303,25 @@ impl Engine {
             cut,
             notices,
         })
+    }
+
+    /// Stores a completed turn, each message with its estimated tokens.
+    async fn save_turn(
+        &self,
+        session: &str,
+        model: &str,
+        messages: Vec<ChatMessage>,
+    ) -> Result<(), TurnError> {
+        let tokens_per_char = self.tokens_per_char(model);
+        let to_store: Vec<(ChatMessage, u32)> = messages
+            .into_iter()
+            .map(|m| {
+                let tokens = trim::estimate_tokens(&m, tokens_per_char);
+                (m, tokens)
+            })
+            .collect();
+        self.inner.store.append_turn(session, to_store).await?;
+        Ok(())
     }
 
     /// Earlier turns from the store: no more than the history budget could ever use, and none
