@@ -18,6 +18,7 @@ use crate::mcp::{OutcomeKind, ToolHost, ToolOutcome, split_namespaced};
 use crate::metrics::metrics;
 use crate::store::{Store, StoreError, StoredMessage};
 
+pub mod remember;
 pub mod tool_search;
 pub mod trim;
 
