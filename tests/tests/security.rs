@@ -588,3 +588,46 @@ async fn approval_is_asked_on_a_terminal() {
     let said = String::from_utf8_lossy(&out.stdout);
     assert!(said.contains("DONE"), "{said}");
 }
+
+/// Issue 9: what a real Ollama refuses on every request is refused by `check-config` first, and
+/// OLLAMA_HOST is read as Ollama reads it.
+#[test]
+fn check_config_refuses_what_ollama_would_refuse() {
+    let dir = tempfile::tempdir().expect("dir");
+    let check = |toml: &str, host: Option<&str>| {
+        let path = dir.path().join("c.toml");
+        std::fs::write(&path, toml).expect("write");
+        let mut cmd = std::process::Command::new(bot_binary());
+        cmd.args(["check-config", "--config"])
+            .arg(&path)
+            .env_remove("OLLAMA_MCP_CONFIG")
+            .env_remove("OLLAMA_HOST");
+        if let Some(h) = host {
+            cmd.env("OLLAMA_HOST", h);
+        }
+        let out = cmd.output().expect("run check-config");
+        (
+            out.status.code(),
+            format!(
+                "{}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            ),
+        )
+    };
+    let (code, text) = check("[ollama.options]\nnum_ctx = \"8192\"\n", None);
+    assert_eq!(code, Some(2), "{text}");
+    assert!(
+        text.contains("ollama.options.num_ctx") && text.contains("integer"),
+        "{text}"
+    );
+    let (code, text) = check("[ollama]\nkeep_alive = \"forever\"\n", None);
+    assert_eq!(code, Some(2), "{text}");
+    assert!(
+        text.contains("time: invalid duration \"forever\""),
+        "{text}"
+    );
+    let (code, text) = check("", Some("110.0.0.0"));
+    assert_eq!(code, Some(0), "{text}");
+    assert!(text.contains("url = \"http://110.0.0.0:11434\""), "{text}");
+}
