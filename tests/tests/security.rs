@@ -152,19 +152,23 @@ async fn sigterm_shuts_chat_down_cleanly() {
     assert!(gone, "the MCP server outlived the shut-down bot");
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn approval_is_refused_from_a_pipe_unless_approve_all() {
-    let dir = tempfile::tempdir().expect("dir");
+/// A model that calls `everything__echo` for a message starting with "call", and a config in
+/// which that tool needs approval.
+async fn echo_needs_approval(dir: &Path) -> (OllamaDouble, std::path::PathBuf) {
     let double = double_calling("everything__echo", json!({"message": "ran"})).await;
     let mut everything = servers::everything_stdio();
     everything.tools = ToolFilterConfig {
         require_approval: vec!["echo".into()],
         ..Default::default()
     };
-    let config = write_config(
-        dir.path(),
-        &test_config(dir.path(), &double.url(), vec![everything]),
-    );
+    let config = write_config(dir, &test_config(dir, &double.url(), vec![everything]));
+    (double, config)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn approval_is_refused_from_a_pipe_unless_approve_all() {
+    let dir = tempfile::tempdir().expect("dir");
+    let (_double, config) = echo_needs_approval(dir.path()).await;
     let mut chat = ChatProcess::spawn(&config, "refused", &[], &[]);
     chat.send("call echo").await;
     let reply = chat.next_reply(Duration::from_secs(90)).await;
@@ -555,16 +559,7 @@ print("DONE")
 #[tokio::test(flavor = "multi_thread")]
 async fn approval_is_asked_on_a_terminal() {
     let dir = tempfile::tempdir().expect("dir");
-    let double = double_calling("everything__echo", json!({"message": "ran"})).await;
-    let mut everything = servers::everything_stdio();
-    everything.tools = ToolFilterConfig {
-        require_approval: vec!["echo".into()],
-        ..Default::default()
-    };
-    let config = write_config(
-        dir.path(),
-        &test_config(dir.path(), &double.url(), vec![everything]),
-    );
+    let (_double, config) = echo_needs_approval(dir.path()).await;
     let steps = [
         ("you>", "call echo\\r"),
         ("run everything__echo {\"message\":\"ran\"}? [y/N]", "y\\r"),
