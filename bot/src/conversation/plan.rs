@@ -251,21 +251,20 @@ impl Engine {
             tokens_per_char,
             ..plan.budget
         };
-        let start = {
-            let mut sessions = lock(&self.inner.sessions);
-            let state = sessions.entry(session.to_string()).or_default();
-            let kept = from_turn(history, state.history_start);
-            if !trim::fits(kept, &budget) {
-                state.history_start = trim::compaction_start(kept, &budget);
-                tracing::debug!(
-                    start = state.history_start,
-                    "history compacted to leave room for the next turns"
-                );
-            }
-            state.history_start
-        };
-        let messages =
-            trim::build_prompt(&plan.system, from_turn(history, start), current, &budget);
+        let start = lock(&self.inner.sessions)
+            .get(session)
+            .map_or(i64::MIN, |s| s.history_start);
+        let (messages, new_start) = trim::compose(&plan.system, history, start, current, &budget);
+        if new_start != start {
+            tracing::debug!(
+                start = new_start,
+                "history compacted to leave room for the next turns"
+            );
+            lock(&self.inner.sessions)
+                .entry(session.to_string())
+                .or_default()
+                .history_start = new_start;
+        }
         let chars = fixed_chars + messages.iter().map(super::message_chars).sum::<usize>();
         Ok(Prompt {
             request: ChatRequest {
@@ -347,12 +346,6 @@ impl Engine {
     pub(super) fn forget_idle(&self, active: &HashMap<String, std::time::Instant>) {
         lock(&self.inner.sessions).retain(|s, _| active.contains_key(s));
     }
-}
-
-/// The turns from `start` on.
-fn from_turn(history: &[StoredMessage], start: i64) -> &[StoredMessage] {
-    let at = history.partition_point(|m| m.turn < start);
-    &history[at..]
 }
 
 /// Characters a tool definition adds to the prompt (its name, description and schema).
