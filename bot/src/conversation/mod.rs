@@ -22,6 +22,7 @@ mod notice;
 mod plan;
 pub mod recover;
 mod round;
+pub mod remember;
 pub mod tool_search;
 pub mod trim;
 

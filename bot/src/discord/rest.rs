@@ -75,9 +75,30 @@ struct Bucket {
 pub enum Target {
     /// A channel message, the first replying to `reply_to`.
     Channel { channel: u64, reply_to: Option<u64> },
-    /// An interaction that was deferred: the first piece fills the original response, the rest
-    /// are follow-ups.
-    Interaction { token: String },
+    /// A slash command's interaction: the first piece fills its deferred original response, the
+    /// rest are follow-ups.
+    Interaction { id: u64, token: String },
+}
+
+/// The `type` of an interaction response.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum InteractionCallback {
+    /// Answer with a message.
+    Message,
+    /// Show "thinking…" now; the answer fills the original response later.
+    DeferredMessage,
+    /// Replace the message that holds the pressed button.
+    UpdateMessage,
+}
+
+impl InteractionCallback {
+    fn code(self) -> u8 {
+        match self {
+            InteractionCallback::Message => 4,
+            InteractionCallback::DeferredMessage => 5,
+            InteractionCallback::UpdateMessage => 7,
+        }
+    }
 }
 
 /// A message the bot posted, to edit later.
@@ -414,6 +435,23 @@ impl DiscordRest {
         Ok(())
     }
 
+    /// `GET /channels/{channel}/messages/{id}`: a message the bot reads (a reply chain).
+    pub async fn get_message(&self, channel: u64, id: u64) -> Result<Value, RestError> {
+        self.send(
+            "get_message",
+            &format!("get:{channel}"),
+            Method::GET,
+            &format!("/channels/{channel}/messages/{id}"),
+            None,
+            true,
+        )
+        .await?
+        .ok_or_else(|| RestError::Decode {
+            route: "get_message",
+            reason: "no message in the answer".into(),
+        })
+    }
+
     pub async fn typing(&self, channel: u64) -> Result<(), RestError> {
         self.send(
             "typing",
@@ -427,16 +465,15 @@ impl DiscordRest {
         Ok(())
     }
 
-    /// `POST /interactions/{id}/{token}/callback` with `type` (4 message, 5 deferred, 6 deferred
-    /// update, 7 update the component's message).
+    /// `POST /interactions/{id}/{token}/callback`.
     pub async fn interaction_callback(
         &self,
         id: u64,
         token: &str,
-        kind: u8,
+        kind: InteractionCallback,
         data: Option<Value>,
     ) -> Result<(), RestError> {
-        let mut body = json!({"type": kind});
+        let mut body = json!({"type": kind.code()});
         if let Some(d) = data {
             body["data"] = d;
         }
@@ -526,7 +563,7 @@ impl DiscordRest {
                     id,
                 })
             }
-            Target::Interaction { token } => {
+            Target::Interaction { token, .. } => {
                 body["allowed_mentions"] = allowed_mentions(false);
                 if first {
                     Ok(Posted::Original {
@@ -558,11 +595,11 @@ impl DiscordRest {
                 body["allowed_mentions"] = allowed_mentions(true);
                 self.edit_message(channel, id, &body).await
             }
-            (Target::Interaction { token }, Posted::Original { .. }) => {
+            (Target::Interaction { token, .. }, Posted::Original { .. }) => {
                 body["allowed_mentions"] = allowed_mentions(false);
                 self.edit_original(token, &body).await.map(|_| ())
             }
-            (Target::Interaction { token }, Posted::Followup { id }) => {
+            (Target::Interaction { token, .. }, Posted::Followup { id }) => {
                 body["allowed_mentions"] = allowed_mentions(false);
                 self.edit_followup(token, id, &body).await
             }
@@ -577,7 +614,7 @@ impl DiscordRest {
     pub fn edit_bucket(target: &Target, posted: Posted) -> String {
         match (target, posted) {
             (_, Posted::Channel { channel, .. }) => format!("edit:{channel}"),
-            (Target::Interaction { token }, _) => format!("webhook:{token}"),
+            (Target::Interaction { token, .. }, _) => format!("webhook:{token}"),
             (Target::Channel { channel, .. }, _) => format!("edit:{channel}"),
         }
     }
