@@ -565,3 +565,51 @@ mod tests {
         assert_eq!(estimate_tokens(&m, 0.5), 204);
     }
 }
+
+#[cfg(test)]
+mod properties {
+    use super::*;
+    use crate::llm::ToolCall;
+    use proptest::prelude::*;
+
+    proptest! {
+        /// Whatever the current turn holds, it is fitted into the room (counted again after
+        /// fitting) or refused; the user's message is never changed, and a turn that fits is
+        /// left as it is.
+        #[test]
+        fn the_current_turn_fits_or_is_refused(
+            user in 1usize..4000,
+            rounds in prop::collection::vec(prop::collection::vec(0usize..20_000, 1..4), 0..6),
+            room in 0u32..4000,
+            tokens_per_char in 0.1f64..1.0,
+        ) {
+            let mut current = vec![ChatMessage::user("u".repeat(user))];
+            for results in &rounds {
+                let mut call = ChatMessage::assistant("");
+                call.tool_calls = results
+                    .iter()
+                    .map(|_| ToolCall::new("kv__get", serde_json::json!({"key": "k"})))
+                    .collect();
+                current.push(call);
+                for &chars in results {
+                    current.push(ChatMessage::tool("kv__get", "r".repeat(chars)));
+                }
+            }
+            let before = current.clone();
+            let count = |c: &[ChatMessage]| -> u32 {
+                c.iter().map(|m| estimate_tokens(m, tokens_per_char)).sum()
+            };
+            match fit_current(&mut current, room, tokens_per_char, 400) {
+                Ok(tokens) => {
+                    prop_assert_eq!(tokens, count(&current));
+                    prop_assert!(tokens <= room);
+                    if count(&before) <= room {
+                        prop_assert_eq!(&current, &before);
+                    }
+                }
+                Err(_) => prop_assert!(count(&before) > room),
+            }
+            prop_assert_eq!(&current[0], &before[0]);
+        }
+    }
+}
