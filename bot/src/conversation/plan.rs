@@ -228,8 +228,9 @@ impl Engine {
     ) -> Result<Prompt, TurnError> {
         let tokens_per_char = self.tokens_per_char(&plan.model);
         let tools = self.offered_tools(plan, session, history, current);
-        let fixed_chars = tools.iter().map(tool_chars).sum::<usize>() + plan.system.len();
-        let fixed = trim::tokens_for_chars(fixed_chars, tokens_per_char) + FIXED_OVERHEAD;
+        let tool_chars: usize = tools.iter().map(tool_chars).sum();
+        let fixed = trim::tokens_for_chars(tool_chars + plan.system.len(), tokens_per_char)
+            + FIXED_OVERHEAD;
         let room = plan
             .window
             .num_ctx
@@ -265,7 +266,9 @@ impl Engine {
                 .or_default()
                 .history_start = new_start;
         }
-        let chars = fixed_chars + messages.iter().map(super::message_chars).sum::<usize>();
+        // Ollama counts the offered tools in prompt_eval_count too; leaving them out of the
+        // characters would make every message look several times its real token cost.
+        let chars = tool_chars + messages.iter().map(super::message_chars).sum::<usize>();
         Ok(Prompt {
             request: ChatRequest {
                 model: plan.model.clone(),
