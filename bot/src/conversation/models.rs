@@ -121,6 +121,14 @@ impl Engine {
         }
     }
 
+    /// Remembers that Ollama refused tools for `model` although `/api/show` did not say so.
+    pub(super) fn mark_without_tools(&self, model: &str) {
+        lock(&self.inner.profiles)
+            .entry(model.to_string())
+            .or_insert_with(ModelProfile::unknown)
+            .tools = false;
+    }
+
     /// What `session` has not yet been told about `model`: it cannot use tools (while tools are
     /// configured), or cannot think (while thinking is on). Each is said once per session.
     pub async fn model_notices(&self, session: &str, model: &str) -> Vec<Notice> {
