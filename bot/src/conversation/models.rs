@@ -4,8 +4,7 @@
 use tracing::debug;
 
 use super::notice::Notice;
-use super::plan::{TurnPlan, lock};
-use super::{Engine, TurnError, TurnObserver};
+use super::{Engine, TurnError, TurnObserver, lock};
 use crate::llm::{LlmError, ModelDetails};
 
 /// What a model can do and how much context it gets, from `/api/show`.
@@ -166,10 +165,10 @@ impl Engine {
     pub(super) async fn notices(
         &self,
         session: &str,
-        plan: &TurnPlan,
+        model: &str,
         observer: &dyn TurnObserver,
     ) -> Vec<Notice> {
-        let notices = self.model_notices(session, &plan.model).await;
+        let notices = self.model_notices(session, model).await;
         for n in &notices {
             observer.on_notice(n).await;
         }

@@ -6,15 +6,12 @@
 //! catalog that never changes and loaded tools that are only ever appended), and history is
 //! append-only between compactions that drop enough at once for several turns to follow.
 
-use std::collections::{HashMap, HashSet};
-use std::sync::{Mutex, MutexGuard};
-
 use serde_json::Value;
+use std::collections::{HashMap, HashSet};
 
-use super::round::Round;
-use super::{Engine, ModelProfile, TurnError, TurnRequest, tool_search, trim};
+use super::{Engine, ModelProfile, TurnError, TurnRequest, lock, tool_search, trim};
 use crate::config::ToolLoading;
-use crate::llm::{ChatMessage, ChatRequest};
+use crate::llm::{ChatMessage, ChatRequest, Usage};
 use crate::store::StoredMessage;
 use crate::tool::ToolSpec;
 
@@ -28,11 +25,6 @@ const DEFAULT_NUM_CTX: u32 = 4096;
 const REPLY_RESERVE: u32 = 1024;
 /// Tokens of the chat template around the tool definitions and the system prompt.
 const FIXED_OVERHEAD: u32 = 16;
-
-/// Locks a mutex whose data stays consistent even if a holder panicked.
-pub(super) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
-}
 
 /// What keeps a session's prompt prefix stable between requests (kept in memory: after a
 /// restart Ollama's cache is cold anyway).
@@ -99,13 +91,13 @@ impl Window {
     }
 
     /// Why Ollama cut a reply that ended with `done_reason: "length"`.
-    fn cut(&self, round: &Round) -> Option<Cut> {
-        if round.done_reason.as_deref() != Some("length") {
+    pub fn cut(&self, done_reason: Option<&str>, usage: &Usage) -> Option<Cut> {
+        if done_reason != Some("length") {
             return None;
         }
-        let used = u64::from(round.usage.prompt_tokens) + u64::from(round.usage.completion_tokens);
+        let used = u64::from(usage.prompt_tokens) + u64::from(usage.completion_tokens);
         Some(match self.num_predict {
-            Some(limit) if round.usage.completion_tokens >= limit => Cut::NumPredict { limit },
+            Some(limit) if usage.completion_tokens >= limit => Cut::NumPredict { limit },
             _ if used >= u64::from(self.num_ctx) => Cut::ContextWindow {
                 window: self.num_ctx,
             },
@@ -201,10 +193,6 @@ impl TurnPlan {
             names.push(tool_search::FIND_TOOLS);
         }
         names
-    }
-
-    pub fn cut(&self, round: &Round) -> Option<Cut> {
-        self.window.cut(round)
     }
 }
 
