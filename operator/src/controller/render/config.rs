@@ -121,7 +121,7 @@ pub fn bot_config(
                 ..Default::default()
             };
             McpServer::parse(raw, &format!("spec.mcpServers[{i}]"))
-                .map_err(|e| BuildError::BotConfig(e.to_string()))
+                .map_err(|e| RenderError::BotConfig(e.to_string()))
         })
         .collect::<Result<_, _>>()?;
     c.metrics.listen = format!("0.0.0.0:{BOT_METRICS_PORT}");
