@@ -189,6 +189,14 @@ impl McpHub {
             .collect()
     }
 
+    /// [`Self::status`] as `GET /status` reports it (names, states and tools only).
+    pub fn report(&self) -> Vec<crate::status::McpServerReport> {
+        self.status()
+            .into_iter()
+            .map(ServerStatus::report)
+            .collect()
+    }
+
     /// Process id of a stdio server's child while it runs (diagnostics and tests).
     pub fn server_pid(&self, server: &str) -> Option<u32> {
         self.servers
