@@ -1,5 +1,11 @@
 //! The stdio → streamable HTTP bridge: serves ONE stdio MCP server at `/mcp` (plus `/healthz`)
-//! so that it can run as a Kubernetes sidecar (`ollama-mcp-bot bridge --port P -- CMD ARGS...`).
+//! so that it can run as a Kubernetes sidecar (`ollama-mcp-bot bridge --port P --health-port H
+//! -- CMD ARGS...`).
+//!
+//! `/mcp` is for the bot in the same pod only: it listens on 127.0.0.1 by default and refuses
+//! any request whose peer address is not loopback (a `Host` header is the client's to choose, so
+//! rmcp's Host check alone is no guard). The kubelet probes the pod IP, so `/healthz` can also be
+//! served on a port of its own (`--health-port`, all interfaces) that serves nothing else.
 //!
 //! An rmcp server handler forwards `initialize` (the child's own capabilities and identity),
 //! `tools/*`, `prompts/*` and `resources/*` to an rmcp client connected to the child. The child
@@ -10,25 +16,25 @@
 use std::collections::BTreeMap;
 use std::future::Future;
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
+use axum::response::IntoResponse as _;
 use rmcp::model::{
     CallToolRequestParams, CallToolResponse, ErrorData, GetPromptRequestParams, GetPromptResponse,
     InitializeRequestParams, InitializeResult, ListPromptsResult, ListResourceTemplatesResult,
     ListResourcesResult, ListToolsResult, PaginatedRequestParams, ProtocolVersion,
     ReadResourceRequestParams, ReadResourceResponse, ServerConfig,
 };
-use rmcp::service::{
-    NotificationContext, Peer, QuitReason, RequestContext, RoleClient, RoleServer, ServiceError,
-};
+use rmcp::service::{NotificationContext, RequestContext, RoleServer};
 use rmcp::transport::streamable_http_server::session::local::LocalSessionManager;
 use rmcp::transport::{StreamableHttpServerConfig, StreamableHttpService};
-use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
-use crate::config::McpServerConfig;
-use crate::mcp::connection::{self, Connection};
+use crate::config::McpServer;
+
+mod upstream;
+use upstream::Upstream;
 
 /// Everything the bridge needs, without clap (the binary maps its flags onto this).
 #[derive(Debug, Clone)]
@@ -43,6 +49,8 @@ pub struct BridgeArgs {
     pub allowed_hosts: Vec<String>,
     /// Time the child has to complete the MCP handshake, per attempt.
     pub startup_timeout: Duration,
+    /// Where `/healthz` alone is served as well (`--health-port`); `None`: nowhere else.
+    pub health_listen: Option<SocketAddr>,
 }
 
 impl BridgeArgs {
@@ -53,7 +61,8 @@ impl BridgeArgs {
             args,
             env: BTreeMap::new(),
             allowed_hosts: Vec::new(),
-            startup_timeout: Duration::from_secs(McpServerConfig::DEFAULT_STARTUP_TIMEOUT_SECS),
+            startup_timeout: McpServer::DEFAULT_STARTUP_TIMEOUT,
+            health_listen: None,
         }
     }
 }
@@ -73,17 +82,6 @@ pub enum BridgeError {
     Serve(std::io::Error),
 }
 
-/// Serves `command args` (a stdio MCP server) at `http://listen/mcp` until `shutdown` completes;
-/// then stops the child.
-pub async fn serve(
-    listen: SocketAddr,
-    command: String,
-    args: Vec<String>,
-    shutdown: impl Future<Output = ()> + Send + 'static,
-) -> Result<(), BridgeError> {
-    serve_with(BridgeArgs::new(listen, command, args), shutdown).await
-}
-
 /// [`serve`] with every option.
 pub async fn serve_with(
     args: BridgeArgs,
@@ -92,19 +90,34 @@ pub async fn serve_with(
     if args.command.trim().is_empty() {
         return Err(BridgeError::NoCommand);
     }
-    let listener = tokio::net::TcpListener::bind(args.listen)
-        .await
-        .map_err(|source| BridgeError::Bind {
-            addr: args.listen,
-            source,
-        })?;
-    serve_on(listener, args, shutdown).await
+    let bind = |addr: SocketAddr| async move {
+        tokio::net::TcpListener::bind(addr)
+            .await
+            .map_err(|source| BridgeError::Bind { addr, source })
+    };
+    let listener = bind(args.listen).await?;
+    let health = match args.health_listen {
+        Some(addr) => Some(bind(addr).await?),
+        None => None,
+    };
+    serve_listeners(listener, health, args, shutdown).await
 }
 
 /// [`serve_with`] on a listener that is already bound (`args.listen` is ignored); tests bind
 /// port 0 and read the address first.
 pub async fn serve_on(
     listener: tokio::net::TcpListener,
+    args: BridgeArgs,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), BridgeError> {
+    serve_listeners(listener, None, args, shutdown).await
+}
+
+/// [`serve_on`] plus a bound listener that serves `/healthz` only (`args.health_listen` is
+/// ignored).
+pub async fn serve_listeners(
+    listener: tokio::net::TcpListener,
+    health_listener: Option<tokio::net::TcpListener>,
     args: BridgeArgs,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), BridgeError> {
@@ -132,16 +145,25 @@ pub async fn serve_on(
         Arc::new(LocalSessionManager::default()),
         http_config,
     );
-    let health = upstream.clone();
-    let app = axum::Router::new().route_service("/mcp", mcp).route(
-        "/healthz",
-        axum::routing::get(move || {
-            let health = health.clone();
-            async move { health.healthz() }
-        }),
-    );
+    let app = axum::Router::new()
+        .route_service("/mcp", mcp)
+        .merge(health_router(upstream.clone()))
+        .layer(axum::middleware::from_fn(loopback_only));
     let addr = listener.local_addr().map_err(BridgeError::Serve)?;
     tracing::info!(%addr, command = %args.command, "bridge serving the MCP server at /mcp");
+    if let Some(health_listener) = health_listener {
+        let health_addr = health_listener.local_addr().map_err(BridgeError::Serve)?;
+        tracing::info!(addr = %health_addr, "bridge serving /healthz alone");
+        let app = health_router(upstream.clone());
+        let stopped = stop.clone();
+        tokio::spawn(async move {
+            let serve = axum::serve(health_listener, app)
+                .with_graceful_shutdown(async move { stopped.cancelled().await });
+            if let Err(e) = serve.await {
+                tracing::error!(error = %e, "health server stopped");
+            }
+        });
+    }
 
     let stopping = stop.clone();
     let graceful = async move {
@@ -149,7 +171,11 @@ pub async fn serve_on(
         // Ends open SSE streams and sessions, so the graceful shutdown can finish.
         stopping.cancel();
     };
-    let server = axum::serve(listener, app).with_graceful_shutdown(graceful);
+    let server = axum::serve(
+        listener,
+        app.into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(graceful);
     let result = tokio::select! {
         r = server => r.map_err(BridgeError::Serve),
         // A client that keeps its connection open must not hold the sidecar forever.
@@ -161,236 +187,38 @@ pub async fn serve_on(
     result
 }
 
-/// The supervised connection to the child.
-#[derive(Clone)]
-struct Upstream {
-    state: watch::Receiver<Arc<UpstreamState>>,
-    /// Downstream sessions, told when the child's tools may have changed.
-    sessions: Arc<Mutex<Vec<Peer<RoleServer>>>>,
-    task: Arc<Mutex<Option<tokio::task::JoinHandle<()>>>>,
-    label: Arc<str>,
+fn health_router(upstream: Upstream) -> axum::Router {
+    axum::Router::new().route(
+        "/healthz",
+        axum::routing::get(move || {
+            let upstream = upstream.clone();
+            async move { upstream.healthz() }
+        }),
+    )
 }
 
-#[derive(Clone)]
-struct UpstreamState {
-    peer: Option<Peer<RoleClient>>,
-    info: Option<ServerConfig>,
-    /// Why the child is down, as a predicate ("crashed (it exited)"); `None` while it is up or
-    /// still starting for the first time.
-    down: Option<String>,
-}
-
-impl Upstream {
-    fn start(args: &BridgeArgs, stop: CancellationToken) -> Upstream {
-        let config = McpServerConfig {
-            name: args
-                .command
-                .rsplit('/')
-                .next()
-                .unwrap_or(&args.command)
-                .to_string(),
-            command: Some(args.command.clone()),
-            args: args.args.clone(),
-            env: args.env.clone(),
-            startup_timeout_secs: args.startup_timeout.as_secs().max(1),
-            ..Default::default()
-        };
-        let full = std::iter::once(args.command.as_str())
-            .chain(args.args.iter().map(String::as_str))
-            .collect::<Vec<_>>()
-            .join(" ");
-        // Quoted in every error message: long wrapper scripts are cut.
-        let label: Arc<str> = match full.char_indices().nth(80) {
-            Some((cut, _)) => format!("{} …", &full[..cut]).into(),
-            None => full.into(),
-        };
-        let (tx, rx) = watch::channel(Arc::new(UpstreamState {
-            peer: None,
-            info: None,
-            down: None,
-        }));
-        let upstream = Upstream {
-            state: rx,
-            sessions: Arc::new(Mutex::new(Vec::new())),
-            task: Arc::new(Mutex::new(None)),
-            label,
-        };
-        let task = tokio::spawn(supervise(config, tx, upstream.clone(), stop));
-        if let Ok(mut slot) = upstream.task.lock() {
-            *slot = Some(task);
-        }
-        upstream
+/// Refuses every request that does not come from this host's loopback: the MCP endpoint drives
+/// the server (a browser, a memory of what users said) and belongs to the bot in the same pod.
+async fn loopback_only(
+    axum::extract::ConnectInfo(peer): axum::extract::ConnectInfo<SocketAddr>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    let ip = match peer.ip() {
+        std::net::IpAddr::V6(v6) => v6
+            .to_ipv4_mapped()
+            .map_or(std::net::IpAddr::V6(v6), std::net::IpAddr::V4),
+        v4 => v4,
+    };
+    if ip.is_loopback() {
+        return next.run(request).await;
     }
-
-    fn snapshot(&self) -> Arc<UpstreamState> {
-        self.state.borrow().clone()
-    }
-
-    fn healthz(&self) -> (axum::http::StatusCode, String) {
-        let state = self.snapshot();
-        match (&state.peer, &state.down) {
-            (Some(_), _) => (axum::http::StatusCode::OK, "ok".into()),
-            (None, Some(why)) => (
-                axum::http::StatusCode::SERVICE_UNAVAILABLE,
-                format!("MCP server down: it {why}"),
-            ),
-            (None, None) => (
-                axum::http::StatusCode::SERVICE_UNAVAILABLE,
-                "MCP server starting".into(),
-            ),
-        }
-    }
-
-    /// The child's client, or the JSON-RPC error to answer with.
-    fn peer(&self) -> Result<Peer<RoleClient>, ErrorData> {
-        let state = self.snapshot();
-        match (&state.peer, &state.down) {
-            (Some(peer), _) => Ok(peer.clone()),
-            (None, Some(why)) => Err(ErrorData::internal_error(
-                format!(
-                    "the MCP server `{}` {why}; the bridge is restarting it, retry in a few seconds",
-                    self.label
-                ),
-                None,
-            )),
-            (None, None) => Err(ErrorData::internal_error(
-                format!(
-                    "the MCP server `{}` is still starting; retry in a few seconds",
-                    self.label
-                ),
-                None,
-            )),
-        }
-    }
-
-    /// Waits up to `timeout` for the child to be up (initialize waits; other requests do not).
-    async fn ready_info(&self, timeout: Duration) -> Result<ServerConfig, ErrorData> {
-        let mut rx = self.state.clone();
-        let waited = tokio::time::timeout(timeout, rx.wait_for(|s| s.peer.is_some())).await;
-        match waited {
-            Ok(Ok(state)) => Ok(state.info.clone().unwrap_or_default()),
-            _ => self.peer().map(|_| ServerConfig::default()),
-        }
-    }
-
-    /// Maps a failed forward to the JSON-RPC error the downstream client gets.
-    fn forward_error(&self, e: ServiceError) -> ErrorData {
-        match e {
-            // The child's own protocol error goes through unchanged.
-            ServiceError::McpError(e) => e,
-            ServiceError::TransportClosed | ServiceError::TransportSend(_) => {
-                ErrorData::internal_error(
-                    format!(
-                        "the MCP server `{}` crashed during the request; the bridge is restarting it, retry in a few seconds",
-                        self.label
-                    ),
-                    None,
-                )
-            }
-            other => ErrorData::internal_error(
-                format!("forwarding to `{}` failed: {other}", self.label),
-                None,
-            ),
-        }
-    }
-
-    async fn notify_tools_changed(&self) {
-        let sessions: Vec<Peer<RoleServer>> = match self.sessions.lock() {
-            Ok(mut s) => {
-                s.retain(|p| !p.is_transport_closed());
-                s.clone()
-            }
-            Err(_) => Vec::new(),
-        };
-        for peer in sessions {
-            let _ = peer.notify_tool_list_changed().await;
-        }
-    }
-
-    async fn stopped(&self) {
-        let task = self.task.lock().ok().and_then(|mut t| t.take());
-        if let Some(task) = task {
-            let _ = task.await;
-        }
-    }
-}
-
-/// Keeps the child running until `stop`; publishes its client and info.
-async fn supervise(
-    config: McpServerConfig,
-    tx: watch::Sender<Arc<UpstreamState>>,
-    upstream: Upstream,
-    stop: CancellationToken,
-) {
-    let key = "bridge";
-    let mut attempt: u32 = 0;
-    let mut restarted = false;
-    let mut ever_up = false;
-    loop {
-        let connected = tokio::select! {
-            r = connection::connect(&config, key) => r,
-            _ = stop.cancelled() => return,
-        };
-        let why = match connected {
-            Ok(Connection {
-                client,
-                tools_changed,
-                stderr,
-                pid,
-            }) => {
-                let peer = client.peer().clone();
-                let info = peer.peer_info().map(|i| downstream_info(&i));
-                tracing::info!(command = %upstream.label, pid, "bridge: MCP server ready");
-                tx.send_replace(Arc::new(UpstreamState {
-                    peer: Some(peer),
-                    info,
-                    down: None,
-                }));
-                if restarted {
-                    upstream.notify_tools_changed().await;
-                }
-                let cancel = client.cancellation_token();
-                let mut waiting = std::pin::pin!(client.waiting());
-                let started = tokio::time::Instant::now();
-                let quit = loop {
-                    tokio::select! {
-                        q = &mut waiting => break Some(q),
-                        _ = tools_changed.notified() => upstream.notify_tools_changed().await,
-                        _ = stop.cancelled() => {
-                            cancel.cancel();
-                            let _ = tokio::time::timeout(Duration::from_secs(15), &mut waiting).await;
-                            break None;
-                        }
-                    }
-                };
-                let Some(quit) = quit else { return };
-                if started.elapsed() >= Duration::from_secs(60) {
-                    attempt = 0;
-                }
-                ever_up = true;
-                match quit {
-                    Ok(QuitReason::Closed) => format!("crashed (it exited{})", stderr.suffix()),
-                    Ok(other) => format!("stopped ({other:?})"),
-                    Err(e) => format!("crashed (its client task failed: {e})"),
-                }
-            }
-            Err(e) if ever_up => format!("crashed and could not be started again yet: {e}"),
-            Err(e) => format!("could not be started: {e}"),
-        };
-        attempt = attempt.saturating_add(1);
-        restarted = true;
-        let delay = crate::mcp::restart_backoff(attempt);
-        tracing::warn!(command = %upstream.label, attempt, reason = %why, delay_ms = delay.as_millis() as u64, "bridge: MCP server down; restarting");
-        tx.send_replace(Arc::new(UpstreamState {
-            peer: None,
-            info: None,
-            down: Some(why),
-        }));
-        tokio::select! {
-            _ = tokio::time::sleep(delay) => {}
-            _ = stop.cancelled() => return,
-        }
-    }
+    tracing::warn!(%peer, path = %request.uri().path(), "refused a request from outside this host");
+    (
+        axum::http::StatusCode::FORBIDDEN,
+        "this MCP bridge serves only clients on the same host (127.0.0.1); use the health port for probes\n",
+    )
+        .into_response()
 }
 
 /// What the bridge announces: the child's identity and the capabilities we forward.

@@ -18,6 +18,9 @@ pub mod llm;
 pub mod mcp;
 #[cfg(feature = "runtime")]
 pub mod metrics;
+// Needs only tokio, which `telemetry` brings: the operator uses it too.
+#[cfg(feature = "telemetry")]
+pub mod shutdown;
 #[cfg(feature = "runtime")]
 pub mod store;
 #[cfg(feature = "telemetry")]

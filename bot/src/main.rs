@@ -13,8 +13,8 @@ use ollama_mcp_bot::config::{self, BotConfig};
 use ollama_mcp_bot::conversation::Engine;
 use ollama_mcp_bot::llm::OllamaClient;
 use ollama_mcp_bot::mcp::{HubOptions, McpHub};
-use ollama_mcp_bot::store::Store;
-use ollama_mcp_bot::{bridge, discord, metrics, terminal};
+use ollama_mcp_bot::store::{Retention, Store};
+use ollama_mcp_bot::{bridge, discord, metrics, shutdown, terminal};
 
 #[derive(Parser)]
 #[command(
@@ -45,13 +45,22 @@ enum Command {
         /// Conversation to continue; history persists in the store under this id.
         #[arg(long, short, default_value = "terminal")]
         session: String,
+        /// Run tools listed in `tools.require_approval` without asking (needed to run them at
+        /// all when standard input is not a terminal).
+        #[arg(long)]
+        approve_all: bool,
     },
     /// Serve one stdio MCP server as streamable HTTP at /mcp (the operator's sidecars use this).
     Bridge {
+        /// Port of /mcp (and /healthz).
         #[arg(long, default_value_t = 8000)]
         port: u16,
-        #[arg(long, default_value = "0.0.0.0")]
+        /// Address of /mcp. Requests from a non-loopback peer are refused whatever it is.
+        #[arg(long, default_value = "127.0.0.1")]
         host: std::net::IpAddr,
+        /// Also serve /healthz, and nothing else, on this port on all interfaces (for probes).
+        #[arg(long)]
+        health_port: Option<u16>,
         /// The MCP server's command and arguments, after `--`.
         #[arg(last = true, required = true)]
         command: Vec<String>,
@@ -86,13 +95,14 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    runtime.block_on(async move {
+    let code = runtime.block_on(async move {
         match cli.command {
             Command::CheckConfig { config } => check_config(config),
             Command::Chat {
                 config,
                 model,
                 session,
+                approve_all,
             } => {
                 let Some(config) = load_config(config) else {
                     return ExitCode::from(EXIT_CONFIG);
@@ -103,7 +113,12 @@ fn main() -> ExitCode {
                     quiet.log.filter = "warn".into();
                 }
                 let _telemetry = init_logging(&quiet, "ollama-mcp-bot-chat");
-                report(chat(config, model, session).await)
+                let options = terminal::ChatOptions {
+                    session,
+                    model,
+                    approve_all,
+                };
+                report(chat(config, options).await)
             }
             Command::Run { config } => {
                 let Some(config) = load_config(config) else {
@@ -115,13 +130,18 @@ fn main() -> ExitCode {
             Command::Bridge {
                 port,
                 host,
+                health_port,
                 command,
             } => {
                 let _telemetry = init_logging(&BotConfig::default(), "ollama-mcp-bridge");
-                report(run_bridge(SocketAddr::new(host, port), command).await)
+                let health = health_port.map(|p| SocketAddr::new([0, 0, 0, 0].into(), p));
+                report(run_bridge(SocketAddr::new(host, port), health, command).await)
             }
         }
-    })
+    });
+    // Do not wait for a blocking read of stdin (`chat`'s prompt) to finish: the work is done.
+    runtime.shutdown_background();
+    code
 }
 
 fn load_config(path: Option<PathBuf>) -> Option<BotConfig> {
@@ -144,7 +164,9 @@ fn check_config(path: Option<PathBuf>) -> ExitCode {
         |p| p.display().to_string(),
     );
     println!("# effective configuration (from {source}, environment overrides applied)");
-    println!("# secrets are never part of it; their sources:");
+    println!(
+        "# secrets are not shown: env and header values of MCP servers appear as <set, N chars>; sources:"
+    );
     for var in ["DISCORD_TOKEN", "DISCORD_TOKEN_FILE"] {
         let state = match std::env::var_os(var) {
             Some(v) if var.ends_with("_FILE") => format!("set ({})", PathBuf::from(v).display()),
@@ -154,7 +176,10 @@ fn check_config(path: Option<PathBuf>) -> ExitCode {
         println!("#   {var}: {state}");
     }
     for server in &config.mcp.servers {
-        for (header, var) in &server.headers_env {
+        let ollama_mcp_bot::config::McpTransport::Http(http) = &server.transport else {
+            continue;
+        };
+        for (header, var) in &http.headers_env {
             let state = if std::env::var_os(var).is_some() {
                 "set (redacted)"
             } else {
@@ -166,7 +191,7 @@ fn check_config(path: Option<PathBuf>) -> ExitCode {
             );
         }
     }
-    print!("{}", config.to_toml());
+    print!("{}", config.to_toml_redacted());
     ExitCode::SUCCESS
 }
 
@@ -174,8 +199,7 @@ fn init_logging(
     config: &BotConfig,
     service: &str,
 ) -> Option<ollama_mcp_bot::telemetry::TelemetryGuard> {
-    let format = config.log.format.parse().unwrap_or_default();
-    match ollama_mcp_bot::telemetry::init(service, format, &config.log.filter) {
+    match ollama_mcp_bot::telemetry::init(service, config.log.format, &config.log.filter) {
         Ok(guard) => Some(guard),
         Err(e) => {
             eprintln!("warning: logging set-up failed: {e}");
@@ -198,6 +222,8 @@ fn report(result: anyhow::Result<ExitCode>) -> ExitCode {
 /// The parts every front end needs: the store, the model client, the MCP servers, the engine.
 async fn start_engine(config: &BotConfig) -> anyhow::Result<(Engine, Arc<McpHub>)> {
     let store = Store::open(&config.store.path)?;
+    // Detached: it prunes until the process ends.
+    store.spawn_pruning(Retention::from_config(&config.store));
     let model = OllamaClient::new(&config.ollama).context("setting up the Ollama client")?;
     let hub = McpHub::start(
         &config.mcp.servers,
@@ -210,15 +236,12 @@ async fn start_engine(config: &BotConfig) -> anyhow::Result<(Engine, Arc<McpHub>
     Ok((engine, hub))
 }
 
-async fn chat(
-    config: BotConfig,
-    model: Option<String>,
-    session: String,
-) -> anyhow::Result<ExitCode> {
+async fn chat(config: BotConfig, options: terminal::ChatOptions) -> anyhow::Result<ExitCode> {
     let (engine, hub) = start_engine(&config).await?;
+    let shutdown = shutdown::on_signal();
     let ok = tokio::select! {
-        ok = terminal::run(engine, hub.clone(), terminal::ChatOptions { session, model }) => ok,
-        _ = tokio::signal::ctrl_c() => true,
+        ok = terminal::run(engine, hub.clone(), options) => ok,
+        () = shutdown.cancelled() => true,
     };
     hub.shutdown().await;
     Ok(if ok {
@@ -241,11 +264,10 @@ async fn run(config: BotConfig) -> anyhow::Result<ExitCode> {
             }
         });
     }
+    let shutdown = shutdown::on_signal();
     let (engine, hub) = start_engine(&config).await?;
-    let result = tokio::select! {
-        result = discord::run(config, engine, hub.clone(), ready) => result,
-        _ = shutdown_signal() => Ok(()),
-    };
+    // discord::run owns the order of shutdown: the gateway closes, then the MCP servers stop.
+    let result = discord::run(config, engine, hub.clone(), ready, shutdown).await;
     hub.shutdown().await;
     match result {
         Ok(()) => Ok(ExitCode::SUCCESS),
@@ -258,26 +280,16 @@ async fn run(config: BotConfig) -> anyhow::Result<ExitCode> {
     }
 }
 
-/// SIGTERM (Kubernetes stopping the pod) or Ctrl-C.
-async fn shutdown_signal() {
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
-    tokio::select! {
-        _ = term => {}
-        _ = tokio::signal::ctrl_c() => {}
-    }
-}
-
-async fn run_bridge(listen: SocketAddr, command: Vec<String>) -> anyhow::Result<ExitCode> {
+async fn run_bridge(
+    listen: SocketAddr,
+    health: Option<SocketAddr>,
+    command: Vec<String>,
+) -> anyhow::Result<ExitCode> {
     let (program, args) = command
         .split_first()
         .context("bridge needs the MCP server's command after `--`")?;
-    bridge::serve(listen, program.clone(), args.to_vec(), shutdown_signal()).await?;
+    let mut options = bridge::BridgeArgs::new(listen, program.clone(), args.to_vec());
+    options.health_listen = health;
+    bridge::serve_with(options, shutdown::shutdown_signal()).await?;
     Ok(ExitCode::SUCCESS)
 }

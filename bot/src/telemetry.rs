@@ -8,7 +8,6 @@
 //!
 //! The operator uses this module too, through the crate's `telemetry` feature.
 
-use std::fmt;
 use std::io::IsTerminal as _;
 use std::str::FromStr;
 use std::time::Duration;
@@ -28,15 +27,7 @@ use tracing_subscriber::util::SubscriberInitExt as _;
 /// How long dropping the guard may wait for the last spans to leave.
 const FLUSH_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// The log line format on stderr.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub enum LogFormat {
-    /// Human-readable lines (the default).
-    #[default]
-    Text,
-    /// One JSON object per line, for log collectors.
-    Json,
-}
+pub use crate::config::LogFormat;
 
 impl FromStr for LogFormat {
     type Err = TelemetryError;
@@ -47,15 +38,6 @@ impl FromStr for LogFormat {
             "json" => Ok(Self::Json),
             _ => Err(TelemetryError::UnknownFormat(s.to_string())),
         }
-    }
-}
-
-impl fmt::Display for LogFormat {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            Self::Text => "text",
-            Self::Json => "json",
-        })
     }
 }
 

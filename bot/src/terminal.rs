@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use serde_json::Value;
-use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::io::{AsyncBufReadExt, BufReader, Lines, Stdin};
 
 use crate::conversation::{Engine, TurnObserver, TurnRequest};
 use crate::mcp::{McpHub, ServerState, ToolOutcome};
@@ -19,12 +19,22 @@ use crate::mcp::{McpHub, ServerState, ToolOutcome};
 pub struct ChatOptions {
     pub session: String,
     pub model: Option<String>,
+    /// Run tools that need approval without asking (`--approve-all`).
+    pub approve_all: bool,
 }
+
+/// How long a tool approval question waits for an answer before it counts as "no".
+const APPROVAL_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// Standard input, shared by the prompt loop and approval questions (one reader at a time).
+type Input = Arc<tokio::sync::Mutex<Lines<BufReader<Stdin>>>>;
 
 /// Prints tool traces to stderr and, on a terminal, streams text to stdout.
 struct TerminalObserver {
     stream: bool,
     wrote_text: AtomicBool,
+    approve_all: bool,
+    input: Input,
 }
 
 #[async_trait::async_trait]
@@ -39,12 +49,7 @@ impl TurnObserver for TerminalObserver {
     }
 
     async fn on_tool_call(&self, name: &str, arguments: &Value) {
-        let args = arguments.to_string();
-        let args = if args.chars().count() > 200 {
-            format!("{}…", args.chars().take(200).collect::<String>())
-        } else {
-            args
-        };
+        let args = shorten(&arguments.to_string());
         if self.wrote_text.swap(false, Ordering::Relaxed) {
             println!();
         }
@@ -62,6 +67,46 @@ impl TurnObserver for TerminalObserver {
                 outcome.content.chars().count()
             );
         }
+    }
+
+    /// `tools.require_approval`: asked on a terminal, refused from a pipe unless --approve-all.
+    async fn approve_tool(&self, name: &str, arguments: &Value) -> bool {
+        if self.approve_all {
+            return true;
+        }
+        if !self.stream {
+            eprintln!(
+                "refused {name}: it needs approval (tools.require_approval) and standard input is not a terminal; pass --approve-all to allow such tools"
+            );
+            return false;
+        }
+        // Calls of one round run concurrently: the lock asks one question at a time.
+        let mut input = self.input.lock().await;
+        if self.wrote_text.swap(false, Ordering::Relaxed) {
+            println!();
+        }
+        eprint!("run {name} {}? [y/N] ", shorten(&arguments.to_string()));
+        match tokio::time::timeout(APPROVAL_TIMEOUT, input.next_line()).await {
+            Ok(Ok(Some(answer))) => {
+                matches!(answer.trim().to_ascii_lowercase().as_str(), "y" | "yes")
+            }
+            Ok(_) => false,
+            Err(_) => {
+                eprintln!(
+                    "\nno answer within {} s: refused",
+                    APPROVAL_TIMEOUT.as_secs()
+                );
+                false
+            }
+        }
+    }
+}
+
+fn shorten(text: &str) -> String {
+    if text.chars().count() > 200 {
+        format!("{}…", text.chars().take(200).collect::<String>())
+    } else {
+        text.to_string()
     }
 }
 
@@ -84,13 +129,16 @@ pub async fn run(engine: Engine, hub: Arc<McpHub>, options: ChatOptions) -> bool
         );
         warn_about_model(&engine, &m).await;
     }
-    let mut lines = BufReader::new(tokio::io::stdin()).lines();
+    let input: Input = Arc::new(tokio::sync::Mutex::new(
+        BufReader::new(tokio::io::stdin()).lines(),
+    ));
     let mut all_ok = true;
     loop {
         if interactive {
             eprint!("you> ");
         }
-        let line = match lines.next_line().await {
+        let next = input.lock().await.next_line().await;
+        let line = match next {
             Ok(Some(line)) => line,
             Ok(None) => break,
             Err(e) => {
@@ -117,6 +165,8 @@ pub async fn run(engine: Engine, hub: Arc<McpHub>, options: ChatOptions) -> bool
         let observer = TerminalObserver {
             stream: interactive,
             wrote_text: AtomicBool::new(false),
+            approve_all: options.approve_all,
+            input: input.clone(),
         };
         let request = TurnRequest {
             model_override: model.clone(),
@@ -181,11 +231,20 @@ async fn slash_command(
     match name {
         "quit" | "exit" => return Ok(Flow::Quit),
         "help" => eprintln!(
-            "/model [NAME]  show or switch the model (remembered for this session)\n/models        models you can switch to\n/tools         MCP servers and their tools\n/reset         forget this session's history\n/quit          leave"
+            "/model [NAME]  show or switch the model (remembered for this session)\n/models        models you can switch to\n/tools         MCP servers and their tools\n/reset         forget this session's history\n/forget        delete everything of this session (history, model choice)\n/quit          leave"
         ),
         "reset" => {
             engine.reset(session).await.map_err(|e| e.to_string())?;
             eprintln!("session {session} forgotten");
+        }
+        "forget" => {
+            let n = engine
+                .store()
+                .forget_session(session)
+                .await
+                .map_err(|e| e.to_string())?;
+            *model = None;
+            eprintln!("session {session} deleted ({n} messages)");
         }
         "models" => {
             let models = engine.available_models().await.map_err(|e| e.to_string())?;

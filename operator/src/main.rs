@@ -8,6 +8,7 @@ use anyhow::Context as _;
 use clap::{Parser, Subcommand, ValueEnum};
 use k8s_openapi::api::coordination::v1::Lease;
 use kube::{Api, Client};
+use ollama_mcp_bot::shutdown::shutdown_signal;
 use ollama_mcp_bot::telemetry;
 use ollama_mcp_operator::controller::{self, Context, Settings};
 use ollama_mcp_operator::http::{self, HttpState};
@@ -180,25 +181,4 @@ async fn finish(server: tokio::task::JoinHandle<std::io::Result<()>>) -> anyhow:
         .await
         .context("the HTTP server task failed")?
         .context("the HTTP server failed")
-}
-
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
-    #[cfg(unix)]
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
-    #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! {
-        () = ctrl_c => {}
-        () = term => {}
-    }
 }

@@ -1,4 +1,4 @@
-//! The engine benchmarks of issue 2 (figures and how to read them: docs/BENCHMARKS.md).
+//! The engine benchmarks of issues 2 and 9 (figures and how to read them: docs/BENCHMARKS.md).
 //!
 //! ```text
 //! cargo build --release -p ollama-mcp-bot
@@ -8,7 +8,8 @@
 //! cargo bench -p ollama-mcp-tests --bench engine -- --reply-words=5 cpu   # shorter replies
 //! ```
 //!
-//! Sections: `startup` (target 1), `cpu` (target 2), `prompt` (target 3), `memory` (target 4).
+//! Sections: `startup` (target 1), `cpu` (target 2), `prompt` (target 3: fresh tokens per
+//! request with Ollama's prompt cache, issue 9), `memory` (target 4).
 //! The Ollama double runs as its own process (`ollama-double`), the MCP servers are the real
 //! ones installed by scripts/setup-test-deps.sh, and `chat` is the release binary. A figure that
 //! misses its target is reported, not hidden; a broken measurement (wrong reply, a tool result
@@ -16,6 +17,8 @@
 
 use std::time::Duration;
 
+#[path = "engine/conversation.rs"]
+mod conversation;
 #[path = "engine/cpu.rs"]
 mod cpu;
 #[path = "engine/memory.rs"]
@@ -57,7 +60,7 @@ fn main() -> anyhow::Result<()> {
     let wanted = |s: &str| chosen.is_empty() || chosen.contains(&s);
 
     support::note(&format!(
-        "# Engine benchmarks (issue 2){}\n\nmachine: {} CPUs, load average {}",
+        "# Engine benchmarks (issues 2 and 9){}\n\nmachine: {} CPUs, load average {}",
         if quick { " — quick run" } else { "" },
         std::thread::available_parallelism().map_or(0, usize::from),
         std::fs::read_to_string("/proc/loadavg")
@@ -91,7 +94,8 @@ fn main() -> anyhow::Result<()> {
         cpu::run(&sizes)?;
     }
     if wanted("prompt") {
-        support::chat_runtime()?.block_on(prompt::run())?;
+        // The 100-turn conversation of the target; fewer turns for a quick look.
+        support::chat_runtime()?.block_on(prompt::run(if quick { 40 } else { 100 }))?;
     }
     if wanted("memory") {
         support::chat_runtime()?.block_on(memory::run(Duration::from_secs(if quick {

@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
 
-use ollama_mcp_bot::config::{BotConfig, McpServerConfig};
+use ollama_mcp_bot::config::{BotConfig, McpServer};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader, Lines};
 use tokio::process::{Child, ChildStderr, ChildStdin, ChildStdout, Command};
 
@@ -32,7 +32,7 @@ pub fn binary(name: &str) -> PathBuf {
 }
 
 /// A configuration for tests: the given Ollama URL, MCP servers, and a store in `dir`.
-pub fn test_config(dir: &Path, ollama_url: &str, servers: Vec<McpServerConfig>) -> BotConfig {
+pub fn test_config(dir: &Path, ollama_url: &str, servers: Vec<McpServer>) -> BotConfig {
     let mut c = BotConfig::default();
     c.ollama.url = ollama_url.to_string();
     c.ollama.request_timeout_secs = 30;

@@ -1,9 +1,15 @@
 //! A protocol-faithful Ollama double: an in-process HTTP server on 127.0.0.1 that speaks
-//! Ollama's API (`POST /api/chat` streamed or not, `GET /api/tags`, `POST /api/show`,
-//! `GET /api/version`, `GET /`), answers with scripted [`Reply`]s, records every request, and
-//! rejects what real Ollama rejects (bad JSON or JSON types, missing or unknown model, tools to a
-//! model without the `tools` capability, `think` to a model without `thinking`, unknown roles,
-//! wrong HTTP method). Like Ollama (Go), it ignores unknown JSON fields.
+//! Ollama 0.24's API (`POST /api/chat` streamed or not, `GET /api/tags`, `POST /api/show`,
+//! `GET /api/ps`, `POST /api/pull`, `GET /api/version`, `GET /`), answers with scripted
+//! [`Reply`]s, records every request, and answers as the real server did in the recordings of
+//! `../shared/ollama-0.24` (replayed by tests/tests/ollama_conformance.rs): Go's texts for bad
+//! JSON, JSON types, options of the wrong type (500) and bad `keep_alive` durations; 404 for an
+//! unknown model; 400 for tools to a model without `tools` and `think` to a model without
+//! `thinking`; unknown roles and options accepted; `done_reason: "length"` when `num_predict` or
+//! the window cuts the reply; tool calls with `call_…` ids; `num_ctx` capped at the model's
+//! context length; a prompt longer than the window cut from the start. It also models the
+//! prompt cache (file 30): every answered request carries a [`PromptEval`] with the tokens that
+//! were evaluated afresh. Like Ollama (Go), it ignores unknown JSON fields.
 //!
 //! ```no_run
 //! # async fn demo() -> std::io::Result<()> {
@@ -19,14 +25,17 @@
 //! # Ok(()) }
 //! ```
 
+mod go;
+mod models;
+mod prompt;
 mod render;
 mod routes;
 mod validate;
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use axum::Router;
 use axum::http::{Method, StatusCode};
@@ -37,10 +46,13 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::{JoinHandle, JoinSet};
 
-pub use render::{estimate_tokens, prompt_tokens, words};
+pub use go::parse_duration as parse_go_duration;
+pub use models::{DEFAULT_NUM_CTX, ModelSpec};
+pub use prompt::{PromptCache, PromptEval, prompt_tokens};
+pub use render::{estimate_tokens, words};
 
-/// The version `/api/version` reports.
-pub const OLLAMA_VERSION: &str = "0.12.6";
+/// The version `/api/version` reports: the one the recordings were made with.
+pub const OLLAMA_VERSION: &str = "0.24.0";
 
 /// What the double answers to one `/api/chat` request.
 #[derive(Debug, Clone, PartialEq)]
@@ -128,6 +140,9 @@ pub struct SeenRequest {
     pub keep_alive: Option<Value>,
     /// `stream`, defaulting to true as Ollama does.
     pub stream: bool,
+    /// For a chat the model answered: what its prompt cost (tokens read, cut, cached, fresh).
+    /// Set before the responder runs.
+    pub eval: Option<PromptEval>,
 }
 
 impl SeenRequest {
@@ -163,6 +178,7 @@ impl SeenRequest {
             keep_alive: get("keep_alive").cloned(),
             stream: get("stream").and_then(Value::as_bool).unwrap_or(true),
             status: 0,
+            eval: None,
             raw,
             json,
         }
@@ -248,74 +264,51 @@ fn lenient_message(v: &Value) -> ChatMessage {
 /// Decides the reply to a chat request the queue has no reply for.
 pub type Responder = Arc<dyn Fn(&SeenRequest) -> Reply + Send + Sync>;
 
-/// A model the double serves.
-#[derive(Debug, Clone)]
-pub struct ModelSpec {
-    /// Full name with tag, e.g. "llama3.2:latest".
-    pub name: String,
-    pub capabilities: Vec<String>,
-    pub context_length: u64,
-    /// The architecture (`general.architecture`), which prefixes `model_info` keys.
-    pub family: String,
-    pub parameter_size: String,
-    pub size: u64,
-}
-
-impl ModelSpec {
-    /// A model with Ollama-like defaults (llama family, 3.2B, 128k context).
-    pub fn new(name: &str, capabilities: &[&str]) -> Self {
-        Self {
-            name: full_name(name),
-            capabilities: capabilities.iter().map(|c| (*c).to_string()).collect(),
-            context_length: 131_072,
-            family: "llama".into(),
-            parameter_size: "3.2B".into(),
-            size: 2_019_393_189,
-        }
-    }
-
-    pub fn with_context_length(mut self, context_length: u64) -> Self {
-        self.context_length = context_length;
-        self
-    }
-
-    pub fn with_family(mut self, family: &str) -> Self {
-        self.family = family.into();
-        self
-    }
-
-    fn supports(&self, capability: &str) -> bool {
-        self.capabilities.iter().any(|c| c == capability)
-    }
-}
-
-/// "llama3.2" → "llama3.2:latest", as Ollama names models without a tag.
-fn full_name(name: &str) -> String {
-    let last = name.rsplit('/').next().unwrap_or(name);
-    if last.contains(':') {
-        name.to_string()
-    } else {
-        format!("{name}:latest")
-    }
-}
-
 struct Script {
     queue: VecDeque<Reply>,
     responder: Option<Responder>,
     fail_next: Option<(usize, u16)>,
 }
 
+/// A loaded model: its window, its prompt cache (one slot, as with `OLLAMA_NUM_PARALLEL=1`),
+/// and when keep_alive unloads it.
+struct Runner {
+    num_ctx: usize,
+    cache: Vec<prompt::Token>,
+    /// `None`: never (a negative keep_alive).
+    expires: Option<SystemTime>,
+}
+
+impl Runner {
+    fn alive(&self, now: SystemTime) -> bool {
+        self.expires.is_none_or(|t| t > now)
+    }
+
+    fn expires_at(&self) -> String {
+        // Go adds the largest duration for "forever": some 292 years from now.
+        let forever = SystemTime::now() + Duration::from_secs(9_223_372_036);
+        render::timestamp_at(self.expires.unwrap_or(forever))
+    }
+}
+
 struct Shared {
     models: Vec<ModelSpec>,
     script: Mutex<Script>,
     requests: Mutex<Vec<SeenRequest>>,
+    runners: Mutex<HashMap<String, Runner>>,
     per_chunk: Duration,
 }
 
 impl Shared {
     fn find(&self, name: &str) -> Option<&ModelSpec> {
-        let wanted = full_name(name.trim());
+        let wanted = models::full_name(name.trim());
         self.models.iter().find(|m| m.name == wanted)
+    }
+
+    fn runners(&self) -> MutexGuard<'_, HashMap<String, Runner>> {
+        self.runners
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     fn script(&self) -> MutexGuard<'_, Script> {
@@ -396,6 +389,7 @@ impl OllamaDoubleBuilder {
                 fail_next: None,
             }),
             requests: Mutex::new(Vec::new()),
+            runners: Mutex::new(HashMap::new()),
             per_chunk: self.per_chunk,
         });
         OllamaDouble::listen(shared, port).await
@@ -455,6 +449,14 @@ impl OllamaDouble {
         self.requests()
             .into_iter()
             .filter(|r| r.path == "/api/chat")
+            .collect()
+    }
+
+    /// What each chat the model answered cost, in order: model and [`PromptEval`].
+    pub fn prompt_evals(&self) -> Vec<(String, PromptEval)> {
+        self.chat_requests()
+            .into_iter()
+            .filter_map(|r| Some((r.model.clone().unwrap_or_default(), r.eval?)))
             .collect()
     }
 

@@ -1,5 +1,5 @@
 //! The REAL MCP servers installed under `<repo>/.test-deps` by `scripts/setup-test-deps.sh`, as
-//! [`McpServerConfig`]s, plus a static page server on 127.0.0.1 for fetch and puppeteer tests.
+//! [`McpServer`]s, plus a static page server on 127.0.0.1 for fetch and puppeteer tests.
 //!
 //! ```no_run
 //! # async fn demo() {
@@ -18,7 +18,7 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use ollama_mcp_bot::config::McpServerConfig;
+use ollama_mcp_bot::config::{McpServer, McpServerConfig, McpTransport, StdioServer};
 
 /// Root of the repository (the parent of the `tests` crate).
 pub fn repo_root() -> PathBuf {
@@ -48,8 +48,21 @@ fn node_bin(name: &str) -> String {
         .to_string()
 }
 
-fn stdio(name: &str, command: String, args: &[&str], env: &[(&str, &str)]) -> McpServerConfig {
-    McpServerConfig {
+/// A configuration written by hand, parsed as the bot parses its file (panics when invalid).
+pub fn parsed(raw: McpServerConfig) -> McpServer {
+    McpServer::try_from(raw).unwrap_or_else(|e| panic!("test server configuration: {e}"))
+}
+
+/// The command, arguments and environment of a stdio server (panics for an HTTP one).
+pub fn stdio_of(server: &McpServer) -> &StdioServer {
+    match &server.transport {
+        McpTransport::Stdio(s) => s,
+        McpTransport::Http(_) => panic!("{} is not a stdio server", server.name),
+    }
+}
+
+fn stdio(name: &str, command: String, args: &[&str], env: &[(&str, &str)]) -> McpServer {
+    parsed(McpServerConfig {
         name: name.into(),
         command: Some(command),
         args: args.iter().map(|s| s.to_string()).collect(),
@@ -58,13 +71,13 @@ fn stdio(name: &str, command: String, args: &[&str], env: &[(&str, &str)]) -> Mc
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect::<BTreeMap<_, _>>(),
         // Generous: a loaded 2-core CI machine starts node slowly.
-        startup_timeout_secs: 60,
+        startup_timeout_secs: Some(60),
         ..Default::default()
-    }
+    })
 }
 
 /// `@modelcontextprotocol/server-memory`, keeping its graph in `dir/memory.json`.
-pub fn memory(dir: &Path) -> McpServerConfig {
+pub fn memory(dir: &Path) -> McpServer {
     let file = dir.join("memory.json").display().to_string();
     stdio(
         "memory",
@@ -75,7 +88,7 @@ pub fn memory(dir: &Path) -> McpServerConfig {
 }
 
 /// `@modelcontextprotocol/server-sequential-thinking` (thought logging to stderr off).
-pub fn sequential_thinking() -> McpServerConfig {
+pub fn sequential_thinking() -> McpServer {
     stdio(
         "thinking",
         node_bin("mcp-server-sequential-thinking"),
@@ -85,7 +98,7 @@ pub fn sequential_thinking() -> McpServerConfig {
 }
 
 /// `@modelcontextprotocol/server-everything` over stdio.
-pub fn everything_stdio() -> McpServerConfig {
+pub fn everything_stdio() -> McpServer {
     stdio(
         "everything",
         node_bin("mcp-server-everything"),
@@ -96,19 +109,19 @@ pub fn everything_stdio() -> McpServerConfig {
 
 /// `mcp-server-fetch` (PyPI) allowed to fetch from 127.0.0.1. Its first fetch may install things
 /// of its own: the call timeout is generous.
-pub fn fetch() -> McpServerConfig {
+pub fn fetch() -> McpServer {
     let mut c = stdio(
         "fetch",
         installed("venv/bin/mcp-server-fetch").display().to_string(),
         &["--allow-private-ips", "--ignore-robots-txt"],
         &[],
     );
-    c.call_timeout_secs = 180;
+    c.call_timeout = Duration::from_secs(180);
     c
 }
 
 /// `@modelcontextprotocol/server-puppeteer` driving Debian's Chromium, headless.
-pub fn puppeteer() -> McpServerConfig {
+pub fn puppeteer() -> McpServer {
     let mut c = stdio(
         "puppeteer",
         node_bin("mcp-server-puppeteer"),
@@ -121,7 +134,7 @@ pub fn puppeteer() -> McpServerConfig {
             ),
         ],
     );
-    c.call_timeout_secs = 120;
+    c.call_timeout = Duration::from_secs(120);
     c
 }
 
@@ -149,7 +162,7 @@ impl Drop for HttpServerGuard {
 
 /// Starts `mcp-server-everything streamableHttp` on a free port and waits until it accepts
 /// connections; returns the guard and the config (`name = "everything_http"`) for its URL.
-pub async fn everything_http() -> (HttpServerGuard, McpServerConfig) {
+pub async fn everything_http() -> (HttpServerGuard, McpServer) {
     let bin = node_bin("mcp-server-everything");
     // The port is free when we look; another process may take it before node binds. Retry then.
     for _ in 0..5 {
@@ -170,12 +183,12 @@ pub async fn everything_http() -> (HttpServerGuard, McpServerConfig) {
                 .is_ok()
             {
                 let url = format!("http://127.0.0.1:{port}/mcp");
-                let config = McpServerConfig {
+                let config = parsed(McpServerConfig {
                     name: "everything_http".into(),
                     url: Some(url.clone()),
-                    startup_timeout_secs: 60,
+                    startup_timeout_secs: Some(60),
                     ..Default::default()
-                };
+                });
                 return (
                     HttpServerGuard {
                         child: Some(child),

@@ -124,8 +124,8 @@ async fn bridge_serves_memory_over_http_and_survives_a_crash() {
         "if [ -e '{broken}' ]; then echo 'refusing to start: marker present' >&2; exit 1; fi; \
          MEMORY_FILE_PATH='{file}' exec '{bin}'",
         broken = broken.display(),
-        file = memory.env["MEMORY_FILE_PATH"],
-        bin = memory.command.as_deref().unwrap(),
+        file = servers::stdio_of(&memory).env["MEMORY_FILE_PATH"],
+        bin = servers::stdio_of(&memory).command,
     );
     let mut running = start_bridge(script.clone()).await;
     let url = format!("http://{}/mcp", running.addr);
@@ -182,11 +182,11 @@ async fn bridge_serves_memory_over_http_and_survives_a_crash() {
 
     // Our hub reaches the same server through the bridge.
     let hub = McpHub::start(
-        &[McpServerConfig {
+        &[servers::parsed(McpServerConfig {
             name: "memory".into(),
             url: Some(url.clone()),
             ..Default::default()
-        }],
+        })],
         HubOptions::default(),
     )
     .await;
@@ -322,10 +322,8 @@ async fn bridge_reports_a_command_that_cannot_start() {
         .expect("bridge stops");
     assert!(matches!(result, Ok(Ok(()))), "{result:?}");
 
-    let empty = bridge::serve(
-        "127.0.0.1:0".parse().unwrap(),
-        String::new(),
-        Vec::new(),
+    let empty = bridge::serve_with(
+        BridgeArgs::new("127.0.0.1:0".parse().unwrap(), String::new(), Vec::new()),
         async {},
     )
     .await;
@@ -336,7 +334,7 @@ async fn bridge_reports_a_command_that_cannot_start() {
 async fn bridge_forwards_prompts_and_resources() {
     init();
     let everything = servers::everything_stdio();
-    let script = format!("exec '{}' stdio", everything.command.as_deref().unwrap());
+    let script = format!("exec '{}' stdio", servers::stdio_of(&everything).command);
     let mut running = start_bridge(script).await;
     let url = format!("http://{}/mcp", running.addr);
     let client = ClientConfig::new(

@@ -383,11 +383,11 @@ async fn a_server_that_is_not_installed_does_not_stop_the_others() {
         json!({"message": "still here"}),
     )]))
     .await;
-    let missing = ollama_mcp_bot::config::McpServerConfig {
+    let missing = servers::parsed(ollama_mcp_bot::config::McpServerConfig {
         name: "ghost".into(),
         command: Some("/nonexistent/mcp-ghost-server".into()),
         ..Default::default()
-    };
+    });
     let config = write_config(
         dir.path(),
         &test_config(

@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use ollama_mcp_bot::config::{McpServerConfig, ToolFilterConfig};
+use ollama_mcp_bot::config::{McpServerConfig, McpTransport, ToolFilterConfig};
 use ollama_mcp_bot::mcp::{HubOptions, McpHub, OutcomeKind, ServerState, ToolHost};
 use ollama_mcp_tests::servers::{
     self, PageServer, descendants, process_alive, process_group_members, wait_until,
@@ -81,10 +81,10 @@ async fn real_servers_ready_namespaced_filtered_and_callable() {
         ..Default::default()
     };
     // A huge environment variable makes `get-env` return a huge result.
-    everything
-        .env
-        .insert("HUGE_VALUE".into(), "x".repeat(50_000));
-    everything.call_timeout_secs = 3;
+    if let McpTransport::Stdio(stdio) = &mut everything.transport {
+        stdio.env.insert("HUGE_VALUE".into(), "x".repeat(50_000));
+    }
+    everything.call_timeout = Duration::from_secs(3);
     let configs = vec![
         memory,
         servers::sequential_thinking(),
@@ -414,14 +414,14 @@ async fn broken_servers_fail_clearly_while_others_work() {
             "-c".into(),
             "echo 'config file not found' >&2; exit 3".into(),
         ],
-        startup_timeout_secs: 30,
+        startup_timeout_secs: Some(30),
         ..Default::default()
     };
     let silent = McpServerConfig {
         name: "silent".into(),
         command: Some("sleep".into()),
         args: vec!["600".into()],
-        startup_timeout_secs: 1,
+        startup_timeout_secs: Some(1),
         ..Default::default()
     };
     let no_secret = McpServerConfig {
@@ -442,16 +442,16 @@ async fn broken_servers_fail_clearly_while_others_work() {
         url: Some(format!("http://{recorder}/mcp")),
         headers: [("X-Plain".to_string(), "plain-value".to_string())].into(),
         headers_env: [("Authorization".to_string(), "PATH".to_string())].into(),
-        startup_timeout_secs: 10,
+        startup_timeout_secs: Some(10),
         ..Default::default()
     };
     let configs = vec![
-        missing,
-        exits,
-        silent,
-        no_secret,
+        servers::parsed(missing),
+        servers::parsed(exits),
+        servers::parsed(silent),
+        servers::parsed(no_secret),
         servers::memory(dir.path()),
-        recorded,
+        servers::parsed(recorded),
     ];
     let hub = McpHub::start(&configs, HubOptions::default()).await;
 

@@ -98,7 +98,7 @@ fn is_discord_com(api_base: &str) -> bool {
     host == "discord.com" || host.ends_with(".discord.com")
 }
 
-/// Serves Discord until the process is told to stop (the caller serves `/metrics` and `/readyz`
+/// Serves Discord until `shutdown` is cancelled (the caller serves `/metrics` and `/readyz`
 /// with `ready`, which turns true on READY): connects, answers, and reconnects with a new
 /// token when the token file changes. Returns `Err` with [`RunError::exit_code`] 2 when Discord
 /// refuses the token (at start, or later with a token that cannot rotate).
@@ -107,6 +107,7 @@ pub async fn run(
     engine: Engine,
     hub: Arc<McpHub>,
     ready: Readiness,
+    shutdown: tokio_util::sync::CancellationToken,
 ) -> Result<(), RunError> {
     let _ = rustls::crypto::ring::default_provider().install_default();
     let source = TokenSource::from_env()?;
@@ -162,7 +163,7 @@ pub async fn run(
                 Ok(()) => Outcome::Rotated,
                 Err(_) => Outcome::Ended(Ok(())),
             },
-            () = shutdown_signal() => Outcome::Shutdown,
+            () = shutdown.cancelled() => Outcome::Shutdown,
         };
         latency.abort();
         match outcome {
@@ -191,7 +192,7 @@ pub async fn run(
                 warn!("Discord refused the token; waiting for DISCORD_TOKEN_FILE to change");
                 tokio::select! {
                     changed = token_rx.changed() => if changed.is_err() { break Err(RunError::InvalidToken) },
-                    () = shutdown_signal() => break Ok(()),
+                    () = shutdown.cancelled() => break Ok(()),
                 }
                 let new = token_rx.borrow_and_update().clone();
                 rest.set_token(new.clone());
@@ -213,29 +214,6 @@ enum Outcome {
     Ended(Result<(), serenity::Error>),
     Rotated,
     Shutdown,
-}
-
-/// SIGTERM (Kubernetes) or Ctrl-C.
-async fn shutdown_signal() {
-    #[cfg(unix)]
-    {
-        let term = async {
-            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-                Ok(mut s) => {
-                    s.recv().await;
-                }
-                Err(_) => std::future::pending::<()>().await,
-            }
-        };
-        tokio::select! {
-            _ = tokio::signal::ctrl_c() => {}
-            () = term => {}
-        }
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = tokio::signal::ctrl_c().await;
-    }
 }
 
 /// Reports the shards' heartbeat latency as `gateway_latency_seconds`.

@@ -108,11 +108,9 @@ pub fn strip_bot_mention(content: &str, bot: u64) -> String {
         .to_string()
 }
 
-const REPLY_SCOPE: &str = "discord:replies";
-
 /// The session a bot message belongs to, if the bot recorded one.
 pub async fn session_of_message(store: &Store, message: u64) -> Result<Option<String>, StoreError> {
-    store.get_setting(REPLY_SCOPE, &message.to_string()).await
+    store.reply_session(message).await
 }
 
 /// Records that a bot message belongs to `session` (so replies to it continue there).
@@ -121,9 +119,7 @@ pub async fn remember_message(
     message: u64,
     session: &str,
 ) -> Result<(), StoreError> {
-    store
-        .set_setting(REPLY_SCOPE, &message.to_string(), session)
-        .await
+    store.link_reply(message, session).await
 }
 
 #[cfg(test)]

@@ -15,7 +15,9 @@ use rmcp::transport::{StreamableHttpClientTransport, TokioChildProcess};
 use tokio::io::{AsyncBufReadExt as _, BufReader};
 use tokio::sync::Notify;
 
-use crate::config::{McpServerConfig, McpTransport};
+use crate::config::{HttpServer, McpServer, McpTransport, StdioServer};
+
+pub mod child_env;
 
 /// Our side of an MCP session: identifies us and turns `tools/list_changed` into a wake-up.
 #[derive(Clone)]
@@ -121,93 +123,105 @@ pub fn config_key(index: usize) -> String {
 
 /// One attempt to connect to `config`, bounded by its start-up timeout (handshake included).
 /// `key` is where the person fixes this server (`mcp.servers[3]`), quoted in error messages.
-pub async fn connect(config: &McpServerConfig, key: &str) -> Result<Connection, ConnectError> {
+pub async fn connect(config: &McpServer, key: &str) -> Result<Connection, ConnectError> {
+    match &config.transport {
+        McpTransport::Stdio(stdio) => connect_stdio(config, stdio, key).await,
+        McpTransport::Http(http) => connect_http(config, http, key).await,
+    }
+}
+
+async fn connect_stdio(
+    config: &McpServer,
+    stdio: &StdioServer,
+    key: &str,
+) -> Result<Connection, ConnectError> {
     let side = ClientSide::new();
-    let timeout = config.startup_timeout();
-    match config.transport() {
-        McpTransport::Stdio {
-            command,
-            args,
-            env,
-            cwd,
-        } => {
-            let mut cmd = tokio::process::Command::new(command);
-            // A last resort when the runtime shuts down before rmcp's async clean-up runs.
-            cmd.args(args).envs(env).kill_on_drop(true);
-            if let Some(dir) = cwd {
-                cmd.current_dir(dir);
-            }
-            let mut wrapped = process_wrap::tokio::CommandWrap::from(cmd);
-            // Its own process group: a shutdown or crash clean-up signals the whole tree (npx →
-            // node, a browser under puppeteer), and a Ctrl-C in our terminal does not reach it.
-            wrapped.wrap(process_wrap::tokio::ProcessGroup::leader());
-            let (process, stderr) = TokioChildProcess::builder(wrapped)
-                .stderr(Stdio::piped())
-                .spawn()
-                .map_err(|e| spawn_error(command, key, &e))?;
-            let pid = process.id();
-            let tail = StderrTail::default();
-            let stderr_task =
-                stderr.map(|s| tokio::spawn(forward_stderr(config.name.clone(), s, tail.clone())));
-            let handshake = tokio::time::timeout(timeout, side.clone().serve(process)).await;
-            let failure = match handshake {
-                Ok(Ok(client)) => {
-                    return Ok(Connection {
-                        client,
-                        tools_changed: side.tools_changed,
-                        pid,
-                        stderr: tail,
-                    });
-                }
-                Ok(Err(e)) => Some(e.to_string()),
-                Err(_) => None,
-            };
-            // The child is gone or being killed: give its last stderr lines a moment to arrive.
-            if let Some(task) = stderr_task {
-                let _ = tokio::time::timeout(Duration::from_millis(500), task).await;
-            }
-            let shown = shell_words(command, args);
-            Err(match failure {
-                Some(e) => ConnectError::Handshake(format!(
-                    "`{shown}` stopped before completing the MCP handshake: {e}{}; check that it is an MCP server speaking stdio and that its arguments in {}.args are right",
-                    tail.suffix(),
-                    key
-                )),
-                None => ConnectError::Timeout(format!(
-                    "`{shown}` did not complete the MCP handshake within {} s{}; raise {}.startup_timeout_secs if it is just slow (a first `npx` run downloads the package)",
-                    timeout.as_secs(),
-                    tail.suffix(),
-                    key
-                )),
-            })
+    let timeout = config.startup_timeout;
+    let command = stdio.command.as_str();
+    let mut cmd = tokio::process::Command::new(command);
+    // A last resort when the runtime shuts down before rmcp's async clean-up runs.
+    cmd.args(&stdio.args)
+        .env_clear()
+        .envs(child_env::child_env(stdio, std::env::vars_os()))
+        .kill_on_drop(true);
+    if let Some(dir) = &stdio.cwd {
+        cmd.current_dir(dir);
+    }
+    child_env::die_with_parent(&mut cmd);
+    let mut wrapped = process_wrap::tokio::CommandWrap::from(cmd);
+    // Its own process group: a shutdown or crash clean-up signals the whole tree (npx →
+    // node, a browser under puppeteer), and a Ctrl-C in our terminal does not reach it.
+    wrapped.wrap(process_wrap::tokio::ProcessGroup::leader());
+    let (process, stderr) = TokioChildProcess::builder(wrapped)
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| spawn_error(command, key, &e))?;
+    let pid = process.id();
+    let tail = StderrTail::default();
+    let stderr_task =
+        stderr.map(|s| tokio::spawn(forward_stderr(config.name.clone(), s, tail.clone())));
+    let handshake = tokio::time::timeout(timeout, side.clone().serve(process)).await;
+    let failure = match handshake {
+        Ok(Ok(client)) => {
+            return Ok(Connection {
+                client,
+                tools_changed: side.tools_changed,
+                pid,
+                stderr: tail,
+            });
         }
-        McpTransport::Http { url } => {
-            let headers = http_headers(config, key)?;
-            let http = http_client().map_err(|e| {
-                ConnectError::Config(format!("building the HTTP client for `{url}`: {e}"))
-            })?;
-            let transport_config = StreamableHttpClientTransportConfig::with_uri(url.to_string())
-                .custom_headers(headers)
-                .reinit_on_expired_session(true);
-            let transport = StreamableHttpClientTransport::with_client(http, transport_config);
-            match tokio::time::timeout(timeout, side.clone().serve(transport)).await {
-                Ok(Ok(client)) => Ok(Connection {
-                    client,
-                    tools_changed: side.tools_changed,
-                    pid: None,
-                    stderr: StderrTail::default(),
-                }),
-                Ok(Err(e)) => Err(ConnectError::Handshake(format!(
-                    "cannot open an MCP session with `{url}`: {e}; check that the server runs and serves streamable HTTP there, or fix {}.url",
-                    key
-                ))),
-                Err(_) => Err(ConnectError::Timeout(format!(
-                    "`{url}` did not complete the MCP handshake within {} s; check that the server runs, or raise {}.startup_timeout_secs",
-                    timeout.as_secs(),
-                    key
-                ))),
-            }
-        }
+        Ok(Err(e)) => Some(e.to_string()),
+        Err(_) => None,
+    };
+    // The child is gone or being killed: give its last stderr lines a moment to arrive.
+    if let Some(task) = stderr_task {
+        let _ = tokio::time::timeout(Duration::from_millis(500), task).await;
+    }
+    let shown = shell_words(command, &stdio.args);
+    Err(match failure {
+        Some(e) => ConnectError::Handshake(format!(
+            "`{shown}` stopped before completing the MCP handshake: {e}{}; check that it is an MCP server speaking stdio and that its arguments in {}.args are right",
+            tail.suffix(),
+            key
+        )),
+        None => ConnectError::Timeout(format!(
+            "`{shown}` did not complete the MCP handshake within {} s{}; raise {}.startup_timeout_secs if it is just slow (a first `npx` run downloads the package)",
+            timeout.as_secs(),
+            tail.suffix(),
+            key
+        )),
+    })
+}
+
+async fn connect_http(
+    config: &McpServer,
+    server: &HttpServer,
+    key: &str,
+) -> Result<Connection, ConnectError> {
+    let side = ClientSide::new();
+    let timeout = config.startup_timeout;
+    let url = server.url.as_str();
+    let headers = http_headers(&config.name, server, key)?;
+    let http = http_client()
+        .map_err(|e| ConnectError::Config(format!("building the HTTP client for `{url}`: {e}")))?;
+    let transport_config = StreamableHttpClientTransportConfig::with_uri(url.to_string())
+        .custom_headers(headers)
+        .reinit_on_expired_session(true);
+    let transport = StreamableHttpClientTransport::with_client(http, transport_config);
+    match tokio::time::timeout(timeout, side.clone().serve(transport)).await {
+        Ok(Ok(client)) => Ok(Connection {
+            client,
+            tools_changed: side.tools_changed,
+            pid: None,
+            stderr: StderrTail::default(),
+        }),
+        Ok(Err(e)) => Err(ConnectError::Handshake(format!(
+            "cannot open an MCP session with `{url}`: {e}; check that the server runs and serves streamable HTTP there, or fix {key}.url"
+        ))),
+        Err(_) => Err(ConnectError::Timeout(format!(
+            "`{url}` did not complete the MCP handshake within {} s; check that the server runs, or raise {key}.startup_timeout_secs",
+            timeout.as_secs(),
+        ))),
     }
 }
 
@@ -222,7 +236,8 @@ fn http_client() -> Result<reqwest::Client, reqwest::Error> {
 
 /// `headers` as given plus `headers_env` read from the environment (values never logged).
 fn http_headers(
-    config: &McpServerConfig,
+    server_name: &str,
+    config: &HttpServer,
     key: &str,
 ) -> Result<HashMap<http::HeaderName, http::HeaderValue>, ConnectError> {
     let mut out = HashMap::new();
@@ -247,13 +262,13 @@ fn http_headers(
         let secret = std::env::var(var).map_err(|_| {
             ConnectError::Config(format!(
                 "header `{name}` of server `{}` comes from environment variable `{var}`, which is not set; set it (on Kubernetes, map it from a Secret) or remove {key}.headers_env.{name}",
-                config.name
+                server_name
             ))
         })?;
         let mut value = http::HeaderValue::from_str(&secret).map_err(|_| {
             ConnectError::Config(format!(
                 "environment variable `{var}` (header `{name}` of server `{}`) is not a valid HTTP header value",
-                config.name
+                server_name
             ))
         })?;
         value.set_sensitive(true);

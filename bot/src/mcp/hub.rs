@@ -19,7 +19,7 @@ use super::adapter;
 use super::connection::{self, Connection, config_key};
 use super::validate::ArgumentValidator;
 use super::{OutcomeKind, ServerState, ServerStatus, ToolHost, ToolOutcome, split_namespaced};
-use crate::config::{ChatConfig, McpServerConfig, McpTransport};
+use crate::config::{ChatConfig, McpServer};
 use crate::llm::ToolSpec;
 use crate::metrics::{ServerLabels, metrics};
 
@@ -82,7 +82,7 @@ struct Live {
 }
 
 struct Server {
-    config: McpServerConfig,
+    config: McpServer,
     index: usize,
     live: watch::Sender<Arc<Live>>,
 }
@@ -101,10 +101,7 @@ impl Server {
     }
 
     fn transport(&self) -> &'static str {
-        match self.config.transport() {
-            McpTransport::Stdio { .. } => "stdio",
-            McpTransport::Http { .. } => "http",
-        }
+        self.config.kind()
     }
 
     fn entries(&self, tools: &[Tool]) -> Arc<[ToolEntry]> {
@@ -138,7 +135,7 @@ impl McpHub {
     /// time taken is that of the slowest server, bounded by its `startup_timeout_secs`). Never
     /// fails as a whole: a server that cannot start is reported in [`McpHub::status`] and the
     /// others work.
-    pub async fn start(servers: &[McpServerConfig], options: HubOptions) -> Arc<McpHub> {
+    pub async fn start(servers: &[McpServer], options: HubOptions) -> Arc<McpHub> {
         let started = Instant::now();
         let shutdown = CancellationToken::new();
         let mut list = Vec::with_capacity(servers.len());
@@ -319,7 +316,7 @@ impl McpHub {
             let text = unavailable_text(&server_name, &live.state);
             return (server_name, tool, OutcomeKind::ServerUnavailable, text);
         };
-        let timeout = server.config.call_timeout();
+        let timeout = server.config.call_timeout;
         let params = CallToolRequestParams::new(tool.clone()).with_arguments(arguments);
         let (kind, text) = match tokio::time::timeout(timeout, peer.call_tool(params)).await {
             Err(_) => (
@@ -528,7 +525,7 @@ async fn supervise(server: Arc<Server>, shutdown: CancellationToken) {
 
 /// Lists the tools of a fresh connection within the start-up timeout.
 async fn list_tools(server: &Server, conn: &Connection) -> Result<Vec<Tool>, String> {
-    let timeout = server.config.startup_timeout();
+    let timeout = server.config.startup_timeout;
     match tokio::time::timeout(timeout, conn.client.peer().list_all_tools()).await {
         Ok(Ok(tools)) => Ok(tools),
         Ok(Err(e)) => Err(format!(
@@ -571,7 +568,7 @@ async fn serve_until_stopped(
                 return Some(format!("{why}{}", stderr.suffix()));
             }
             _ = tools_changed.notified() => {
-                match tokio::time::timeout(server.config.startup_timeout(), peer.list_all_tools()).await {
+                match tokio::time::timeout(server.config.startup_timeout, peer.list_all_tools()).await {
                     Ok(Ok(tools)) => {
                         let entries = server.entries(&tools);
                         tracing::info!(server = %server.config.name, tools = entries.len(), "MCP server tools changed");

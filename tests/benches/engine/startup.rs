@@ -11,12 +11,12 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, ensure};
-use ollama_mcp_bot::config::McpServerConfig;
+use ollama_mcp_bot::config::McpServer;
 use ollama_mcp_bot::mcp::{HubOptions, McpHub, ServerState};
 
 use super::support::{Chat, DoubleProcess, four_servers, ms, note, raw_connect, summary, table};
 
-async fn hub_start(servers: &[McpServerConfig]) -> anyhow::Result<Duration> {
+async fn hub_start(servers: &[McpServer]) -> anyhow::Result<Duration> {
     let started = Instant::now();
     let hub = McpHub::start(servers, HubOptions::default()).await;
     let elapsed = started.elapsed();
@@ -35,7 +35,7 @@ async fn hub_start(servers: &[McpServerConfig]) -> anyhow::Result<Duration> {
 
 /// Spawn, handshake and list every tool: what "ready" means for the hub too.
 async fn raw_ready(
-    config: &McpServerConfig,
+    config: &McpServer,
 ) -> anyhow::Result<rmcp::service::RunningService<rmcp::service::RoleClient, ()>> {
     let client = raw_connect(config).await?;
     let tools = client.peer().list_all_tools().await?;
@@ -43,7 +43,7 @@ async fn raw_ready(
     Ok(client)
 }
 
-async fn raw_start(servers: &[McpServerConfig]) -> anyhow::Result<Duration> {
+async fn raw_start(servers: &[McpServer]) -> anyhow::Result<Duration> {
     let started = Instant::now();
     let clients = futures::future::try_join_all(servers.iter().map(raw_ready)).await?;
     let elapsed = started.elapsed();

@@ -6,7 +6,7 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use anyhow::{Context as _, bail};
-use ollama_mcp_bot::config::{BotConfig, McpServerConfig, McpTransport};
+use ollama_mcp_bot::config::{BotConfig, McpServer, McpTransport};
 use ollama_mcp_tests::bot_process::{bot_binary, test_config, write_config};
 use ollama_mcp_tests::servers;
 use rmcp::ServiceExt as _;
@@ -114,7 +114,7 @@ pub fn note(text: &str) {
 }
 
 /// The four MCP servers of the measurement, as the tests configure them.
-pub fn four_servers(dir: &Path) -> Vec<McpServerConfig> {
+pub fn four_servers(dir: &Path) -> Vec<McpServer> {
     vec![
         servers::memory(dir),
         servers::sequential_thinking(),
@@ -155,12 +155,30 @@ pub struct DoubleProcess {
 impl DoubleProcess {
     /// `--instant`, recording `/api/chat` bodies into `record` if given.
     pub async fn spawn(record: Option<&Path>) -> anyhow::Result<Self> {
+        let mut args: Vec<std::ffi::OsString> = Vec::new();
+        if let Some(path) = record {
+            args.extend(["--record".into(), path.into()]);
+        }
+        Self::spawn_with(&args).await
+    }
+
+    /// `--instant`, recording the `/api/chat` bodies into `record` and what each prompt cost
+    /// (the double's prompt-cache model) into `evals`.
+    pub async fn spawn_logging(record: &Path, evals: &Path) -> anyhow::Result<Self> {
+        Self::spawn_with(&[
+            "--record".into(),
+            record.into(),
+            "--eval-log".into(),
+            evals.into(),
+        ])
+        .await
+    }
+
+    async fn spawn_with(extra: &[std::ffi::OsString]) -> anyhow::Result<Self> {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_ollama-double"));
         cmd.args(["--port", "0", "--instant", "--exit-on-eof"]);
         cmd.arg("--reply-words").arg(reply_words().to_string());
-        if let Some(path) = record {
-            cmd.arg("--record").arg(path);
-        }
+        cmd.args(extra);
         cmd.stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
@@ -186,17 +204,12 @@ impl DoubleProcess {
 
 /// A raw rmcp client on a stdio server, spawned the plain way (no process group, stderr
 /// discarded): the baseline the hub is compared with.
-pub async fn raw_connect(
-    config: &McpServerConfig,
-) -> anyhow::Result<RunningService<RoleClient, ()>> {
-    let McpTransport::Stdio {
-        command, args, env, ..
-    } = config.transport()
-    else {
+pub async fn raw_connect(config: &McpServer) -> anyhow::Result<RunningService<RoleClient, ()>> {
+    let McpTransport::Stdio(stdio) = &config.transport else {
         bail!("{} is not a stdio server", config.name);
     };
-    let mut cmd = Command::new(command);
-    cmd.args(args).envs(env).kill_on_drop(true);
+    let mut cmd = Command::new(&stdio.command);
+    cmd.args(&stdio.args).envs(&stdio.env).kill_on_drop(true);
     let (transport, _) = TokioChildProcess::builder(cmd)
         .stderr(Stdio::null())
         .spawn()
@@ -220,7 +233,7 @@ impl Chat {
     pub fn spawn(
         dir: &Path,
         ollama_url: &str,
-        servers: Vec<McpServerConfig>,
+        servers: Vec<McpServer>,
         edit: impl FnOnce(&mut BotConfig),
     ) -> anyhow::Result<Self> {
         let mut config = test_config(dir, ollama_url, servers);

@@ -2,7 +2,7 @@
 //! not counted as the engine's) and for developers who want `ollama-mcp-bot chat` without a GPU.
 //!
 //! ```text
-//! ollama-double --port 11434 --instant --record requests.ndjson
+//! ollama-double --port 11434 --instant --record requests.ndjson --eval-log evals.ndjson
 //! ```
 //!
 //! The model it plays is scripted by the conversation itself (see [`scripted_reply`]):
@@ -41,12 +41,18 @@ struct Args {
     #[arg(long)]
     instant: bool,
     /// A model to serve, as NAME or NAME=cap,cap (capabilities: completion, tools, thinking,
-    /// vision). Repeatable. Default: llama3.2=completion,tools.
+    /// vision). Repeatable. `gemma-tools`, `gemma-notools` and `gemma-think` alone are the
+    /// models of the Ollama 0.24 recordings. Default: llama3.2=completion,tools.
     #[arg(long = "model")]
     models: Vec<String>,
     /// Append the body of every answered `/api/chat` request to this file, one JSON per line.
     #[arg(long)]
     record: Option<PathBuf>,
+    /// Append what every answered `/api/chat` request's prompt cost to this file, one JSON per
+    /// line in the order of `--record`: `{"model", "eval": {"prompt_tokens", "fresh_tokens",
+    /// "cached_tokens", "num_ctx", "truncated", ...}}` (the double's prompt-cache model).
+    #[arg(long)]
+    eval_log: Option<PathBuf>,
     /// Length of a plain reply, in words (the echo is padded with filler prose up to it).
     #[arg(long, default_value_t = 60)]
     reply_words: usize,
@@ -70,27 +76,28 @@ async fn main() -> anyhow::Result<()> {
         )
         .init();
 
-    let record = match &args.record {
-        Some(path) => Some(Arc::new(Mutex::new(
-            File::create(path).with_context(|| format!("creating {}", path.display()))?,
-        ))),
-        None => None,
+    let create = |path: &Option<PathBuf>| -> anyhow::Result<Option<Arc<Mutex<File>>>> {
+        Ok(match path {
+            Some(path) => Some(Arc::new(Mutex::new(
+                File::create(path).with_context(|| format!("creating {}", path.display()))?,
+            ))),
+            None => None,
+        })
     };
+    let record = create(&args.record)?;
+    let eval_log = create(&args.eval_log)?;
     let style = ReplyStyle {
         reply_words: args.reply_words,
         quote_chars: args.quote_chars,
     };
     let mut builder = OllamaDouble::builder().responder(move |seen| {
+        // Written before the reply goes out, so a client that has its reply finds the line.
         if let Some(file) = &record {
-            // Written before the reply goes out, so a client that has its reply finds the line.
-            let mut line = seen.raw.to_vec();
-            line.push(b'\n');
-            let mut file = file
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner);
-            if let Err(e) = file.write_all(&line) {
-                tracing::error!(error = %e, "ollama double: writing the record file failed");
-            }
+            append(file, seen.raw.to_vec());
+        }
+        if let Some(file) = &eval_log {
+            let line = serde_json::json!({"model": seen.model, "eval": seen.eval});
+            append(file, line.to_string().into_bytes());
         }
         scripted_reply(seen, &style)
     });
@@ -138,8 +145,25 @@ async fn main() -> anyhow::Result<()> {
     Ok(())
 }
 
+/// One line to a record file.
+fn append(file: &Mutex<File>, mut line: Vec<u8>) {
+    line.push(b'\n');
+    let mut file = file
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    if let Err(e) = file.write_all(&line) {
+        tracing::error!(error = %e, "ollama double: writing a record file failed");
+    }
+}
+
 /// `NAME` or `NAME=cap,cap`.
 fn model_spec(arg: &str) -> ModelSpec {
+    match arg.trim() {
+        "gemma-tools" => return ModelSpec::gemma_tools(),
+        "gemma-notools" => return ModelSpec::gemma_notools(),
+        "gemma-think" => return ModelSpec::gemma_think(),
+        _ => {}
+    }
     match arg.split_once('=') {
         Some((name, caps)) => {
             let caps: Vec<&str> = caps.split(',').map(str::trim).collect();

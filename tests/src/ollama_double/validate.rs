@@ -106,35 +106,29 @@ pub(super) fn chat_request(body: &Value) -> Result<(), String> {
     Ok(())
 }
 
+/// `api.Message` decodes itself through a `type Alias Message`, so its type errors name
+/// `Alias` and paths relative to the message (file 15d: `Go struct field Alias.content`).
 fn message(message: &Value) -> Result<(), String> {
     let Some(m) = message.as_object() else {
         return if message.is_null() {
             Ok(())
         } else {
-            Err(type_error(
-                message,
-                "ChatRequest",
-                "messages",
-                "api.Message",
+            Err(format!(
+                "json: cannot unmarshal {} into Go value of type api.Alias",
+                json_kind(message)
             ))
         };
     };
-    let s = "Message";
-    field(m, "role", Kind::Str, s, "messages.role", "string")?;
-    field(m, "content", Kind::Str, s, "messages.content", "string")?;
-    field(m, "thinking", Kind::Str, s, "messages.thinking", "string")?;
-    field(m, "tool_name", Kind::Str, s, "messages.tool_name", "string")?;
-    if let Some(images) = field(
-        m,
-        "images",
-        Kind::Array,
-        s,
-        "messages.images",
-        "[]api.ImageData",
-    )? {
+    let s = "Alias";
+    field(m, "role", Kind::Str, s, "role", "string")?;
+    field(m, "content", Kind::Str, s, "content", "string")?;
+    field(m, "thinking", Kind::Str, s, "thinking", "string")?;
+    field(m, "tool_name", Kind::Str, s, "tool_name", "string")?;
+    field(m, "tool_call_id", Kind::Str, s, "tool_call_id", "string")?;
+    if let Some(images) = field(m, "images", Kind::Array, s, "images", "[]api.ImageData")? {
         for image in images.as_array().into_iter().flatten() {
             if !(image.is_string() || image.is_null()) {
-                return Err(type_error(image, s, "messages.images", "api.ImageData"));
+                return Err(type_error(image, s, "images", "api.ImageData"));
             }
         }
     }
@@ -143,7 +137,7 @@ fn message(message: &Value) -> Result<(), String> {
         "tool_calls",
         Kind::Array,
         s,
-        "messages.tool_calls",
+        "tool_calls",
         "[]api.ToolCall",
     )? {
         for call in calls.as_array().into_iter().flatten() {
@@ -153,25 +147,25 @@ fn message(message: &Value) -> Result<(), String> {
     Ok(())
 }
 
+/// What `buger/jsonparser` (which Ollama 0.24 decodes tool-call arguments with) says about
+/// anything but an object (file 20b: arguments sent as a JSON string).
+const ARGUMENTS_NOT_OBJECT: &str = "Value looks like object, but can't find closing '}' symbol";
+
 fn tool_call(call: &Value) -> Result<(), String> {
     let Some(c) = call.as_object() else {
         return if call.is_null() {
             Ok(())
         } else {
-            Err(type_error(
-                call,
-                "Message",
-                "messages.tool_calls",
-                "api.ToolCall",
-            ))
+            Err(type_error(call, "Alias", "tool_calls", "api.ToolCall"))
         };
     };
+    field(c, "id", Kind::Str, "ToolCall", "tool_calls.id", "string")?;
     let Some(function) = field(
         c,
         "function",
         Kind::Object,
         "ToolCall",
-        "messages.tool_calls.function",
+        "tool_calls.function",
         "api.ToolCallFunction",
     )?
     else {
@@ -181,18 +175,13 @@ fn tool_call(call: &Value) -> Result<(), String> {
         return Ok(());
     };
     let s = "ToolCallFunction";
-    let p = "messages.tool_calls.function";
+    let p = "tool_calls.function";
     field(f, "name", Kind::Str, s, &format!("{p}.name"), "string")?;
     field(f, "index", Kind::Int, s, &format!("{p}.index"), "int")?;
-    field(
-        f,
-        "arguments",
-        Kind::Object,
-        s,
-        &format!("{p}.arguments"),
-        "api.ToolCallFunctionArguments",
-    )?;
-    Ok(())
+    match f.get("arguments") {
+        None | Some(Value::Null | Value::Object(_)) => Ok(()),
+        Some(_) => Err(ARGUMENTS_NOT_OBJECT.to_string()),
+    }
 }
 
 fn tool(tool: &Value) -> Result<(), String> {
@@ -253,47 +242,98 @@ fn think_value(v: &Value) -> Result<(), String> {
     }
 }
 
-/// `keep_alive` is seconds (a number) or a Go duration string ("5m", "1h30m", "-1").
-fn keep_alive_value(v: &Value) -> Result<(), String> {
+/// `keep_alive` as Ollama's `api.Duration` reads it: a number of seconds (negative: forever)
+/// or a Go duration string; the duration in nanoseconds, `None` for "forever".
+pub(super) fn keep_alive_value(v: &Value) -> Result<Option<i128>, String> {
+    const SECOND: i128 = 1_000_000_000;
     match v {
-        Value::Null | Value::Number(_) => Ok(()),
-        Value::String(s) if is_go_duration(s) => Ok(()),
-        Value::String(s) => Err(format!("time: invalid duration {s:?}")),
-        _ => Err("Unsupported type: '".to_string() + json_kind(v) + "'"),
-    }
-}
-
-fn is_go_duration(s: &str) -> bool {
-    let s = s.strip_prefix(['-', '+']).unwrap_or(s);
-    if s == "0" || s.parse::<f64>().is_ok() {
-        return true;
-    }
-    let mut rest = s;
-    if rest.is_empty() {
-        return false;
-    }
-    while !rest.is_empty() {
-        let digits = rest
-            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-            .unwrap_or(rest.len());
-        if digits == 0 {
-            return false;
+        Value::Null => Ok(Some(300 * SECOND)),
+        Value::Number(n) => {
+            let seconds = n.as_f64().unwrap_or(0.0);
+            // Go: `time.Duration(int(t) * int(time.Second))`, truncating.
+            Ok((seconds >= 0.0).then(|| (seconds.trunc() as i128) * SECOND))
         }
-        rest = &rest[digits..];
-        let Some(unit) = ["ns", "us", "µs", "ms", "s", "m", "h"]
-            .iter()
-            .find(|u| rest.starts_with(**u))
-        else {
-            return false;
-        };
-        // "ms" must win over "m": the list is ordered so that two-letter units come first.
-        rest = &rest[unit.len()..];
+        Value::String(s) => {
+            let d = super::go::parse_duration(s)?;
+            Ok((d >= 0).then_some(d))
+        }
+        // Go prints `reflect.TypeOf(v)` of the decoded `any`.
+        Value::Bool(_) => Err("Unsupported type: 'bool'".into()),
+        Value::Array(_) => Err("Unsupported type: '[]interface {}'".into()),
+        Value::Object(_) => Err("Unsupported type: 'map[string]interface {}'".into()),
     }
-    true
 }
 
-/// Roles Ollama's chat templates know.
-pub(super) const ROLES: &[&str] = &["system", "user", "assistant", "tool"];
+/// The JSON type each option Ollama knows must have (`api.Options` and `api.Runner`); others are
+/// accepted and ignored (file 18), as Ollama only logs a warning.
+#[derive(Clone, Copy, PartialEq, Debug)]
+enum OptionKind {
+    Int,
+    Float,
+    Bool,
+    Strings,
+}
+
+const OPTIONS: &[(&str, OptionKind)] = &[
+    ("num_keep", OptionKind::Int),
+    ("seed", OptionKind::Int),
+    ("num_predict", OptionKind::Int),
+    ("top_k", OptionKind::Int),
+    ("top_p", OptionKind::Float),
+    ("min_p", OptionKind::Float),
+    ("typical_p", OptionKind::Float),
+    ("repeat_last_n", OptionKind::Int),
+    ("temperature", OptionKind::Float),
+    ("repeat_penalty", OptionKind::Float),
+    ("presence_penalty", OptionKind::Float),
+    ("frequency_penalty", OptionKind::Float),
+    ("stop", OptionKind::Strings),
+    ("num_ctx", OptionKind::Int),
+    ("num_batch", OptionKind::Int),
+    ("num_gpu", OptionKind::Int),
+    ("main_gpu", OptionKind::Int),
+    ("use_mmap", OptionKind::Bool),
+    ("num_thread", OptionKind::Int),
+];
+
+/// `api.Options.FromMap`: the first option of the wrong type, in Go's words (a 500 from
+/// `/api/chat`, file 15). Integers accept any JSON number (Go truncates a float), floats any
+/// number, `null` is skipped.
+pub(super) fn options(options: &Map<String, Value>) -> Result<(), String> {
+    for (key, value) in options {
+        let Some((_, kind)) = OPTIONS.iter().find(|(name, _)| name == key) else {
+            continue;
+        };
+        let ok = match (kind, value) {
+            (_, Value::Null) => true,
+            (OptionKind::Int | OptionKind::Float, v) => v.is_number(),
+            (OptionKind::Bool, v) => v.is_boolean(),
+            (OptionKind::Strings, Value::Array(items)) => {
+                if items.iter().any(|i| !i.is_string()) {
+                    return Err(format!("option {key:?} must be of an array of strings"));
+                }
+                true
+            }
+            (OptionKind::Strings, _) => false,
+        };
+        if !ok {
+            let wanted = match kind {
+                OptionKind::Int => "integer",
+                OptionKind::Float => "float32",
+                OptionKind::Bool => "boolean",
+                OptionKind::Strings => "array",
+            };
+            return Err(format!("option {key:?} must be of type {wanted}"));
+        }
+    }
+    Ok(())
+}
+
+/// An integer option as Ollama reads it (a float is truncated), if set.
+pub(super) fn int_option(options: &Map<String, Value>, key: &str) -> Option<i64> {
+    let v = options.get(key)?;
+    v.as_i64().or_else(|| v.as_f64().map(|f| f.trunc() as i64))
+}
 
 #[cfg(test)]
 mod tests {
@@ -307,9 +347,11 @@ mod tests {
             {"function": {"name": "x", "arguments": "{}"}}]}]}),
         )
         .expect_err("string arguments rejected");
+        assert_eq!(e, ARGUMENTS_NOT_OBJECT);
         assert_eq!(
-            e,
-            "json: cannot unmarshal string into Go struct field ToolCallFunction.messages.tool_calls.function.arguments of type api.ToolCallFunctionArguments"
+            chat_request(&json!({"model": "m", "messages": [{"role": "user", "content": 5}]}))
+                .expect_err("number content"),
+            "json: cannot unmarshal number into Go struct field Alias.content of type string"
         );
         assert!(
             chat_request(&json!({"model": 3}))
@@ -327,6 +369,31 @@ mod tests {
     }
 
     #[test]
+    fn option_types() {
+        let o = |v: Value| v.as_object().cloned().expect("object");
+        assert_eq!(
+            options(&o(json!({"num_ctx": "8192"}))),
+            Err("option \"num_ctx\" must be of type integer".into())
+        );
+        options(&o(
+            json!({"num_ctx": 2048.5, "bogus_opt": "x", "stop": ["a"], "seed": null}),
+        ))
+        .expect("a float is an integer to Go, unknown options are ignored");
+        assert_eq!(
+            options(&o(json!({"temperature": "hot"}))),
+            Err("option \"temperature\" must be of type float32".into())
+        );
+        assert_eq!(
+            options(&o(json!({"stop": "x"}))),
+            Err("option \"stop\" must be of type array".into())
+        );
+        assert_eq!(
+            int_option(&o(json!({"num_ctx": 2048.5})), "num_ctx"),
+            Some(2048)
+        );
+    }
+
+    #[test]
     fn accepts_what_go_accepts() {
         chat_request(&json!({
             "model": "m", "unknown_field": 1, "stream": null, "think": "high", "keep_alive": "1h30m",
@@ -336,6 +403,12 @@ mod tests {
         }))
         .expect("valid request");
         chat_request(&json!({"model": "m", "keep_alive": -1})).expect("numeric keep_alive");
+        assert_eq!(keep_alive_value(&json!(-1)), Ok(None));
+        assert_eq!(keep_alive_value(&json!(0)), Ok(Some(0)));
+        assert_eq!(
+            keep_alive_value(&json!("forever")),
+            Err("time: invalid duration \"forever\"".into())
+        );
         chat_request(&json!({"model": "m", "keep_alive": "300ms"})).expect("ms keep_alive");
     }
 }

@@ -6,7 +6,8 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use k8s_openapi::api::core::v1::ConfigMap;
 use ollama_mcp_bot::config::{
-    AccessConfig, BotConfig, McpServerConfig, RateLimitConfig, ToolFilterConfig,
+    AccessConfig, BotConfig, LogFormat, McpServer, McpServerConfig, RateLimitConfig,
+    ToolFilterConfig,
 };
 use sha2::{Digest, Sha256};
 
@@ -92,34 +93,39 @@ pub fn bot_config(
         .mcp_servers
         .iter()
         .zip(endpoints)
-        .map(|(s, e)| McpServerConfig {
-            name: s.name.clone(),
-            url: Some(e.url.clone()),
-            headers: s
-                .headers
-                .iter()
-                .filter_map(|h| h.value.as_ref().map(|v| (h.name.clone(), v.clone())))
-                .collect(),
-            headers_env: s
-                .headers
-                .iter()
-                .enumerate()
-                .filter(|(_, h)| h.value_from.is_some())
-                .map(|(j, h)| (h.name.clone(), header_env_name(&s.name, j)))
-                .collect(),
-            tools: ToolFilterConfig {
-                allow: s.tools.allow.clone(),
-                deny: s.tools.deny.clone(),
-                require_approval: s.tools.require_approval.clone(),
-            },
-            call_timeout_secs: s.call_timeout_seconds.map_or(0, u64::from),
-            startup_timeout_secs: s.startup_timeout_seconds.map_or(0, u64::from),
-            ..Default::default()
+        .enumerate()
+        .map(|(i, (s, e))| {
+            let raw = McpServerConfig {
+                name: s.name.clone(),
+                url: Some(e.url.clone()),
+                headers: s
+                    .headers
+                    .iter()
+                    .filter_map(|h| h.value.as_ref().map(|v| (h.name.clone(), v.clone())))
+                    .collect(),
+                headers_env: s
+                    .headers
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, h)| h.value_from.is_some())
+                    .map(|(j, h)| (h.name.clone(), header_env_name(&s.name, j)))
+                    .collect(),
+                tools: ToolFilterConfig {
+                    allow: s.tools.allow.clone(),
+                    deny: s.tools.deny.clone(),
+                    require_approval: s.tools.require_approval.clone(),
+                },
+                call_timeout_secs: s.call_timeout_seconds.map(u64::from),
+                startup_timeout_secs: s.startup_timeout_seconds.map(u64::from),
+                ..Default::default()
+            };
+            McpServer::parse(raw, &format!("spec.mcpServers[{i}]"))
+                .map_err(|e| BuildError::BotConfig(e.to_string()))
         })
-        .collect();
+        .collect::<Result<_, _>>()?;
     c.metrics.listen = format!("0.0.0.0:{BOT_METRICS_PORT}");
     // Cluster logs are collected and parsed: one JSON object per line.
-    c.log.format = "json".into();
+    c.log.format = LogFormat::Json;
     c.validate()
         .map_err(|e| BuildError::BotConfig(e.to_string()))?;
     Ok(c)

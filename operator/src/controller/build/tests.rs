@@ -3,7 +3,7 @@
 use k8s_openapi::api::core::v1::{Container, PodSpec};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use kube::Resource;
-use ollama_mcp_bot::config::BotConfig;
+use ollama_mcp_bot::config::{BotConfig, LogFormat, McpServerConfig};
 use serde_json::{Value, json};
 
 use super::*;
@@ -99,7 +99,7 @@ fn minimal_children() {
     assert_eq!(cfg.ollama.models, ["llama3.2"]);
     assert_eq!(cfg.store.path, "/var/lib/ollama-mcp/ollama-mcp.db");
     assert_eq!(cfg.metrics.listen, "0.0.0.0:9090");
-    assert_eq!(cfg.log.format, "json");
+    assert_eq!(cfg.log.format, LogFormat::Json);
     assert!(cfg.mcp.servers.is_empty());
     assert_eq!(cfg, c.config);
 
@@ -244,9 +244,15 @@ fn full_config_carries_every_field() {
         (3, 30, 2)
     );
 
-    let servers: Vec<(&str, &str)> = cfg
+    // The servers as the ConfigMap's file writes them.
+    let raw: Vec<McpServerConfig> = cfg
         .mcp
         .servers
+        .iter()
+        .cloned()
+        .map(McpServerConfig::from)
+        .collect();
+    let servers: Vec<(&str, &str)> = raw
         .iter()
         .map(|s| (s.name.as_str(), s.url.as_deref().unwrap()))
         .collect();
@@ -265,17 +271,17 @@ fn full_config_carries_every_field() {
         ]
     );
     assert!(
-        cfg.mcp.servers.iter().all(|s| s.command.is_none()),
+        raw.iter().all(|s| s.command.is_none()),
         "the bot reaches every server over HTTP"
     );
-    let tools = &cfg.mcp.servers[5];
+    let tools = &raw[5];
     assert_eq!(tools.tools.deny, ["drop_table"]);
     assert_eq!(tools.tools.require_approval, ["deploy"]);
     assert_eq!(
         (tools.call_timeout_secs, tools.startup_timeout_secs),
-        (90, 45)
+        (Some(90), Some(45))
     );
-    let remote = &cfg.mcp.servers[7];
+    let remote = &raw[7];
     assert_eq!(
         remote.headers.get("X-Team").map(String::as_str),
         Some("bots")

@@ -1,0 +1,159 @@
+//! Persistence in SQLite (WAL): conversation history by session, each session's model choice,
+//! small per-scope settings (trigger words, access lists, personas, guild models) and which
+//! session each bot message on Discord belongs to (reply links), with retention.
+//!
+//! Every write that reads first (a turn's number) starts `IMMEDIATE`: two processes on one file
+//! (`run` and `chat` on the default `ollama-mcp.db`) then wait for each other within the busy
+//! timeout, instead of one failing with SQLITE_BUSY when its read turns into a write.
+//!
+//! A turn is written in one transaction when it completes, so a restart or `kill -9` loses no
+//! completed turn. `synchronous = NORMAL` with WAL survives a process crash (not a power loss),
+//! which is the trade-off most chat bots make for a fast commit.
+
+use std::path::Path;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use rusqlite::Connection;
+
+use crate::llm::ChatMessage;
+
+mod history;
+mod retention;
+mod settings;
+#[cfg(test)]
+mod tests;
+
+pub use retention::Retention;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error(
+        "opening the conversation store {path}: {source}; check store.path and that its folder is writable"
+    )]
+    Open {
+        path: String,
+        source: rusqlite::Error,
+    },
+    #[error("conversation store {step}: {source}")]
+    Sql {
+        step: &'static str,
+        source: rusqlite::Error,
+    },
+    #[error("conversation store: a stored message is unreadable: {0}")]
+    Decode(#[from] serde_json::Error),
+    #[error("conversation store: background task failed: {0}")]
+    Task(String),
+}
+
+pub(crate) fn sql(step: &'static str) -> impl FnOnce(rusqlite::Error) -> StoreError {
+    move |source| StoreError::Sql { step, source }
+}
+
+/// A message as stored, with its token estimate (calibrated by Ollama's counts).
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoredMessage {
+    pub turn: i64,
+    pub message: ChatMessage,
+    pub tokens: u32,
+}
+
+/// The store; cheap to clone. Calls run on the blocking pool, never holding the lock across an await.
+#[derive(Clone)]
+pub struct Store {
+    conn: Arc<Mutex<Connection>>,
+}
+
+const SCHEMA: &str = r#"
+CREATE TABLE IF NOT EXISTS messages (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    session TEXT NOT NULL,
+    turn INTEGER NOT NULL,
+    body TEXT NOT NULL,
+    tokens INTEGER NOT NULL,
+    created_at INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS messages_by_session ON messages(session, id);
+CREATE TABLE IF NOT EXISTS sessions (
+    session TEXT PRIMARY KEY,
+    model TEXT,
+    updated_at INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS settings (
+    scope TEXT NOT NULL,
+    key TEXT NOT NULL,
+    value TEXT NOT NULL,
+    PRIMARY KEY (scope, key)
+);
+CREATE INDEX IF NOT EXISTS messages_by_age ON messages(created_at);
+CREATE TABLE IF NOT EXISTS reply_links (
+    message INTEGER PRIMARY KEY,
+    session TEXT NOT NULL,
+    created_at INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS reply_links_by_age ON reply_links(created_at);
+CREATE INDEX IF NOT EXISTS reply_links_by_session ON reply_links(session);
+-- Reply links were settings rows once: move them (idempotent; nothing to move afterwards).
+BEGIN IMMEDIATE;
+INSERT OR IGNORE INTO reply_links (message, session, created_at)
+    SELECT CAST(key AS INTEGER), value, CAST(strftime('%s', 'now') AS INTEGER)
+    FROM settings WHERE scope = 'discord:replies';
+DELETE FROM settings WHERE scope = 'discord:replies';
+COMMIT;
+"#;
+
+pub(crate) fn now_secs() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
+}
+
+impl Store {
+    /// Opens (creating if needed) the database at `path`; ":memory:" for a throwaway store.
+    pub fn open(path: &str) -> Result<Self, StoreError> {
+        let open_err = |source| StoreError::Open {
+            path: path.to_string(),
+            source,
+        };
+        let conn = if path == ":memory:" {
+            Connection::open_in_memory().map_err(open_err)?
+        } else {
+            if let Some(dir) = Path::new(path)
+                .parent()
+                .filter(|d| !d.as_os_str().is_empty())
+            {
+                // A missing folder is the usual first-run problem; create it rather than fail.
+                let _ = std::fs::create_dir_all(dir);
+            }
+            Connection::open(path).map_err(open_err)?
+        };
+        conn.busy_timeout(std::time::Duration::from_secs(5))
+            .map_err(open_err)?;
+        if path != ":memory:" {
+            conn.pragma_update(None, "journal_mode", "WAL")
+                .map_err(open_err)?;
+        }
+        conn.pragma_update(None, "synchronous", "NORMAL")
+            .map_err(open_err)?;
+        conn.execute_batch(SCHEMA).map_err(open_err)?;
+        Ok(Self {
+            conn: Arc::new(Mutex::new(conn)),
+        })
+    }
+
+    fn lock(conn: &Mutex<Connection>) -> MutexGuard<'_, Connection> {
+        // A panic while holding the lock cannot leave SQLite inconsistent (transactions roll
+        // back), so a poisoned lock is still usable.
+        conn.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    async fn with<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut Connection) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        let conn = self.conn.clone();
+        tokio::task::spawn_blocking(move || f(&mut Self::lock(&conn)))
+            .await
+            .map_err(|e| StoreError::Task(e.to_string()))?
+    }
+}

@@ -1,0 +1,302 @@
+//! The store against a real SQLite file.
+
+use std::time::Duration;
+
+use super::retention::Pruned;
+use super::*;
+
+#[tokio::test]
+async fn recent_history_stops_where_told_and_keeps_turns_whole() {
+    let s = Store::open(":memory:").expect("open");
+    for t in 1..=5 {
+        s.append_turn(
+            "a",
+            vec![
+                (ChatMessage::user(format!("q{t}")), 2),
+                (ChatMessage::assistant(format!("a{t}")), 2),
+            ],
+        )
+        .await
+        .expect("append");
+    }
+    s.append_turn("b", vec![(ChatMessage::user("other"), 2)])
+        .await
+        .expect("append");
+    let mut seen = 0;
+    let h = s
+        .recent_history("a", move |turn| {
+            assert_eq!(turn.len(), 2, "a whole turn at a time");
+            seen += 1;
+            seen < 2
+        })
+        .await
+        .expect("history");
+    let texts: Vec<_> = h.iter().map(|m| m.message.content.as_str()).collect();
+    assert_eq!(
+        texts,
+        ["q4", "a4", "q5", "a5"],
+        "the two newest turns, oldest first"
+    );
+    let all: Vec<String> = s
+        .recent_history("a", |_| true)
+        .await
+        .expect("history")
+        .into_iter()
+        .map(|m| m.message.content)
+        .collect();
+    let expected: Vec<String> = (1..=5)
+        .flat_map(|t| [format!("q{t}"), format!("a{t}")])
+        .collect();
+    assert_eq!(
+        all, expected,
+        "never told to stop: everything, oldest first"
+    );
+    assert!(
+        s.recent_history("none", |_| true)
+            .await
+            .expect("history")
+            .is_empty()
+    );
+}
+
+#[tokio::test]
+async fn turns_survive_reopen() {
+    let dir = tempfile::tempdir().expect("dir");
+    let path = dir.path().join("sub/s.db");
+    let path = path.to_str().expect("utf8");
+    {
+        let s = Store::open(path).expect("open");
+        s.append_turn(
+            "a",
+            vec![
+                (ChatMessage::user("hi"), 2),
+                (ChatMessage::assistant("hello"), 3),
+            ],
+        )
+        .await
+        .expect("append");
+        s.append_turn(
+            "a",
+            vec![
+                (ChatMessage::user("again"), 2),
+                (ChatMessage::assistant("yes"), 1),
+            ],
+        )
+        .await
+        .expect("append");
+        s.append_turn("b", vec![(ChatMessage::user("other"), 2)])
+            .await
+            .expect("append");
+        s.set_session_model("a", Some("qwen3"))
+            .await
+            .expect("model");
+    }
+    let s = Store::open(path).expect("reopen");
+    let h = s.history("a").await.expect("history");
+    assert_eq!(h.len(), 4);
+    assert_eq!(h[2].message.content, "again");
+    assert_eq!((h[0].turn, h[3].turn), (1, 2));
+    assert_eq!(h[1].tokens, 3);
+    assert_eq!(
+        s.session_model("a").await.expect("model").as_deref(),
+        Some("qwen3")
+    );
+    assert_eq!(s.clear_history("a").await.expect("clear"), 4);
+    assert!(s.history("a").await.expect("history").is_empty());
+    assert_eq!(s.history("b").await.expect("history").len(), 1);
+    // The model choice outlives a reset.
+    assert_eq!(
+        s.session_model("a").await.expect("model").as_deref(),
+        Some("qwen3")
+    );
+}
+
+#[tokio::test]
+async fn settings_by_scope() {
+    let s = Store::open(":memory:").expect("open");
+    s.set_setting("guild:1", "trigger:hey", "1")
+        .await
+        .expect("set");
+    s.set_setting("guild:1", "persona", "pirate")
+        .await
+        .expect("set");
+    s.set_setting("guild:2", "persona", "clerk")
+        .await
+        .expect("set");
+    s.set_setting("guild:1", "persona", "poet")
+        .await
+        .expect("overwrite");
+    assert_eq!(
+        s.get_setting("guild:1", "persona")
+            .await
+            .expect("get")
+            .as_deref(),
+        Some("poet")
+    );
+    assert_eq!(s.list_settings("guild:1").await.expect("list").len(), 2);
+    assert!(
+        s.delete_setting("guild:1", "persona")
+            .await
+            .expect("delete")
+    );
+    assert!(
+        !s.delete_setting("guild:1", "persona")
+            .await
+            .expect("delete again")
+    );
+    assert_eq!(
+        s.get_setting("guild:2", "persona")
+            .await
+            .expect("get")
+            .as_deref(),
+        Some("clerk")
+    );
+}
+
+#[test]
+fn unwritable_path_is_a_clear_error() {
+    let e = Store::open("/proc/definitely/not/here.db")
+        .err()
+        .expect("must fail");
+    assert!(e.to_string().contains("store.path"), "{e}");
+}
+
+/// `run` and `chat` on one database file: two connections writing turns at once must both
+/// succeed (a deferred transaction fails with SQLITE_BUSY when its read becomes a write).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_writers_on_one_file_both_succeed() {
+    let dir = tempfile::tempdir().expect("dir");
+    let path = dir.path().join("shared.db");
+    let path = path.to_str().expect("utf8").to_string();
+    let a = Store::open(&path).expect("open a");
+    let b = Store::open(&path).expect("open b");
+    let mut writers = Vec::new();
+    for (i, store) in [a.clone(), b.clone(), a, b].into_iter().enumerate() {
+        writers.push(tokio::spawn(async move {
+            for t in 0..60 {
+                store
+                    .append_turn(
+                        "shared",
+                        vec![
+                            (ChatMessage::user(format!("w{i} q{t}")), 2),
+                            (ChatMessage::assistant(format!("w{i} a{t}")), 2),
+                        ],
+                    )
+                    .await?;
+            }
+            Ok::<_, StoreError>(())
+        }));
+    }
+    for w in writers {
+        w.await
+            .expect("writer task")
+            .expect("every turn is written");
+    }
+    let s = Store::open(&path).expect("reopen");
+    let h = s.history("shared").await.expect("history");
+    assert_eq!(h.len(), 4 * 60 * 2);
+    let turns: std::collections::BTreeSet<i64> = h.iter().map(|m| m.turn).collect();
+    assert_eq!(turns.len(), 4 * 60, "each turn has its own number");
+}
+
+#[tokio::test]
+async fn reply_links_have_their_own_table_and_age_out() {
+    let dir = tempfile::tempdir().expect("dir");
+    let path = dir.path().join("s.db");
+    let path = path.to_str().expect("utf8");
+    {
+        // A store written before reply links had a table: they were settings rows.
+        let s = Store::open(path).expect("open");
+        s.set_setting("discord:replies", "1234", "guild:1:user:2")
+            .await
+            .expect("old row");
+    }
+    let s = Store::open(path).expect("reopen migrates");
+    assert_eq!(
+        s.reply_session(1234).await.expect("read").as_deref(),
+        Some("guild:1:user:2")
+    );
+    assert!(
+        s.list_settings("discord:replies")
+            .await
+            .expect("list")
+            .is_empty()
+    );
+    s.link_reply(99, "dm:7").await.expect("link");
+    let keep = Retention {
+        max_age: None,
+        max_turns_per_session: None,
+        reply_link_max_age: Duration::from_secs(3600),
+    };
+    assert_eq!(s.prune(keep).await.expect("prune").reply_links, 0);
+    s.with(|c| {
+        c.execute(
+            "UPDATE reply_links SET created_at = created_at - 7200 WHERE message = 99",
+            [],
+        )
+        .map_err(sql("ageing"))
+    })
+    .await
+    .expect("age a link");
+    assert_eq!(s.prune(keep).await.expect("prune").reply_links, 1);
+    assert_eq!(s.reply_session(99).await.expect("read"), None);
+    assert!(s.reply_session(1234).await.expect("read").is_some());
+}
+
+#[tokio::test]
+async fn retention_keeps_the_latest_turns_and_forget_deletes_everything() {
+    let s = Store::open(":memory:").expect("open");
+    for t in 1..=5 {
+        s.append_turn("a", vec![(ChatMessage::user(format!("q{t}")), 2)])
+            .await
+            .expect("append");
+    }
+    s.append_turn("b", vec![(ChatMessage::user("b1"), 2)])
+        .await
+        .expect("append");
+    s.set_session_model("a", Some("qwen3"))
+        .await
+        .expect("model");
+    s.link_reply(5, "a").await.expect("link");
+    let off = Retention {
+        max_age: None,
+        max_turns_per_session: None,
+        reply_link_max_age: Duration::from_secs(86_400),
+    };
+    assert_eq!(s.prune(off).await.expect("prune"), Pruned::default());
+    let two = Retention {
+        max_turns_per_session: Some(2),
+        ..off
+    };
+    assert_eq!(s.prune(two).await.expect("prune").messages, 3);
+    let left: Vec<_> = s
+        .history("a")
+        .await
+        .expect("history")
+        .into_iter()
+        .map(|m| m.message.content)
+        .collect();
+    assert_eq!(left, ["q4", "q5"]);
+    assert_eq!(s.history("b").await.expect("history").len(), 1);
+    // Old turns go by age too.
+    s.with(|c| {
+        c.execute(
+            "UPDATE messages SET created_at = created_at - 10 * 86400 WHERE session = 'b'",
+            [],
+        )
+        .map_err(sql("ageing"))
+    })
+    .await
+    .expect("age b");
+    let week = Retention {
+        max_age: Some(Duration::from_secs(7 * 86_400)),
+        ..off
+    };
+    assert_eq!(s.prune(week).await.expect("prune").messages, 1);
+    assert!(s.history("b").await.expect("history").is_empty());
+
+    assert_eq!(s.forget_session("a").await.expect("forget"), 2);
+    assert!(s.history("a").await.expect("history").is_empty());
+    assert_eq!(s.session_model("a").await.expect("model"), None);
+    assert_eq!(s.reply_session(5).await.expect("link"), None);
+}
