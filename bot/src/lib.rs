@@ -27,3 +27,5 @@ pub mod store;
 pub mod telemetry;
 #[cfg(feature = "runtime")]
 pub mod terminal;
+#[cfg(feature = "runtime")]
+pub mod tool;

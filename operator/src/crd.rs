@@ -31,6 +31,7 @@ pub const GROUP: &str = "ollama-mcp.io";
     status = "BotDeploymentStatus",
     derive = "PartialEq",
     printcolumn(json_path = ".status.conditions[?(@.type==\"Ready\")].status", name = "Ready", type_ = "string"),
+    printcolumn(json_path = ".status.conditions[?(@.type==\"Ready\")].reason", name = "Reason", type_ = "string"),
     printcolumn(json_path = ".spec.model.name", name = "Model", type_ = "string"),
     printcolumn(json_path = ".metadata.creationTimestamp", name = "Age", type_ = "date"),
     validation = Rule::new("size(self.metadata.name) <= 40 && self.metadata.name.matches('^[a-z]([-a-z0-9]*[a-z0-9])?$')")
@@ -61,19 +62,11 @@ pub struct BotDeploymentSpec {
     pub image: Option<String>,
     /// Pull policy of the bot's image (`Always`, `IfNotPresent`, `Never`); default: Kubernetes'.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(transform = optional_enum)]
     pub image_pull_policy: Option<PullPolicy>,
-    /// CPU and memory of the bot container.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub resources: Option<ResourceRequirements>,
-    /// Node labels the bot's pod must run on.
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    pub node_selector: BTreeMap<String, String>,
-    /// Tolerations of the bot's pod.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub tolerations: Vec<Toleration>,
-    /// Affinity of the bot's pod.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub affinity: Option<Affinity>,
+    /// The bot container's resources and where its pod runs.
+    #[serde(flatten)]
+    pub placement: PodPlacement,
     /// Extra annotations on the bot's pod (e.g. for a service mesh or log shipper).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub pod_annotations: BTreeMap<String, String>,
@@ -230,6 +223,15 @@ pub struct ModelSpec {
     pub request_timeout_seconds: Option<u32>,
 }
 
+/// An optional enum field: schemars lists `null` among the values of an `Option<Enum>`, which
+/// `kubectl` (client-side validation of a `v1 List`) refuses as `unknown object type "nil"`.
+/// `nullable: true` (from the type) still says that an explicit `null` means "not set".
+fn optional_enum(schema: &mut schemars::Schema) {
+    if let Some(serde_json::Value::Array(values)) = schema.get_mut("enum") {
+        values.retain(|v| !v.is_null());
+    }
+}
+
 fn preserve_unknown_object(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
     schemars::json_schema!({
         "type": "object",
@@ -268,18 +270,10 @@ pub struct ManagedOllamaSpec {
     /// emptyDir and are pulled again when the pod moves.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub storage: Option<StorageSpec>,
-    /// Resources of the Ollama container, e.g. `limits: {nvidia.com/gpu: 1}`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub resources: Option<ResourceRequirements>,
-    /// Node labels the Ollama pod must run on (e.g. GPU nodes).
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    pub node_selector: BTreeMap<String, String>,
-    /// Tolerations of the Ollama pod (e.g. for tainted GPU nodes).
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub tolerations: Vec<Toleration>,
-    /// Affinity of the Ollama pod.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub affinity: Option<Affinity>,
+    /// The Ollama container's resources (e.g. `limits: {nvidia.com/gpu: 1}`) and where its pod
+    /// runs (e.g. GPU nodes).
+    #[serde(flatten)]
+    pub placement: PodPlacement,
     /// RuntimeClass of the Ollama pod, e.g. `nvidia`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(min = 1, max = 253))]
@@ -287,6 +281,25 @@ pub struct ManagedOllamaSpec {
     /// Extra environment of the Ollama container (`OLLAMA_KEEP_ALIVE`, `OLLAMA_NUM_PARALLEL`, ...).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub env: Vec<EnvVar>,
+}
+
+/// A workload's container resources and where its pod may run (the same four fields on the bot
+/// and on a managed Ollama).
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PodPlacement {
+    /// CPU, memory (and e.g. `nvidia.com/gpu`) of the main container.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resources: Option<ResourceRequirements>,
+    /// Node labels the pod must run on (e.g. GPU nodes).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub node_selector: BTreeMap<String, String>,
+    /// Tolerations of the pod (e.g. for tainted GPU nodes).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tolerations: Vec<Toleration>,
+    /// Affinity of the pod.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub affinity: Option<Affinity>,
 }
 
 /// A PersistentVolumeClaim's size and class.
@@ -341,6 +354,7 @@ pub struct McpServerSpec {
     /// A ready-made server: image, command, environment and network needs come from the
     /// operator's preset table (see the README). `image`, `args`, `env` and `resources` refine it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(transform = optional_enum)]
     pub preset: Option<Preset>,
     /// Container image of the server (for a preset: replaces the preset's image).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -358,6 +372,7 @@ pub struct McpServerSpec {
     /// `stdio`: the server speaks MCP on stdin/stdout and the operator wraps it in the bot's
     /// bridge (default). `http`: it serves streamable HTTP itself on `port` and `path`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(transform = optional_enum)]
     pub transport: Option<Transport>,
     /// Port the server listens on (`http` transport; required there).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -509,7 +524,8 @@ pub struct BotDeploymentStatus {
     /// The `metadata.generation` this status describes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observed_generation: Option<i64>,
-    /// `Ready`, `Progressing`, `Degraded` and `ModelReady`, each with a reason and message.
+    /// `Ready`, `Progressing`, `Degraded`, `ModelReady` (and `MonitoringReady` when a
+    /// ServiceMonitor is asked for), each with a reason and message.
     #[serde(default)]
     pub conditions: Vec<Condition>,
     /// Bot pods that are ready (0 or 1).

@@ -15,7 +15,7 @@ use serde_json::{Value, json};
 
 use crate::controller::model_check::CheckTiming;
 use crate::controller::validate::SecretVersions;
-use crate::controller::{Context, Settings};
+use crate::controller::{Context, ControllerOptions};
 use crate::crd::*;
 use crate::metrics::Metrics;
 
@@ -63,10 +63,7 @@ pub fn minimal() -> BotDeployment {
             persistence: None,
             image: None,
             image_pull_policy: None,
-            resources: None,
-            node_selector: BTreeMap::new(),
-            tolerations: vec![],
-            affinity: None,
+            placement: PodPlacement::default(),
             pod_annotations: BTreeMap::new(),
             metrics: MetricsSpec::default(),
         },
@@ -223,24 +220,26 @@ pub fn full() -> BotDeployment {
                 size: Some("50Gi".into()),
                 storage_class_name: Some("fast".into()),
             }),
-            resources: Some(k8s_openapi::api::core::v1::ResourceRequirements {
-                limits: Some(
-                    [(
-                        "nvidia.com/gpu".to_string(),
-                        k8s_openapi::apimachinery::pkg::api::resource::Quantity("1".into()),
-                    )]
-                    .into(),
-                ),
-                ..Default::default()
-            }),
-            node_selector: [("gpu".to_string(), "true".to_string())].into(),
-            tolerations: vec![k8s_openapi::api::core::v1::Toleration {
-                key: Some("nvidia.com/gpu".into()),
-                operator: Some("Exists".into()),
-                effect: Some("NoSchedule".into()),
-                ..Default::default()
-            }],
-            affinity: None,
+            placement: PodPlacement {
+                resources: Some(k8s_openapi::api::core::v1::ResourceRequirements {
+                    limits: Some(
+                        [(
+                            "nvidia.com/gpu".to_string(),
+                            k8s_openapi::apimachinery::pkg::api::resource::Quantity("1".into()),
+                        )]
+                        .into(),
+                    ),
+                    ..Default::default()
+                }),
+                node_selector: [("gpu".to_string(), "true".to_string())].into(),
+                tolerations: vec![k8s_openapi::api::core::v1::Toleration {
+                    key: Some("nvidia.com/gpu".into()),
+                    operator: Some("Exists".into()),
+                    effect: Some("NoSchedule".into()),
+                    ..Default::default()
+                }],
+                affinity: None,
+            },
             runtime_class_name: Some("nvidia".into()),
             env: vec![EnvVar {
                 name: "OLLAMA_NUM_PARALLEL".into(),
@@ -256,7 +255,7 @@ pub fn full() -> BotDeployment {
     });
     s.image = Some("registry.example/bot:1.2.3".into());
     s.image_pull_policy = Some(PullPolicy::IfNotPresent);
-    s.resources = Some(k8s_openapi::api::core::v1::ResourceRequirements {
+    s.placement.resources = Some(k8s_openapi::api::core::v1::ResourceRequirements {
         requests: Some(
             [(
                 "memory".to_string(),
@@ -266,13 +265,13 @@ pub fn full() -> BotDeployment {
         ),
         ..Default::default()
     });
-    s.node_selector = [("kubernetes.io/os".to_string(), "linux".to_string())].into();
-    s.tolerations = vec![k8s_openapi::api::core::v1::Toleration {
+    s.placement.node_selector = [("kubernetes.io/os".to_string(), "linux".to_string())].into();
+    s.placement.tolerations = vec![k8s_openapi::api::core::v1::Toleration {
         key: Some("bots".into()),
         operator: Some("Exists".into()),
         ..Default::default()
     }];
-    s.affinity = Some(k8s_openapi::api::core::v1::Affinity::default());
+    s.placement.affinity = Some(k8s_openapi::api::core::v1::Affinity::default());
     s.pod_annotations = [("example.com/team".to_string(), "bots".to_string())].into();
     s.metrics = MetricsSpec {
         service_monitor: true,
@@ -584,16 +583,16 @@ fn percent_decode(s: &str) -> String {
 }
 
 /// A Context over the mocked API server.
-pub fn context(settings: Settings) -> (Arc<Context>, ApiServerVerifier) {
+pub fn context(options: ControllerOptions) -> (Arc<Context>, ApiServerVerifier) {
     let _ = rustls::crypto::ring::default_provider().install_default();
     let (service, handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
     let client = Client::new(service, "default");
-    let ctx = Context::new(client, settings, Arc::new(Metrics::default()));
+    let ctx = Context::new(client, options, Arc::new(Metrics::default()));
     (Arc::new(ctx), ApiServerVerifier(handle))
 }
 
-pub fn settings(ollama: Option<&FakeOllama>) -> Settings {
-    Settings {
+pub fn options(ollama: Option<&FakeOllama>) -> ControllerOptions {
+    ControllerOptions {
         bot_image: Some(BOT_IMAGE.into()),
         ollama_url_override: ollama.map(|o| o.url()),
         model_check: CheckTiming {

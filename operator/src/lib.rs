@@ -10,6 +10,7 @@ pub mod http;
 pub mod leader;
 pub mod metrics;
 pub mod presets;
+pub mod startup;
 
 use kube::CustomResourceExt;
 

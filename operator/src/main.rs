@@ -10,11 +10,11 @@ use k8s_openapi::api::coordination::v1::Lease;
 use kube::{Api, Client};
 use ollama_mcp_bot::shutdown::shutdown_signal;
 use ollama_mcp_bot::telemetry;
-use ollama_mcp_operator::controller::{self, Context, Settings};
+use ollama_mcp_operator::controller::{self, Context, ControllerOptions};
 use ollama_mcp_operator::http::{self, HttpState};
 use ollama_mcp_operator::leader::{LeaseLock, LeaseTiming};
 use ollama_mcp_operator::metrics::Metrics;
-use ollama_mcp_operator::{crd_yaml, presets};
+use ollama_mcp_operator::{crd_yaml, presets, startup};
 
 #[derive(Parser)]
 #[command(
@@ -127,17 +127,23 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
         stopped(stop_rx.clone()),
     ));
 
-    let settings = Settings {
+    let options = ControllerOptions {
         bot_image: args.bot_image.filter(|i| !i.trim().is_empty()),
         ollama_url_override: args.ollama_url_override,
         instance: std::env::var("POD_NAME").ok(),
         concurrency: args.concurrency,
         ..Default::default()
     };
-    if settings.bot_image.is_none() {
+    if options.bot_image.is_none() {
         tracing::warn!("no --bot-image: BotDeployments must name spec.image");
     }
-    let ctx = Arc::new(Context::new(client.clone(), settings, Arc::clone(&metrics)));
+    let ctx = Arc::new(Context::new(client.clone(), options, Arc::clone(&metrics)));
+
+    // Without the CRD every watch fails in a quiet backoff loop: say so, stay not ready, wait.
+    tokio::select! {
+        () = startup::wait_for_crd(&client, startup::CRD_RECHECK) => {}
+        () = stopped(stop_rx.clone()) => return finish(server).await,
+    }
 
     if args.leader_elect {
         let ns = std::env::var("POD_NAMESPACE")
@@ -168,12 +174,30 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
                 // Another replica may be reconciling already: stop at once and let the pod restart.
                 anyhow::bail!("lost the leader Lease `{}`; exiting so that only one replica reconciles", args.lease_name);
             }
+            () = past_grace(stop_rx.clone()) => {}
         }
     } else {
         ready.store(true, Ordering::Relaxed);
-        controller::run(ctx, args.namespace, stopped(stop_rx.clone())).await;
+        tokio::select! {
+            () = controller::run(ctx, args.namespace, stopped(stop_rx.clone())) => {}
+            () = past_grace(stop_rx.clone()) => {}
+        }
     }
     finish(server).await
+}
+
+/// How long reconciles in flight may finish after the shutdown signal.
+const SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Resolves `SHUTDOWN_GRACE` after the shutdown signal: the process exits then whatever the
+/// controller is doing (a watch in backoff, a slow API server).
+async fn past_grace(mut rx: tokio::sync::watch::Receiver<bool>) {
+    let _ = rx.wait_for(|s| *s).await;
+    tokio::time::sleep(SHUTDOWN_GRACE).await;
+    tracing::warn!(
+        "reconciles did not finish within {}s of the shutdown signal; exiting",
+        SHUTDOWN_GRACE.as_secs()
+    );
 }
 
 async fn finish(server: tokio::task::JoinHandle<std::io::Result<()>>) -> anyhow::Result<()> {

@@ -1,6 +1,6 @@
 //! The real controller loop (watches, owned objects, the Secret mapping, the generation filter)
 //! against the in-memory API server: create, update, removal of a sidecar, invalid spec, a
-//! Secret that appears later, persistence switched on and off.
+//! Secret that appears later, persistence switched on and off, deletion (the bot is forgotten).
 #![allow(clippy::unwrap_used, clippy::expect_used, reason = "test code")]
 
 mod support;
@@ -9,8 +9,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use kube::Api;
-use kube::api::{Patch, PatchParams, PostParams};
-use ollama_mcp_operator::controller::{self, Context, Settings};
+use kube::api::{DeleteParams, Patch, PatchParams, PostParams};
+use ollama_mcp_operator::controller::{self, Context, ControllerOptions};
 use ollama_mcp_operator::crd::BotDeployment;
 use ollama_mcp_operator::metrics::Metrics;
 use serde_json::{Value, json};
@@ -70,7 +70,7 @@ async fn the_controller_keeps_a_bot_through_its_life() {
     let closed = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let nowhere = format!("http://{}", closed.local_addr().unwrap());
     drop(closed);
-    let settings = Settings {
+    let settings = ControllerOptions {
         bot_image: Some("ghcr.io/ollama-mcp/bot:0.1.0".into()),
         ollama_url_override: Some(nowhere),
         ..Default::default()
@@ -80,6 +80,7 @@ async fn the_controller_keeps_a_bot_through_its_life() {
         settings,
         Arc::new(Metrics::default()),
     ));
+    let view = Arc::clone(&ctx);
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let controller = tokio::spawn(controller::run(ctx, Some(NS.into()), async move {
         let _ = stopped.await;
@@ -215,6 +216,25 @@ async fn the_controller_keeps_a_bot_through_its_life() {
             .iter()
             .all(|r| r.metadata_only && r.method == "GET"),
         "{secret_requests:#?}"
+    );
+
+    // Deleted: forgotten at once (its model check stops, the gauges count it no more).
+    let gauge = |n: u32| format!("ollama_mcp_operator_bot_deployments {n}\n");
+    assert!(view.metrics.encode().contains(&gauge(1)));
+    assert!(view.models.tracks("bots/helper"));
+    bds.delete("helper", &DeleteParams::default())
+        .await
+        .unwrap();
+    eventually("the deleted bot is forgotten", || {
+        view.metrics.encode().contains(&gauge(0)) && !view.models.tracks("bots/helper")
+    })
+    .await;
+    assert!(
+        view.metrics
+            .encode()
+            .contains("ollama_mcp_operator_managed_objects{kind=\"Deployment\"} 0"),
+        "{}",
+        view.metrics.encode()
     );
     let _ = stop.send(());
     tokio::time::timeout(Duration::from_secs(30), controller)

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 
 use kube::Resource;
 use kube_cel::{Validator, compile_schema, estimate_rule_cost};
-use ollama_mcp_operator::controller::build::{BuildInputs, Owner, build};
+use ollama_mcp_operator::controller::render::{Owner, render};
 use ollama_mcp_operator::controller::validate::{SecretVersions, validate};
 use ollama_mcp_operator::crd::BotDeployment;
 use ollama_mcp_operator::crd_yaml;
@@ -55,7 +55,12 @@ fn crd_shape() {
         .iter()
         .map(|c| c["name"].as_str().unwrap())
         .collect();
-    assert_eq!(columns, ["Ready", "Model", "Age"]);
+    assert_eq!(columns, ["Ready", "Reason", "Model", "Age"]);
+    let reason = &v["additionalPrinterColumns"][1];
+    assert_eq!(
+        reason["jsonPath"],
+        json!(".status.conditions[?(@.type==\"Ready\")].reason")
+    );
     let spec = &v["schema"]["openAPIV3Schema"]["properties"]["spec"];
     assert_eq!(spec["required"], json!(["discord", "model", "ollama"]));
     let server = &spec["properties"]["mcpServers"]["items"];
@@ -68,12 +73,11 @@ fn crd_shape() {
             "puppeteer",
             "sequential-thinking",
             "aws-documentation",
-            null
         ])
     );
     assert_eq!(
         server["properties"]["transport"]["enum"],
-        json!(["stdio", "http", null])
+        json!(["stdio", "http"])
     );
     assert_eq!(server["properties"]["port"]["minimum"], json!(1.0));
     assert_eq!(server["properties"]["port"]["maximum"], json!(65535.0));
@@ -103,6 +107,46 @@ fn crd_shape() {
         missing.is_empty(),
         "fields without a description: {missing:#?}"
     );
+}
+
+/// Paths of the enums that list `null` (kubectl's client-side validation of a `v1 List` refuses
+/// them: `unknown object type "nil"`).
+fn enums_with_null(path: &str, v: &Value, out: &mut Vec<String>) {
+    match v {
+        Value::Object(map) => {
+            if let Some(Value::Array(values)) = map.get("enum")
+                && values.iter().any(Value::is_null)
+            {
+                out.push(path.to_string());
+            }
+            for (k, child) in map {
+                enums_with_null(&format!("{path}.{k}"), child, out);
+            }
+        }
+        Value::Array(items) => {
+            for (i, child) in items.iter().enumerate() {
+                enums_with_null(&format!("{path}[{i}]"), child, out);
+            }
+        }
+        _ => {}
+    }
+}
+
+#[test]
+fn no_enum_in_the_crd_holds_null() {
+    let generated: Value = serde_yaml::from_str(&crd_yaml()).unwrap();
+    let mut found = Vec::new();
+    enums_with_null("crd", &generated, &mut found);
+    for file in [
+        "crds/botdeployments.ollama-mcp.io.yaml",
+        "charts/ollama-mcp-operator/files/crds/botdeployments.ollama-mcp.io.yaml",
+        "manifests/install/botdeployments.ollama-mcp.io.yaml",
+    ] {
+        let text = std::fs::read_to_string(repo(file)).unwrap();
+        let on_disk: Value = serde_yaml::from_str(&text).unwrap();
+        enums_with_null(file, &on_disk, &mut found);
+    }
+    assert_eq!(found, Vec::<String>::new(), "enums that list null");
 }
 
 fn doc(spec: Value) -> Value {
@@ -270,21 +314,14 @@ fn examples_are_valid_with_the_secrets_they_ship() {
             assert_eq!(cel_errors(d), Vec::<String>::new(), "{file}");
             // As it comes from the API server: with a uid, which owner references need.
             bd.metadata.uid = Some("uid".into());
-            validate(&bd, &secrets, Some(BOT_IMAGE)).unwrap_or_else(|e| panic!("{file}: {e}"));
+            let bot =
+                validate(&bd, &secrets, Some(BOT_IMAGE)).unwrap_or_else(|e| panic!("{file}: {e}"));
             let owner = Owner {
                 name: bd.metadata.name.clone().unwrap(),
                 namespace: bd.metadata.namespace.clone().unwrap(),
                 reference: bd.controller_owner_ref(&()).unwrap(),
             };
-            let children = build(
-                &owner,
-                &bd.spec,
-                BuildInputs {
-                    default_bot_image: BOT_IMAGE,
-                    secrets: &secrets,
-                },
-            )
-            .unwrap_or_else(|e| panic!("{file}: {e}"));
+            let children = render(&owner, &bot).unwrap_or_else(|e| panic!("{file}: {e}"));
             assert_eq!(children.deployment.metadata.name, bd.metadata.name);
         }
     }

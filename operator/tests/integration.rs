@@ -18,7 +18,7 @@ use k8s_openapi::api::networking::v1::NetworkPolicy;
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
 use kube::{Client, CustomResourceExt, ResourceExt};
-use ollama_mcp_operator::controller::{self, Context, Settings};
+use ollama_mcp_operator::controller::{self, Context, ControllerOptions};
 use ollama_mcp_operator::crd::BotDeployment;
 use ollama_mcp_operator::metrics::Metrics;
 use serde_json::{Value, json};
@@ -105,7 +105,7 @@ impl Env {
         let closed = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let nowhere = format!("http://{}", closed.local_addr().unwrap());
         drop(closed);
-        let settings = Settings {
+        let settings = ControllerOptions {
             bot_image: Some(BOT_IMAGE.into()),
             ollama_url_override: Some(nowhere),
             ..Default::default()

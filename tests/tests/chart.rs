@@ -305,6 +305,42 @@ fn monitoring_objects_exist_only_when_enabled() {
     );
 }
 
+/// The install commands of docs/INSTALL.md and the README, run as written but as `helm template`
+/// (no cluster, no `--kube-version`): they render, and the release name collapses with the
+/// chart's name instead of doubling it (`ollama-mcp-ollama-mcp-operator`).
+#[test]
+fn documented_install_commands_render_as_written() {
+    for file in ["docs/INSTALL.md", "README.md"] {
+        let text = std::fs::read_to_string(root().join(file)).unwrap();
+        let joined = text.replace("\\\n", " ");
+        let commands: Vec<&str> = joined
+            .lines()
+            .map(|l| l.split(" #").next().unwrap_or_default().trim())
+            .filter(|l| l.starts_with("helm install ") || l.starts_with("helm upgrade --install "))
+            .collect();
+        assert!(!commands.is_empty(), "{file} documents no helm install");
+        for command in commands {
+            let words: Vec<&str> = command.split_whitespace().collect();
+            let rest = if words[1] == "install" {
+                &words[2..]
+            } else {
+                &words[3..]
+            };
+            let (ok, stdout, stderr) = run(Command::new(helm())
+                .current_dir(root())
+                .arg("template")
+                .args(rest));
+            assert!(ok, "{file}: `{command}` as helm template failed:\n{stderr}");
+            let docs = docs(&stdout);
+            let deployment = one(&docs, "Deployment");
+            assert_eq!(
+                deployment["metadata"]["name"], "ollama-mcp-operator",
+                "{file}: `{command}`"
+            );
+        }
+    }
+}
+
 /// The CRD the chart and the kubectl manifests carry is the generated one in `crds/`.
 #[test]
 fn crd_copies_match_the_generated_crd() {
@@ -601,73 +637,31 @@ fn rules_of(doc: &Value) -> BTreeSet<(String, String, String)> {
     out
 }
 
+/// The operator's rules as `manifests/install/rbac.yaml` grants them; operator/tests/rbac.rs
+/// derives them from the API calls the controller makes, so this is not a hand-copied list.
 fn expected_namespaced_rules() -> BTreeSet<(String, String, String)> {
-    let mut want = BTreeSet::new();
-    let mut add = |group: &str, resources: &[&str], verbs: &[&str]| {
-        for r in resources {
-            for v in verbs {
-                want.insert((group.to_string(), r.to_string(), v.to_string()));
-            }
-        }
-    };
-    let crud = ["get", "list", "watch", "create", "patch", "delete"];
-    add(
-        "ollama-mcp.io",
-        &["botdeployments"],
-        &["get", "list", "watch", "patch"],
-    );
-    add(
-        "ollama-mcp.io",
-        &["botdeployments/status"],
-        &["get", "patch"],
-    );
-    add(
-        "",
-        &[
-            "configmaps",
-            "services",
-            "serviceaccounts",
-            "persistentvolumeclaims",
-        ],
-        &crud,
-    );
-    add("apps", &["deployments"], &crud);
-    add("networking.k8s.io", &["networkpolicies"], &crud);
-    add("", &["secrets"], &["get", "list", "watch"]);
-    add("", &["pods"], &["get", "list", "watch"]);
-    add("events.k8s.io", &["events"], &["create", "patch"]);
-    add("monitoring.coreos.com", &["servicemonitors"], &crud);
-    want
+    let text = std::fs::read_to_string(root().join("manifests/install/rbac.yaml")).unwrap();
+    let docs = docs(&text);
+    let role = docs
+        .iter()
+        .find(|d| d["kind"] == "ClusterRole" && d["metadata"]["name"] == "ollama-mcp-operator")
+        .expect("the operator's ClusterRole in manifests/install/rbac.yaml");
+    rules_of(role)
 }
 
 #[test]
 fn rbac_is_the_least_the_operator_needs() {
     let docs = render(&[]);
+    // One ClusterRole: the namespaced rules. Nothing cluster-scoped (the CRD check uses
+    // discovery).
     let roles = of_kind(&docs, "ClusterRole");
-    assert_eq!(roles.len(), 2);
-    let main = roles
-        .iter()
-        .find(|r| !r["metadata"]["name"].as_str().unwrap().ends_with("-crds"))
-        .unwrap();
-    assert_eq!(rules_of(main), expected_namespaced_rules());
-    let crds = roles
-        .iter()
-        .find(|r| r["metadata"]["name"].as_str().unwrap().ends_with("-crds"))
-        .unwrap();
-    assert_eq!(
-        rules_of(crds),
-        BTreeSet::from([
-            (
-                "apiextensions.k8s.io".into(),
-                "customresourcedefinitions".into(),
-                "get".into()
-            ),
-            (
-                "apiextensions.k8s.io".into(),
-                "customresourcedefinitions".into(),
-                "list".into()
-            ),
-        ])
+    assert_eq!(roles.len(), 1);
+    assert_eq!(rules_of(roles[0]), expected_namespaced_rules());
+    assert!(
+        !serde_yaml::to_string(&docs)
+            .unwrap()
+            .contains("customresourcedefinitions"),
+        "no permission on CRDs"
     );
     let all_yaml = serde_yaml::to_string(&docs).unwrap();
     assert!(
@@ -685,16 +679,9 @@ fn rbac_is_the_least_the_operator_needs() {
             .all(|b| b["subjects"][0]["namespace"] == NAMESPACE)
     );
 
-    // One namespace: a Role there, a Lease Role at home when electing, only CRD reads cluster-wide.
+    // One namespace: a Role there, a Lease Role at home when electing, nothing cluster-wide.
     let docs = render(&["--set", "watchNamespace=bots", "--set", "replicaCount=2"]);
-    let roles = of_kind(&docs, "ClusterRole");
-    assert_eq!(roles.len(), 1);
-    assert!(
-        roles[0]["metadata"]["name"]
-            .as_str()
-            .unwrap()
-            .ends_with("-crds")
-    );
+    assert!(of_kind(&docs, "ClusterRole").is_empty());
     let roles = of_kind(&docs, "Role");
     let watched = roles
         .iter()
@@ -946,15 +933,13 @@ fn install_manifests_are_complete_and_consistent() {
 
     let chart = render(&[]);
     let chart_roles = of_kind(&chart, "ClusterRole");
+    assert_eq!(
+        of_kind(&objects, "ClusterRole").len(),
+        chart_roles.len(),
+        "the same ClusterRoles as the chart's"
+    );
     for role in of_kind(&objects, "ClusterRole") {
-        let suffix = role["metadata"]["name"]
-            .as_str()
-            .unwrap()
-            .ends_with("-crds");
-        let twin = chart_roles
-            .iter()
-            .find(|r| r["metadata"]["name"].as_str().unwrap().ends_with("-crds") == suffix)
-            .unwrap();
+        let twin = chart_roles[0];
         assert_eq!(
             rules_of(role),
             rules_of(twin),

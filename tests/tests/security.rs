@@ -454,3 +454,69 @@ async fn canary_secrets_never_leak() {
     );
     assert!(text.contains("API_TOKEN = \"<set, 20 chars>\""), "{text}");
 }
+
+/// Runs `chat` on a pseudo-terminal, waits for its prompt, types Ctrl-C and reports whether it
+/// exited within 10 s (a blocking read of stdin used to hold it until Enter).
+const CTRL_C_AT_PROMPT: &str = r#"
+import os, pty, select, signal, sys, time
+bot, config = sys.argv[1], sys.argv[2]
+pid, fd = pty.fork()
+if pid == 0:
+    os.execv(bot, [bot, "chat", "--config", config, "--session", "tty"])
+def drain(timeout):
+    r, _, _ = select.select([fd], [], [], timeout)
+    if r:
+        try:
+            return os.read(fd, 4096)
+        except OSError:
+            return b""
+    return b""
+seen = b""
+deadline = time.time() + 90
+while b"you>" not in seen:
+    if time.time() > deadline:
+        os.kill(pid, signal.SIGKILL)
+        print("NO PROMPT", seen)
+        sys.exit(3)
+    seen += drain(0.5)
+os.write(fd, b"\x03")
+start = time.time()
+while time.time() - start < 10:
+    done, status = os.waitpid(pid, os.WNOHANG)
+    if done:
+        print("EXITED after %.1f s" % (time.time() - start))
+        sys.exit(0)
+    drain(0.1)
+os.kill(pid, signal.SIGKILL)
+os.waitpid(pid, 0)
+print("HUNG")
+sys.exit(1)
+"#;
+
+#[tokio::test(flavor = "multi_thread")]
+async fn ctrl_c_at_the_prompt_exits_at_once() {
+    let dir = tempfile::tempdir().expect("dir");
+    let double = double_calling("none__none", json!({})).await;
+    let config = write_config(
+        dir.path(),
+        &test_config(dir.path(), &double.url(), vec![stubborn(dir.path())]),
+    );
+    let out = tokio::process::Command::new("python3")
+        .arg("-c")
+        .arg(CTRL_C_AT_PROMPT)
+        .arg(bot_binary())
+        .arg(&config)
+        .env_remove("RUST_LOG")
+        .env_remove("OLLAMA_MCP_CONFIG")
+        .output()
+        .await
+        .expect("run python3 with a pty");
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        said.contains("EXITED"),
+        "chat did not exit on Ctrl-C at its prompt: {said}"
+    );
+    // This test's own server: other tests run stubborn servers of their own meanwhile.
+    let left = servers::my_descendants_running(&dir.path().display().to_string());
+    assert!(left.is_empty(), "its MCP server was left running: {left:?}");
+}

@@ -1,8 +1,11 @@
-//! Fitting history into the prompt: the system prompt and the current turn always go in; earlier
-//! turns go in newest first while they fit `history_token_budget`. When they do not fit, tool
-//! results of turns before the latest are shortened first, then the oldest turns are dropped.
+//! Fitting the prompt into the window: the system prompt and the current turn always go in (the
+//! current turn's earlier tool results shortened when it alone is too big); earlier turns go in
+//! while they fit `history_token_budget`. When they no longer fit, a compaction drops the oldest
+//! turns down to half the budget at once, so that the next turns append to a stable prefix.
 //! Token counts come from Ollama: each stored message carries an estimate calibrated by the
 //! `prompt_eval_count` Ollama reported for the request it was part of.
+//!
+//! (Over 450 lines only because of its tests.)
 
 use crate::llm::{ChatMessage, Role};
 use crate::store::StoredMessage;
@@ -30,7 +33,7 @@ pub fn estimate_tokens(message: &ChatMessage, tokens_per_char: f64) -> u32 {
 }
 
 /// Tokens of a message of `chars` characters at `tokens_per_char`, template overhead included.
-fn tokens_for_chars(chars: usize, tokens_per_char: f64) -> u32 {
+pub fn tokens_for_chars(chars: usize, tokens_per_char: f64) -> u32 {
     let tokens = (chars as f64 * tokens_per_char).ceil();
     MESSAGE_OVERHEAD
         + if tokens >= f64::from(u32::MAX) {
@@ -94,6 +97,118 @@ pub fn shorten(content: &str, max: usize) -> Option<String> {
     ))
 }
 
+/// Share of the budget history is cut down to by a compaction: the rest is room for the next
+/// turns to append without moving the prompt's start.
+const COMPACT_TO: f64 = 0.5;
+
+/// Earlier turns, oldest first, with the tool results of all but the latest few shortened
+/// (whatever the budget, so that a turn's text changes at most once, when it stops being recent).
+fn kept_turns(history: &[StoredMessage], budget: &Budget) -> Vec<Kept> {
+    let mut kept: Vec<Kept> = group_turns(history)
+        .iter()
+        .map(|t| Kept {
+            turn: t.first().map_or(0, |m| m.turn),
+            messages: t.iter().map(|m| m.message.clone()).collect(),
+            tokens: t.iter().map(|m| m.tokens).sum(),
+            shortened: false,
+        })
+        .collect();
+    let recent = kept.len().saturating_sub(budget.full_tool_result_turns);
+    for k in kept.iter_mut().take(recent) {
+        k.shorten(budget);
+    }
+    kept
+}
+
+fn total(kept: &[Kept]) -> u64 {
+    kept.iter().map(|k| u64::from(k.tokens)).sum()
+}
+
+/// Whether these earlier turns fit the budget as they are.
+pub fn fits(history: &[StoredMessage], budget: &Budget) -> bool {
+    total(&kept_turns(history, budget)) <= u64::from(budget.tokens)
+}
+
+/// The first turn to keep after a compaction: the oldest turns go until the rest takes at most
+/// half the budget. Past every turn when not even the latest fits that.
+pub fn compaction_start(history: &[StoredMessage], budget: &Budget) -> i64 {
+    let kept = kept_turns(history, budget);
+    let target = (f64::from(budget.tokens) * COMPACT_TO) as u64;
+    let mut start = 0;
+    while start < kept.len() && total(&kept[start..]) > target {
+        start += 1;
+    }
+    kept.get(start).map_or_else(
+        || history.last().map_or(i64::MIN, |m| m.turn + 1),
+        |k| k.turn,
+    )
+}
+
+/// Fits this turn's messages into `room` tokens: when they do not fit, tool results of earlier
+/// rounds are shortened first, then those of the latest round share what is left. Returns the
+/// tokens they take, or `Err(tokens)` when even the user's message does not fit.
+pub fn fit_current(
+    current: &mut [ChatMessage],
+    room: u32,
+    tokens_per_char: f64,
+    old_tool_result_chars: usize,
+) -> Result<u32, u32> {
+    let count = |c: &[ChatMessage]| -> u32 {
+        c.iter()
+            .map(|m| estimate_tokens(m, tokens_per_char))
+            .fold(0u32, u32::saturating_add)
+    };
+    let tokens = count(current);
+    if tokens <= room {
+        return Ok(tokens);
+    }
+    // The latest round's results: the tool messages after the last assistant message.
+    let last_assistant = current
+        .iter()
+        .rposition(|m| m.role == Role::Assistant)
+        .unwrap_or(0);
+    for i in 0..last_assistant {
+        if current[i].role != Role::Tool {
+            continue;
+        }
+        if let Some(short) = shorten(&current[i].content, old_tool_result_chars) {
+            current[i].content = short;
+        }
+        let tokens = count(current);
+        if tokens <= room {
+            return Ok(tokens);
+        }
+    }
+    let latest: Vec<usize> = (last_assistant..current.len())
+        .filter(|&i| current[i].role == Role::Tool)
+        .collect();
+    if !latest.is_empty() {
+        let others: u32 = current
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| !latest.contains(i))
+            .map(|(_, m)| estimate_tokens(m, tokens_per_char))
+            .fold(0u32, u32::saturating_add);
+        let per_result = room.saturating_sub(others) / u32::try_from(latest.len()).unwrap_or(1);
+        // Characters that fit, less room for the template and the note saying it was cut.
+        let chars = (f64::from(per_result.saturating_sub(MESSAGE_OVERHEAD + 24)) / tokens_per_char)
+            as usize;
+        for i in latest {
+            if let Some(short) = shorten(&current[i].content, chars.max(1)) {
+                current[i].content = short;
+            }
+        }
+    }
+    let tokens = count(current);
+    if tokens <= room {
+        Ok(tokens)
+    } else {
+        Err(current
+            .first()
+            .map_or(tokens, |m| estimate_tokens(m, tokens_per_char)))
+    }
+}
+
 /// The messages to send: system, the history that fits, then this turn's messages.
 pub fn build_prompt(
     system: &str,
@@ -101,24 +216,8 @@ pub fn build_prompt(
     current: &[ChatMessage],
     budget: &Budget,
 ) -> Vec<ChatMessage> {
-    let turns = group_turns(history);
-    // Earlier turns, oldest first.
-    let mut kept: Vec<Kept> = turns
-        .iter()
-        .map(|t| Kept {
-            messages: t.iter().map(|m| m.message.clone()).collect(),
-            tokens: t.iter().map(|m| m.tokens).sum(),
-            shortened: false,
-        })
-        .collect();
-    let total = |kept: &[Kept]| kept.iter().map(|k| u64::from(k.tokens)).sum::<u64>();
+    let mut kept = kept_turns(history, budget);
     let limit = u64::from(budget.tokens);
-
-    // Tool results of all but the latest few turns are shortened whatever the budget.
-    let recent = kept.len().saturating_sub(budget.full_tool_result_turns);
-    for k in kept.iter_mut().take(recent) {
-        k.shorten(budget);
-    }
     if total(&kept) > limit {
         // Then, when over budget: those of every turn but the latest.
         let last = kept.len().saturating_sub(1);
@@ -159,6 +258,7 @@ pub fn build_prompt(
 
 /// An earlier turn on its way into the prompt.
 struct Kept {
+    turn: i64,
     messages: Vec<ChatMessage>,
     tokens: u32,
     shortened: bool,

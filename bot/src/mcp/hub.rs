@@ -20,8 +20,8 @@ use super::connection::{self, Connection, config_key};
 use super::validate::ArgumentValidator;
 use super::{OutcomeKind, ServerState, ServerStatus, ToolHost, ToolOutcome, split_namespaced};
 use crate::config::{ChatConfig, McpServer};
-use crate::llm::ToolSpec;
 use crate::metrics::{ServerLabels, metrics};
+use crate::tool::ToolSpec;
 
 /// How the hub treats tool results.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

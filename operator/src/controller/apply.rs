@@ -13,9 +13,9 @@ use kube::{Client, Resource};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use super::build::Children;
-use super::build::ollama::ollama_name;
-use super::build::service::{data_pvc_name, service_monitor_resource};
+use super::render::Children;
+use super::render::ollama::ollama_name;
+use super::render::service::{data_pvc_name, service_monitor_resource};
 use super::status::ServiceMonitorState;
 use super::{Error, FIELD_MANAGER};
 
@@ -86,18 +86,26 @@ pub async fn apply(
     children: &Children,
     discovery: &DiscoveryCache,
 ) -> Result<Applied, Error> {
+    // Destructured without `..`: a new child fails to compile here instead of silently never
+    // being applied.
+    let Children {
+        config_map,
+        service_account,
+        data_pvc,
+        metrics_service,
+        ollama,
+        deployment,
+        network_policy,
+        service_monitor,
+        config_hash: _,
+    } = children;
     let mut counts: Vec<(&'static str, i64)> = Vec::new();
-    let bot = children
-        .deployment
-        .metadata
-        .name
-        .clone()
-        .unwrap_or_default();
+    let bot = deployment.metadata.name.clone().unwrap_or_default();
     // The configuration first: a new pod must never start with the previous config.
-    ssa(client, ns, &children.config_map).await?;
-    ssa(client, ns, &children.service_account).await?;
+    ssa(client, ns, config_map).await?;
+    ssa(client, ns, service_account).await?;
     counts.extend([("ConfigMap", 1), ("ServiceAccount", 1)]);
-    match &children.data_pvc {
+    match data_pvc {
         Some(pvc) => {
             ssa(client, ns, pvc).await?;
             counts.push(("PersistentVolumeClaim", 1));
@@ -107,9 +115,9 @@ pub async fn apply(
                 .await?
         }
     }
-    ssa(client, ns, &children.metrics_service).await?;
+    ssa(client, ns, metrics_service).await?;
     counts.push(("Service", 1));
-    match &children.ollama {
+    match ollama {
         Some(o) => {
             match &o.pvc {
                 Some(pvc) => {
@@ -132,11 +140,11 @@ pub async fn apply(
             delete_owned::<PersistentVolumeClaim>(client, ns, &name, owner_uid).await?;
         }
     }
-    let deployment = ssa(client, ns, &children.deployment).await?;
-    ssa(client, ns, &children.network_policy).await?;
+    let deployment = ssa(client, ns, deployment).await?;
+    ssa(client, ns, network_policy).await?;
     counts.extend([("Deployment", 1), ("NetworkPolicy", 1)]);
 
-    let service_monitor = match &children.service_monitor {
+    let service_monitor = match service_monitor {
         Some(sm) => {
             if discovery.service_monitors_served(client).await? {
                 let ar = service_monitor_resource();

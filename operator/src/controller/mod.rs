@@ -1,9 +1,9 @@
 //! The BotDeployment controller: a thin `reconcile` that times itself and hands off to
-//! validate (pure) → build (pure) → apply (server-side apply) → status.
+//! validate (pure) → render (pure) → apply (server-side apply) → status.
 
 pub mod apply;
-pub mod build;
 pub mod model_check;
+pub mod render;
 pub mod status;
 pub mod validate;
 
@@ -28,12 +28,12 @@ use kube::{Client, Resource, ResourceExt};
 use tracing::{Instrument, field};
 
 use self::apply::DiscoveryCache;
-use self::build::labels::{BOT_APP, INSTANCE, MANAGED_BY, MANAGED_BY_VALUE, NAME, Owner};
-use self::build::{BuildInputs, Children};
 use self::model_check::{CheckRequest, CheckTiming, ModelChecker};
+use self::render::Children;
+use self::render::labels::{BOT_APP, INSTANCE, MANAGED_BY, MANAGED_BY_VALUE, NAME, Owner};
 use self::status::Observed;
-use self::validate::SecretVersions;
-use crate::crd::BotDeployment;
+use self::validate::{SecretVersions, ValidatedBot};
+use crate::crd::{BotDeployment, BotDeploymentStatus};
 use crate::metrics::Metrics;
 
 /// The one field manager of everything the operator writes.
@@ -84,9 +84,9 @@ impl Error {
     }
 }
 
-/// Settings of the controller.
+/// How the controller runs (command-line flags of the operator).
 #[derive(Debug, Clone, Default)]
-pub struct Settings {
+pub struct ControllerOptions {
     /// Default bot image (`--bot-image`).
     pub bot_image: Option<String>,
     /// Talk to this Ollama URL instead of the one in the spec or the managed Service (tests, or
@@ -104,27 +104,75 @@ pub struct Settings {
 /// Shared state of every reconciliation.
 pub struct Context {
     pub client: Client,
-    pub settings: Settings,
+    pub options: ControllerOptions,
     pub recorder: Recorder,
     pub metrics: Arc<Metrics>,
     pub models: ModelChecker,
     discovery: DiscoveryCache,
+    /// The status this process last wrote, per BotDeployment: fresher than the watch cache, which
+    /// may not have seen the write yet (a status-only change never triggers a reconcile, so a
+    /// write skipped against a stale copy would wait for the next requeue).
+    written: std::sync::Mutex<std::collections::HashMap<String, BotDeploymentStatus>>,
 }
 
 impl Context {
-    pub fn new(client: Client, settings: Settings, metrics: Arc<Metrics>) -> Self {
+    pub fn new(client: Client, options: ControllerOptions, metrics: Arc<Metrics>) -> Self {
         let reporter = Reporter {
             controller: "ollama-mcp-operator".into(),
-            instance: settings.instance.clone(),
+            instance: options.instance.clone(),
         };
         Self {
             recorder: Recorder::new(client.clone(), reporter),
-            models: ModelChecker::new(settings.model_check),
+            models: ModelChecker::new(options.model_check),
             discovery: DiscoveryCache::default(),
+            written: std::sync::Mutex::default(),
             client,
-            settings,
+            options,
             metrics,
         }
+    }
+}
+
+impl Context {
+    /// Forgets a BotDeployment that is gone: its model check (a pull in progress stops) and its
+    /// share of the `managed_objects` / `bot_deployments` gauges.
+    pub fn forget(&self, key: &str) {
+        self.models.forget(key);
+        self.metrics.set_children(key, Vec::new());
+        self.written_status().remove(key);
+    }
+
+    fn written_status(
+        &self,
+    ) -> std::sync::MutexGuard<'_, std::collections::HashMap<String, BotDeploymentStatus>> {
+        self.written.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The status as the API server has it: the one this process last wrote, else the
+    /// object's own (written by an earlier run).
+    fn current_status(&self, bd: &BotDeployment) -> Option<BotDeploymentStatus> {
+        self.written_status()
+            .get(&key(bd))
+            .cloned()
+            .or_else(|| bd.status.clone())
+    }
+
+    /// Writes `status` unless the API server has it already.
+    async fn write_status_if_changed(
+        &self,
+        bds: &Api<BotDeployment>,
+        bd: &BotDeployment,
+        current: Option<&BotDeploymentStatus>,
+        status: &BotDeploymentStatus,
+    ) -> Result<(), Error> {
+        if current == Some(status) {
+            return Ok(());
+        }
+        status::patch(bds, &bd.name_any(), status)
+            .await
+            .map_err(Error::Status)?;
+        self.written_status().insert(key(bd), status.clone());
+        Ok(())
     }
 }
 
@@ -138,7 +186,8 @@ const REQUEUE_MODEL_RETRY: Duration = Duration::from_secs(60);
 /// Requeue when all is well: repairs drift and repeats the model check.
 const REQUEUE_IDLE: Duration = Duration::from_secs(300);
 
-fn key(bd: &BotDeployment) -> String {
+/// `<namespace>/<name>`: the key of the model checker and of the per-object metrics.
+pub fn key(bd: &BotDeployment) -> String {
     format!("{}/{}", bd.namespace().unwrap_or_default(), bd.name_any())
 }
 
@@ -155,80 +204,42 @@ pub async fn reconcile(bd: Arc<BotDeployment>, ctx: Arc<Context>) -> Result<Acti
 }
 
 async fn reconcile_inner(bd: &BotDeployment, ctx: &Context) -> Result<Action, Error> {
-    let ns = bd.namespace().ok_or(Error::MissingObjectKey("namespace"))?;
-    let name = bd.name_any();
-    let reference = bd
-        .controller_owner_ref(&())
-        .ok_or(Error::MissingObjectKey("uid"))?;
-    let owner_uid = reference.uid.clone();
-    let owner = Owner {
-        name: name.clone(),
-        namespace: ns.clone(),
-        reference,
-    };
-    let bds: Api<BotDeployment> = Api::namespaced(ctx.client.clone(), &ns);
+    let owner = owner(bd)?;
+    let ns = owner.namespace.as_str();
+    let bds: Api<BotDeployment> = Api::namespaced(ctx.client.clone(), ns);
 
-    let secrets = secret_versions(&ctx.client, &ns, bd).await?;
-    if let Err(invalid) = validate::validate(bd, &secrets, ctx.settings.bot_image.as_deref()) {
-        return report_invalid(bd, ctx, &bds, "InvalidSpec", &invalid.to_string()).await;
-    }
-    let inputs = BuildInputs {
-        default_bot_image: ctx.settings.bot_image.as_deref().unwrap_or_default(),
-        secrets: &secrets,
+    // 1. Validate: the spec, with the metadata of the Secrets it references, resolved once.
+    //    An invalid spec is reported and waits for a change.
+    let secrets = secret_versions(&ctx.client, ns, bd).await?;
+    let bot = match validate::validate(bd, &secrets, ctx.options.bot_image.as_deref()) {
+        Ok(bot) => bot,
+        Err(e) => return report_invalid(bd, ctx, &bds, "InvalidSpec", &e.to_string()).await,
     };
-    let children = match build::build(&owner, &bd.spec, inputs) {
+    // 2. Render the children (pure).
+    let children = match render::render(&owner, &bot) {
         Ok(c) => c,
         Err(e) => return report_invalid(bd, ctx, &bds, "InvalidSpec", &e.to_string()).await,
     };
-
-    let applied = match apply::apply(&ctx.client, &ns, &owner_uid, &children, &ctx.discovery).await
-    {
-        Ok(a) => a,
-        Err(e) => {
-            // An API server refusal (422, 403) is something a person must fix: say so in status.
-            if let Error::Apply {
-                source: kube::Error::Api(s),
-                ..
-            } = &e
-                && matches!(s.code, 403 | 422)
-            {
-                let _ = report_invalid(bd, ctx, &bds, "ApplyRejected", &e.to_string()).await;
-            }
-            return Err(e);
-        }
-    };
-    ctx.metrics.set_children(&key(bd), applied.counts.clone());
-
-    let pods = list_pods(&ctx.client, &ns, &name).await?;
-    let model = ctx
-        .models
-        .observe(&key(bd), &model_request(ctx, bd, &children));
-    let now = Time(k8s_openapi::jiff::Timestamp::now());
+    // 3. Apply them: server-side apply, then deletion of those switched off.
+    let applied = apply_children(bd, ctx, &bds, &owner, &children).await?;
+    // 4. Observe the bot's pods and the model check.
+    let pods = list_pods(&ctx.client, ns, &owner.name).await?;
+    let request = model_request(ctx, &bot);
+    if let Some(known) = status::known_model_state(bd.status.as_ref(), &request.models) {
+        ctx.models.remember(&key(bd), &request, known);
+    }
+    let model = ctx.models.observe(&key(bd), &request);
+    // 5. Report: the status when it changed, a Warning event when a problem is new.
     let observed = Observed {
         generation: bd.metadata.generation,
+        bot: &bot,
         children: &children,
         deployment: &applied.deployment,
         pods: &pods,
         model: &model,
         service_monitor: applied.service_monitor,
     };
-    let new_status = status::observed_status(bd.status.as_ref(), &observed, &now);
-    let newly_degraded = status::current_degraded_message(Some(&new_status))
-        .filter(|m| status::current_degraded_message(bd.status.as_ref()) != Some(*m))
-        .map(str::to_string);
-    if bd.status.as_ref() != Some(&new_status) {
-        status::patch(&bds, &name, &new_status)
-            .await
-            .map_err(Error::Status)?;
-    }
-    if let Some(message) = newly_degraded {
-        let reason = new_status
-            .conditions
-            .iter()
-            .find(|c| c.type_ == status::DEGRADED)
-            .map_or("Degraded", |c| c.reason.as_str());
-        publish(ctx, bd, EventType::Warning, reason, &message).await?;
-    }
+    write_status(bd, ctx, &bds, &observed).await?;
 
     // Pods and children report through watches; only the model check needs polling.
     Ok(if model.checking {
@@ -240,34 +251,97 @@ async fn reconcile_inner(bd: &BotDeployment, ctx: &Context) -> Result<Action, Er
     })
 }
 
-fn model_request(ctx: &Context, bd: &BotDeployment, children: &Children) -> CheckRequest {
+/// The BotDeployment as the owner of its children.
+fn owner(bd: &BotDeployment) -> Result<Owner, Error> {
+    Ok(Owner {
+        name: bd.name_any(),
+        namespace: bd.namespace().ok_or(Error::MissingObjectKey("namespace"))?,
+        reference: bd
+            .controller_owner_ref(&())
+            .ok_or(Error::MissingObjectKey("uid"))?,
+    })
+}
+
+async fn apply_children(
+    bd: &BotDeployment,
+    ctx: &Context,
+    bds: &Api<BotDeployment>,
+    owner: &Owner,
+    children: &Children,
+) -> Result<apply::Applied, Error> {
+    let uid = &owner.reference.uid;
+    match apply::apply(&ctx.client, &owner.namespace, uid, children, &ctx.discovery).await {
+        Ok(applied) => {
+            ctx.metrics.set_children(&key(bd), applied.counts.clone());
+            Ok(applied)
+        }
+        Err(e) => {
+            // An API server refusal (422, 403) is something a person must fix: say so in status.
+            if let Error::Apply {
+                source: kube::Error::Api(s),
+                ..
+            } = &e
+                && matches!(s.code, 403 | 422)
+            {
+                let _ = report_invalid(bd, ctx, bds, "ApplyRejected", &e.to_string()).await;
+            }
+            Err(e)
+        }
+    }
+}
+
+async fn write_status(
+    bd: &BotDeployment,
+    ctx: &Context,
+    bds: &Api<BotDeployment>,
+    observed: &Observed<'_>,
+) -> Result<(), Error> {
+    let now = Time(k8s_openapi::jiff::Timestamp::now());
+    let current = ctx.current_status(bd);
+    let new_status = status::observed_status(current.as_ref(), observed, &now);
+    let newly_degraded = status::current_degraded_message(Some(&new_status))
+        .filter(|m| status::current_degraded_message(current.as_ref()) != Some(*m))
+        .map(str::to_string);
+    ctx.write_status_if_changed(bds, bd, current.as_ref(), &new_status)
+        .await?;
+    if let Some(message) = newly_degraded {
+        let reason = new_status
+            .conditions
+            .iter()
+            .find(|c| c.type_ == status::DEGRADED)
+            .map_or("Degraded", |c| c.reason.as_str());
+        publish(ctx, bd, EventType::Warning, reason, &message).await?;
+    }
+    let monitoring_down = |s: Option<&BotDeploymentStatus>| {
+        s.is_some_and(|s| {
+            s.conditions
+                .iter()
+                .any(|c| c.type_ == status::MONITORING_READY && c.status == "False")
+        })
+    };
+    if monitoring_down(Some(&new_status)) && !monitoring_down(current.as_ref()) {
+        let reason = status::SERVICE_MONITOR_UNAVAILABLE;
+        publish(
+            ctx,
+            bd,
+            EventType::Warning,
+            reason,
+            status::SERVICE_MONITOR_ADVICE,
+        )
+        .await?;
+    }
+    Ok(())
+}
+
+fn model_request(ctx: &Context, bot: &ValidatedBot<'_>) -> CheckRequest {
     CheckRequest {
         base_url: ctx
-            .settings
+            .options
             .ollama_url_override
             .clone()
-            .unwrap_or_else(|| children.ollama_url.clone()),
-        models: bd
-            .spec
-            .ollama
-            .managed
-            .as_ref()
-            .filter(|m| !m.models.is_empty())
-            .map_or_else(
-                || children.models.clone(),
-                |m| {
-                    let mut all = m.models.clone();
-                    all.extend(
-                        children
-                            .models
-                            .iter()
-                            .filter(|x| !m.models.contains(x))
-                            .cloned(),
-                    );
-                    all
-                },
-            ),
-        pull: bd.spec.ollama.managed.is_some(),
+            .unwrap_or_else(|| bot.ollama_url.clone()),
+        models: bot.checked_models.clone(),
+        pull: bot.managed_ollama.is_some(),
     }
 }
 
@@ -287,19 +361,17 @@ async fn report_invalid(
     );
     ctx.metrics.invalid_specs.inc();
     let now = Time(k8s_openapi::jiff::Timestamp::now());
+    let current = ctx.current_status(bd);
     let new_status = status::failed_status(
-        bd.status.as_ref(),
+        current.as_ref(),
         bd.metadata.generation,
         reason,
         message,
         &now,
     );
-    let is_new = status::current_degraded_message(bd.status.as_ref()) != Some(message);
-    if bd.status.as_ref() != Some(&new_status) {
-        status::patch(bds, &bd.name_any(), &new_status)
-            .await
-            .map_err(Error::Status)?;
-    }
+    let is_new = status::current_degraded_message(current.as_ref()) != Some(message);
+    ctx.write_status_if_changed(bds, bd, current.as_ref(), &new_status)
+        .await?;
     if is_new {
         publish(ctx, bd, EventType::Warning, reason, message).await?;
     }
@@ -402,6 +474,7 @@ pub async fn run(
 
     // Reconcile on spec changes only: our own status writes must not trigger another round.
     let (reader, writer) = kube::runtime::reflector::store();
+    let gone = Arc::clone(&ctx);
     let bd_stream = kube::runtime::reflector(
         writer,
         watcher(
@@ -410,6 +483,12 @@ pub async fn run(
         ),
     )
     .default_backoff()
+    // A deleted BotDeployment is never reconciled again: forget it here.
+    .inspect(move |event| {
+        if let Ok(watcher::Event::Delete(bd)) = event {
+            gone.forget(&key(bd));
+        }
+    })
     .applied_objects()
     .predicate_filter(predicates::generation, Default::default());
 
@@ -468,7 +547,7 @@ pub async fn run(
             name.zip(ns).map(|(n, ns)| ObjectRef::new(&n).within(&ns))
         })
         .with_config(kube::runtime::controller::Config::default().concurrency(
-            match ctx.settings.concurrency {
+            match ctx.options.concurrency {
                 0 => DEFAULT_CONCURRENCY,
                 n => n,
             },

@@ -59,7 +59,18 @@ struct Entry {
     /// Pull progress by model while a check runs.
     progress: BTreeMap<String, String>,
     last: Option<(Instant, Outcome)>,
+    /// `last` came from an earlier run of the operator: report it, but check again at once.
+    inherited: bool,
     task: Option<tokio::task::AbortHandle>,
+}
+
+/// What an earlier run of the operator reported (read back from the object's status).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Known {
+    pub ready: bool,
+    pub reason: String,
+    pub message: String,
+    pub models: Vec<ModelStatus>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -111,12 +122,14 @@ impl ModelChecker {
                     running: false,
                     progress: BTreeMap::new(),
                     last: None,
+                    inherited: false,
                     task: None,
                 })
             }
         };
         let due = match &entry.last {
             None => true,
+            Some(_) if entry.inherited => true,
             Some((at, o)) => {
                 let wait = if o.ready {
                     self.timing.recheck_ready
@@ -128,6 +141,7 @@ impl ModelChecker {
         };
         if !entry.running && due {
             entry.running = true;
+            entry.inherited = false;
             entry.progress.clear();
             let task = tokio::spawn(run_check(
                 self.http.clone(),
@@ -138,6 +152,37 @@ impl ModelChecker {
             entry.task = Some(task.abort_handle());
         }
         report(entry)
+    }
+
+    /// Seeds `key` with what an earlier run of the operator reported, when this run knows
+    /// nothing of it yet: a restart then keeps the last known state (no `Unknown` flap, no reset
+    /// transition time) until the first check of this run, which starts at once, says otherwise.
+    pub fn remember(&self, key: &str, request: &CheckRequest, known: Known) {
+        let mut entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
+        entries.entry(key.to_string()).or_insert_with(|| Entry {
+            request: request.clone(),
+            running: false,
+            progress: BTreeMap::new(),
+            last: Some((
+                Instant::now(),
+                Outcome {
+                    ready: known.ready,
+                    reason: known.reason,
+                    message: known.message,
+                    models: known.models,
+                },
+            )),
+            inherited: true,
+            task: None,
+        });
+    }
+
+    /// Whether anything is known about `key` (it is forgotten when its BotDeployment goes).
+    pub fn tracks(&self, key: &str) -> bool {
+        self.entries
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .contains_key(key)
     }
 
     /// Whether a check for `key` is running (tests poll this instead of sleeping).

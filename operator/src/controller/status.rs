@@ -7,14 +7,25 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use kube::api::{Api, Patch, PatchParams};
 
 use super::FIELD_MANAGER;
-use super::build::{Children, EndpointKind, sidecars::container_name};
 use super::model_check::ModelReport;
+use super::render::{Children, sidecars::container_name};
+use super::validate::{EndpointKind, ValidatedBot};
 use crate::crd::{BotDeployment, BotDeploymentStatus, McpServerStatus};
 
 pub const READY: &str = "Ready";
 pub const PROGRESSING: &str = "Progressing";
 pub const DEGRADED: &str = "Degraded";
 pub const MODEL_READY: &str = "ModelReady";
+/// Only when `spec.metrics.serviceMonitor` is on: whether the ServiceMonitor could be created.
+/// A missing optional integration is its own condition, never `Degraded`, so that it does not
+/// hide the bot's and the model's state.
+pub const MONITORING_READY: &str = "MonitoringReady";
+/// Reason of `MonitoringReady=False` (and of its Warning event).
+pub const SERVICE_MONITOR_UNAVAILABLE: &str = "ServiceMonitorUnavailable";
+/// The message of `MonitoringReady=False`.
+pub const SERVICE_MONITOR_ADVICE: &str = "spec.metrics.serviceMonitor is true but the ServiceMonitor CRD \
+     (monitoring.coreos.com/v1) is not installed: install the Prometheus operator, or set \
+     serviceMonitor to false and scrape the `<name>-metrics` Service another way";
 
 /// What happened to the requested ServiceMonitor.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -28,6 +39,7 @@ pub enum ServiceMonitorState {
 /// Everything status is derived from after a successful apply.
 pub struct Observed<'a> {
     pub generation: Option<i64>,
+    pub bot: &'a ValidatedBot<'a>,
     pub children: &'a Children,
     /// The bot Deployment as the API server returned it from the apply (with its status).
     pub deployment: &'a Deployment,
@@ -58,16 +70,46 @@ fn conditions(
                 Some(p) if p.status == c.status => p.last_transition_time.clone(),
                 _ => now.clone(),
             };
+            // `kubectl describe` shows an empty message as a blank line: say at least the reason.
+            let message = if c.message.trim().is_empty() {
+                format!("{} is {} ({})", c.type_, c.status, c.reason)
+            } else {
+                c.message
+            };
             Condition {
                 type_: c.type_.into(),
                 status: c.status.into(),
                 reason: c.reason.into(),
-                message: c.message,
+                message,
                 observed_generation: generation,
                 last_transition_time,
             }
         })
         .collect()
+}
+
+/// The model check's result as the status holds it (written by an earlier run of the
+/// operator), if it covers exactly `models` and was a finished check (True or False).
+pub fn known_model_state(
+    status: Option<&BotDeploymentStatus>,
+    models: &[String],
+) -> Option<super::model_check::Known> {
+    let status = status?;
+    let c = status.conditions.iter().find(|c| c.type_ == MODEL_READY)?;
+    let ready = match c.status.as_str() {
+        "True" => true,
+        "False" => false,
+        _ => return None,
+    };
+    let names: Vec<&str> = status.models.iter().map(|m| m.name.as_str()).collect();
+    (names == models.iter().map(String::as_str).collect::<Vec<_>>()).then(|| {
+        super::model_check::Known {
+            ready,
+            reason: c.reason.clone(),
+            message: c.message.clone(),
+            models: status.models.clone(),
+        }
+    })
 }
 
 /// Whether the Deployment has rolled out its current spec and its pod is ready.
@@ -156,18 +198,14 @@ pub fn observed_status(
     let deploy_ready = deployment_ready(o.deployment);
     let problems = pod_problems(o.pods);
 
-    let (degraded, degraded_reason, degraded_message) = if !problems.is_empty() {
-        (true, "PodFailing", problems.join("; "))
-    } else if o.service_monitor == ServiceMonitorState::CrdMissing {
+    let (degraded, degraded_reason, degraded_message) = if problems.is_empty() {
         (
-            true,
-            "ServiceMonitorUnavailable",
-            "spec.metrics.serviceMonitor is true but the ServiceMonitor CRD (monitoring.coreos.com/v1) is not installed: \
-             install the Prometheus operator or set serviceMonitor to false"
-                .to_string(),
+            false,
+            "AsExpected",
+            "nothing needs a person's attention".to_string(),
         )
     } else {
-        (false, "AsExpected", String::new())
+        (true, "PodFailing", problems.join("; "))
     };
 
     let model = o.model;
@@ -214,7 +252,7 @@ pub fn observed_status(
     };
 
     let bool_str = |b: bool| if b { "True" } else { "False" };
-    let conds = vec![
+    let mut conds = vec![
         Cond {
             type_: READY,
             status: bool_str(ready),
@@ -241,8 +279,24 @@ pub fn observed_status(
         },
     ];
 
+    match o.service_monitor {
+        ServiceMonitorState::NotRequested => {}
+        ServiceMonitorState::Applied => conds.push(Cond {
+            type_: MONITORING_READY,
+            status: "True",
+            reason: "ServiceMonitorApplied",
+            message: "the ServiceMonitor for the bot's metrics is applied".into(),
+        }),
+        ServiceMonitorState::CrdMissing => conds.push(Cond {
+            type_: MONITORING_READY,
+            status: "False",
+            reason: SERVICE_MONITOR_UNAVAILABLE,
+            message: SERVICE_MONITOR_ADVICE.into(),
+        }),
+    }
+
     let mcp_servers = o
-        .children
+        .bot
         .endpoints
         .iter()
         .map(|e| McpServerStatus {
@@ -265,7 +319,7 @@ pub fn observed_status(
         conditions: conditions(prev, o.generation, now, conds),
         ready_replicas: Some(ready_replicas),
         mcp_servers,
-        ollama_url: Some(o.children.ollama_url.clone()),
+        ollama_url: Some(o.bot.ollama_url.clone()),
         models: model.models.clone(),
         config_hash: Some(o.children.config_hash.clone()),
     }

@@ -131,7 +131,7 @@ async fn minimal_bot_from_first_apply_to_ready() {
         "llama3.2:latest".into(),
         vec!["completion".into(), "tools".into()],
     );
-    let (ctx, mut v) = fixtures::context(fixtures::settings(Some(&ollama)));
+    let (ctx, mut v) = fixtures::context(fixtures::options(Some(&ollama)));
 
     // First round: nothing is running yet.
     let api = tokio::spawn(async move {
@@ -214,7 +214,7 @@ async fn full_bot_with_managed_ollama_pulls_models_and_applies_every_child() {
             vec!["completion".into(), "tools".into()],
         );
     }
-    let (ctx, v) = fixtures::context(fixtures::settings(Some(&ollama)));
+    let (ctx, v) = fixtures::context(fixtures::options(Some(&ollama)));
     let sidecars = [
         "mcp-memory",
         "mcp-fetch",
@@ -348,7 +348,7 @@ async fn full_bot_with_managed_ollama_pulls_models_and_applies_every_child() {
 
 #[tokio::test]
 async fn invalid_spec_is_reported_once_and_waits_for_a_change() {
-    let (ctx, mut v) = fixtures::context(fixtures::settings(None));
+    let (ctx, mut v) = fixtures::context(fixtures::options(None));
     let api = tokio::spawn(async move {
         v.expect_secret_metadata("helper-discord", false).await;
         let status = v.expect_status("helper").await;
@@ -401,7 +401,7 @@ async fn invalid_spec_is_reported_once_and_waits_for_a_change() {
 
 #[tokio::test]
 async fn children_switched_off_are_deleted_only_when_this_bot_controls_them() {
-    let (ctx, mut v) = fixtures::context(fixtures::settings(None));
+    let (ctx, mut v) = fixtures::context(fixtures::options(None));
     let owned = |name: &str, uid: &str| {
         json!({"kind": "PartialObjectMetadata", "apiVersion": "meta.k8s.io/v1",
                "metadata": {"name": name, "namespace": NS, "uid": uid, "resourceVersion": "3",
@@ -493,8 +493,8 @@ async fn children_switched_off_are_deleted_only_when_this_bot_controls_them() {
 }
 
 #[tokio::test]
-async fn service_monitor_without_its_crd_degrades_with_advice() {
-    let (ctx, mut v) = fixtures::context(fixtures::settings(None));
+async fn service_monitor_without_its_crd_is_a_warning_not_degraded() {
+    let (ctx, mut v) = fixtures::context(fixtures::options(None));
     let mut bd = minimal();
     bd.spec.metrics.service_monitor = true;
     let api = tokio::spawn(async move {
@@ -506,21 +506,37 @@ async fn service_monitor_without_its_crd_degrades_with_advice() {
     });
     run_reconcile(bd, &ctx).await.expect("reconcile");
     let (v, status, event) = api.await.unwrap();
-    assert_condition(&status, "Degraded", "True", "ServiceMonitorUnavailable");
+    // A missing optional integration hides nothing: Degraded and Ready say what they would say
+    // without it, and MonitoringReady says what to do.
+    assert_condition(&status, "Degraded", "False", "AsExpected");
+    assert_condition(&status, "Ready", "False", "DeploymentNotReady");
+    assert_condition(
+        &status,
+        "MonitoringReady",
+        "False",
+        "ServiceMonitorUnavailable",
+    );
     assert!(
-        condition(&status, "Degraded")["message"]
+        condition(&status, "MonitoringReady")["message"]
             .as_str()
             .unwrap()
             .contains("install the Prometheus operator")
     );
+    assert_eq!(event["type"], json!("Warning"));
     assert_eq!(event["reason"], json!("ServiceMonitorUnavailable"));
+    for c in status["conditions"].as_array().unwrap() {
+        assert!(
+            c["message"].as_str().is_some_and(|m| !m.trim().is_empty()),
+            "a condition without a message: {c:#}"
+        );
+    }
     drop(ctx);
     v.expect_done().await;
 }
 
 #[tokio::test]
 async fn a_rejected_apply_is_reported_and_retried() {
-    let (ctx, mut v) = fixtures::context(fixtures::settings(None));
+    let (ctx, mut v) = fixtures::context(fixtures::options(None));
     let api = tokio::spawn(async move {
         v.expect_secret_metadata("helper-discord", true).await;
         apply_ok(&mut v, &format!("{CORE}/configmaps/helper-config")).await;
@@ -577,7 +593,7 @@ async fn a_rejected_apply_is_reported_and_retried() {
 
 #[tokio::test]
 async fn a_failing_pod_says_which_container_and_why() {
-    let (ctx, mut v) = fixtures::context(fixtures::settings(None));
+    let (ctx, mut v) = fixtures::context(fixtures::options(None));
     let mut bd = minimal();
     bd.spec.mcp_servers = vec![McpServerSpec {
         name: "memory".into(),
@@ -620,7 +636,7 @@ async fn a_model_without_tools_is_named() {
         "llama3.2:latest".into(),
         vec!["completion".into(), "vision".into()],
     );
-    let (ctx, mut v) = fixtures::context(fixtures::settings(Some(&ollama)));
+    let (ctx, mut v) = fixtures::context(fixtures::options(Some(&ollama)));
     let api = tokio::spawn(async move {
         minimal_children(&mut v, Some(ready_deployment()), true).await;
         v.expect_list_pods("helper", vec![running_pod(&[])]).await;
@@ -739,4 +755,106 @@ async fn secrets_map_to_the_bots_that_reference_them() {
     assert_eq!(names("elsewhere", "remote"), ["other"]);
     assert!(names(NS, "remote").is_empty());
     assert!(names(NS, "unrelated").is_empty());
+}
+
+/// The status of `minimal()` once Ready, as a first operator run writes it.
+async fn ready_status(ollama: &FakeOllama) -> Value {
+    let (ctx, mut v) = fixtures::context(fixtures::options(Some(ollama)));
+    let api = tokio::spawn(async move {
+        minimal_children(&mut v, None, true).await;
+        v.expect_list_pods("helper", vec![]).await;
+        let status = v.expect_status("helper").await;
+        (v, status)
+    });
+    run_reconcile(minimal(), &ctx).await.expect("reconcile");
+    let (mut v, first) = api.await.unwrap();
+    wait_model_check(&ctx, "bots/helper").await;
+    let api = tokio::spawn(async move {
+        minimal_children(&mut v, Some(ready_deployment()), false).await;
+        v.expect_list_pods("helper", vec![running_pod(&[])]).await;
+        v.expect_status("helper").await
+    });
+    run_reconcile(with_status(minimal(), &first), &ctx)
+        .await
+        .expect("reconcile");
+    let ready = api.await.unwrap();
+    assert_condition(&ready, "Ready", "True", "Ready");
+    ready
+}
+
+fn ollama_with_llama() -> OllamaState {
+    let state = OllamaState::default();
+    state.models.lock().unwrap().insert(
+        "llama3.2:latest".into(),
+        vec!["completion".into(), "tools".into()],
+    );
+    state
+}
+
+#[tokio::test]
+async fn a_restarted_operator_keeps_the_last_known_state_until_a_check_says_otherwise() {
+    let ollama = FakeOllama::start(ollama_with_llama()).await;
+    let ready = ready_status(&ollama).await;
+    // A new operator process: it knows nothing of the bot but what its status says. Nothing
+    // changed, so nothing is written (no ModelReady=Unknown, no Ready=False in between).
+    let (ctx, mut v) = fixtures::context(fixtures::options(Some(&ollama)));
+    let api = tokio::spawn(async move {
+        minimal_children(&mut v, Some(ready_deployment()), true).await;
+        v.expect_list_pods("helper", vec![running_pod(&[])]).await;
+        v
+    });
+    // A status write would never be answered here: bound the wait.
+    tokio::time::timeout(
+        Duration::from_secs(20),
+        run_reconcile(with_status(minimal(), &ready), &ctx),
+    )
+    .await
+    .expect("the restarted operator wrote a status although nothing changed")
+    .expect("reconcile");
+    let v = api.await.unwrap();
+    // The new run checks at once all the same.
+    wait_model_check(&ctx, "bots/helper").await;
+    assert_eq!(
+        ollama.state.log.lock().unwrap().len(),
+        2,
+        "one check per run"
+    );
+    drop(ctx);
+    v.expect_done().await;
+}
+
+#[tokio::test]
+async fn a_change_is_written_even_when_the_cached_object_is_stale() {
+    let ollama = FakeOllama::start(ollama_with_llama()).await;
+    let ready = ready_status(&ollama).await;
+    let (ctx, mut v) = fixtures::context(fixtures::options(Some(&ollama)));
+    // The pod restarts: Ready=False is written.
+    let api = tokio::spawn(async move {
+        minimal_children(&mut v, None, true).await;
+        v.expect_list_pods("helper", vec![]).await;
+        let status = v.expect_status("helper").await;
+        (v, status)
+    });
+    run_reconcile(with_status(minimal(), &ready), &ctx)
+        .await
+        .expect("reconcile");
+    let (mut v, not_ready) = api.await.unwrap();
+    assert_condition(&not_ready, "Ready", "False", "DeploymentNotReady");
+    wait_model_check(&ctx, "bots/helper").await;
+    // It is ready again, but the watch cache has not seen the Ready=False write yet: the
+    // object still holds the old Ready status. The API server has Ready=False, so the operator
+    // must write Ready=True now rather than wait for the next requeue.
+    let api = tokio::spawn(async move {
+        minimal_children(&mut v, Some(ready_deployment()), false).await;
+        v.expect_list_pods("helper", vec![running_pod(&[])]).await;
+        let status = v.expect_status("helper").await;
+        (v, status)
+    });
+    run_reconcile(with_status(minimal(), &ready), &ctx)
+        .await
+        .expect("reconcile");
+    let (v, again) = api.await.unwrap();
+    assert_condition(&again, "Ready", "True", "Ready");
+    drop(ctx);
+    v.expect_done().await;
 }

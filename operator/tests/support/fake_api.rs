@@ -66,6 +66,9 @@ const RESOURCES: &[(&str, &str, &str, bool)] = &[
 
 type Key = (String, String, String, String); // gv, plural, namespace, name
 
+/// Marks the requests of [`FakeApi::setup_client`].
+const SETUP_HEADER: &str = "x-fake-api-setup";
+
 /// One request as the server saw it.
 #[derive(Clone, Debug)]
 pub struct Req {
@@ -92,6 +95,9 @@ struct Inner {
     history: Vec<WatchEvent>,
     /// Every request: method, path, whether it asked for metadata only.
     requests: Vec<Req>,
+    /// What the API server's authorizer would check for each resource request: (API group,
+    /// resource[/subresource], verb). An apply that creates is checked for `create` as well.
+    authorizations: Vec<(String, String, String)>,
 }
 
 /// The fake API server; cheap to clone.
@@ -101,6 +107,8 @@ pub struct FakeApi {
     events: broadcast::Sender<WatchEvent>,
     /// Whether `monitoring.coreos.com/v1` is served.
     pub service_monitors: bool,
+    /// Whether the BotDeployment CRD is installed (`ollama-mcp.io/v1alpha1` is served).
+    crd_installed: Arc<std::sync::atomic::AtomicBool>,
     /// The CRD's CEL rules, compiled once, for BotDeployment writes (`None`: not checked).
     cel: Option<Arc<kube_cel::CompiledSchema>>,
 }
@@ -118,8 +126,31 @@ impl FakeApi {
             inner: Arc::default(),
             events,
             service_monitors,
+            crd_installed: Arc::new(std::sync::atomic::AtomicBool::new(true)),
             cel: Some(Arc::new(kube_cel::compile_schema(schema))),
         }
+    }
+
+    /// Installs or removes the BotDeployment CRD (objects are kept, as if it were re-installed).
+    pub fn set_crd_installed(&self, installed: bool) {
+        self.crd_installed
+            .store(installed, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    fn crd_missing(&self, gv: &str) -> bool {
+        gv == "ollama-mcp.io/v1alpha1"
+            && !self.crd_installed.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// Every (API group, resource, verb) the requests so far needed, as RBAC rules name them.
+    pub fn authorizations(&self) -> std::collections::BTreeSet<(String, String, String)> {
+        self.inner
+            .lock()
+            .unwrap()
+            .authorizations
+            .iter()
+            .cloned()
+            .collect()
     }
 
     /// Stops checking the CRD's CEL rules (the benchmark measures the operator, not them).
@@ -137,6 +168,18 @@ impl FakeApi {
     /// A kube client that talks to this server in-process.
     pub fn client(&self) -> kube::Client {
         kube::Client::new(self.router(), "default")
+    }
+
+    /// A client for a test's own set-up requests: served like any other, but left out of
+    /// [`Self::authorizations`] (which describe what the operator needs).
+    pub fn setup_client(&self) -> kube::Client {
+        async fn mark(mut req: Request) -> Request {
+            req.headers_mut()
+                .insert(SETUP_HEADER, axum::http::HeaderValue::from_static("1"));
+            req
+        }
+        let router = self.router().layer(axum::middleware::map_request(mark));
+        kube::Client::new(router, "default")
     }
 
     /// Serves over HTTP on 127.0.0.1 (for a separate operator process); returns the address.
@@ -405,7 +448,9 @@ async fn handle(State(api): State<FakeApi>, req: Request) -> Result<Response, In
             ));
         }
     };
-    if target.gv == "monitoring.coreos.com/v1" && !api.service_monitors {
+    if (target.gv == "monitoring.coreos.com/v1" && !api.service_monitors)
+        || api.crd_missing(&target.gv)
+    {
         return Ok(status(
             404,
             "NotFound",
@@ -432,6 +477,45 @@ async fn handle(State(api): State<FakeApi>, req: Request) -> Result<Response, In
         .and_then(|v| v.to_str().ok())
         .unwrap_or_default()
         .to_string();
+    if !parts.headers.contains_key(SETUP_HEADER) {
+        let watching = q.get("watch").is_some_and(|w| w == "true" || w == "1");
+        let verb = match (&parts.method, &target.name) {
+            (&Method::GET, Some(_)) => "get",
+            (&Method::GET, None) if watching => "watch",
+            (&Method::GET, None) => "list",
+            (&Method::POST, _) => "create",
+            (&Method::PUT, _) => "update",
+            (&Method::PATCH, _) => "patch",
+            (&Method::DELETE, _) => "delete",
+            _ => "unknown",
+        };
+        let group = target
+            .gv
+            .rsplit_once('/')
+            .map_or("", |(g, _)| g)
+            .to_string();
+        let resource = match &target.subresource {
+            Some(sub) => format!("{}/{sub}", target.plural),
+            None => target.plural.clone(),
+        };
+        let mut inner = api.inner.lock().unwrap();
+        // Apply to an absent object creates it: the API server checks `create` too.
+        let creates = verb == "patch"
+            && content_type.starts_with("application/apply-patch")
+            && target.subresource.is_none()
+            && target
+                .name
+                .as_ref()
+                .is_some_and(|n| !inner.objects.contains_key(&key(&target, n)));
+        inner
+            .authorizations
+            .push((group.clone(), resource.clone(), verb.to_string()));
+        if creates {
+            inner
+                .authorizations
+                .push((group, resource, "create".to_string()));
+        }
+    }
     Ok(match (parts.method, target.name.clone()) {
         (Method::GET, None) if q.get("watch").is_some_and(|w| w == "true" || w == "1") => {
             watch(&api, &target, &q, meta_only)
@@ -493,7 +577,7 @@ fn discovery(api: &FakeApi, path: &str) -> Response {
     } else {
         gv.to_string()
     };
-    if gv == "monitoring.coreos.com/v1" && !api.service_monitors {
+    if (gv == "monitoring.coreos.com/v1" && !api.service_monitors) || api.crd_missing(&gv) {
         return status(
             404,
             "NotFound",

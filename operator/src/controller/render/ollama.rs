@@ -2,19 +2,18 @@
 //! the operator through the API (`/api/pull`), not by an init container, so that progress shows
 //! in the BotDeployment's status.
 
-use k8s_openapi::api::apps::v1::{Deployment, DeploymentSpec, DeploymentStrategy};
+use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{
     Container, ContainerPort, EnvVar, HTTPGetAction, PersistentVolumeClaim,
-    PersistentVolumeClaimSpec, PersistentVolumeClaimVolumeSource, PodSpec, PodTemplateSpec, Probe,
-    Service, ServicePort, ServiceSpec, Volume, VolumeResourceRequirements,
+    PersistentVolumeClaimSpec, PersistentVolumeClaimVolumeSource, PodSpec, Probe, Service,
+    ServicePort, ServiceSpec, Volume, VolumeResourceRequirements,
 };
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
-use super::deployment::{restricted_container_security, restricted_pod_security};
 use super::labels::{OLLAMA_APP, Owner, image_version};
 use super::sidecars::{empty_dir, mount};
+use super::workload::{self, Workload, restricted_container_security};
 use super::{DEFAULT_OLLAMA_IMAGE, OLLAMA_PORT};
 use crate::crd::ManagedOllamaSpec;
 
@@ -29,19 +28,7 @@ pub struct OllamaChildren {
     pub pvc: Option<PersistentVolumeClaim>,
 }
 
-/// Name of the managed Ollama's Deployment, Service and PVC.
-pub fn ollama_name(bot: &str) -> String {
-    format!("{bot}-ollama")
-}
-
-/// The in-cluster URL of the managed Ollama.
-pub fn managed_url(owner: &Owner) -> String {
-    format!(
-        "http://{}.{}.svc:{OLLAMA_PORT}",
-        ollama_name(&owner.name),
-        owner.namespace
-    )
-}
+pub use crate::controller::validate::resolve::ollama_name;
 
 pub fn ollama(owner: &Owner, m: &ManagedOllamaSpec) -> OllamaChildren {
     let name = ollama_name(&owner.name);
@@ -127,7 +114,7 @@ pub fn ollama(owner: &Owner, m: &ManagedOllamaSpec) -> OllamaChildren {
         }]),
         readiness_probe: Some(probe(5, 3)),
         liveness_probe: Some(probe(20, 6)),
-        resources: m.resources.clone(),
+        resources: m.placement.resources.clone(),
         security_context: Some(restricted_container_security()),
         volume_mounts: Some(vec![
             mount(MODELS_VOLUME, MODELS_DIR, false),
@@ -135,42 +122,20 @@ pub fn ollama(owner: &Owner, m: &ManagedOllamaSpec) -> OllamaChildren {
         ]),
         ..Default::default()
     };
-    let deployment = Deployment {
-        metadata: owner.meta(name.clone(), labels.clone()),
-        spec: Some(DeploymentSpec {
-            replicas: Some(1),
-            selector: LabelSelector {
-                match_labels: Some(selector.clone()),
-                match_expressions: None,
-            },
-            // The model volume is ReadWriteOnce and a GPU is usually taken: never two at once.
-            strategy: Some(DeploymentStrategy {
-                type_: Some("Recreate".into()),
-                rolling_update: None,
-            }),
-            revision_history_limit: Some(3),
-            template: PodTemplateSpec {
-                metadata: Some(ObjectMeta {
-                    labels: Some(labels.clone()),
-                    ..Default::default()
-                }),
-                spec: Some(PodSpec {
-                    automount_service_account_token: Some(false),
-                    enable_service_links: Some(false),
-                    security_context: Some(restricted_pod_security()),
-                    containers: vec![container],
-                    volumes: Some(vec![models_volume, empty_dir("tmp", None)]),
-                    node_selector: (!m.node_selector.is_empty()).then(|| m.node_selector.clone()),
-                    tolerations: (!m.tolerations.is_empty()).then(|| m.tolerations.clone()),
-                    affinity: m.affinity.clone(),
-                    runtime_class_name: m.runtime_class_name.clone(),
-                    ..Default::default()
-                }),
-            },
+    let deployment = workload::deployment(Workload {
+        owner,
+        name: name.clone(),
+        app: OLLAMA_APP,
+        labels: labels.clone(),
+        pod_annotations: None,
+        placement: &m.placement,
+        pod: PodSpec {
+            containers: vec![container],
+            volumes: Some(vec![models_volume, empty_dir("tmp", None)]),
+            runtime_class_name: m.runtime_class_name.clone(),
             ..Default::default()
-        }),
-        status: None,
-    };
+        },
+    });
     let service = Service {
         metadata: owner.meta(name, labels),
         spec: Some(ServiceSpec {

@@ -2,7 +2,7 @@
 //! the ConfigMap that carries it. No secret ever lands here: secret header values are named by
 //! environment variable (`headers_env`) and the token is a mounted file.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 
 use k8s_openapi::api::core::v1::ConfigMap;
 use ollama_mcp_bot::config::{
@@ -12,7 +12,7 @@ use ollama_mcp_bot::config::{
 use sha2::{Digest, Sha256};
 
 use super::labels::{BOT_APP, Owner};
-use super::{BOT_METRICS_PORT, BuildError, CONFIG_FILE, DATA_DIR, DB_FILE, McpEndpoint};
+use super::{BOT_METRICS_PORT, CONFIG_FILE, DATA_DIR, DB_FILE, McpEndpoint, RenderError};
 use crate::controller::validate::parse_id;
 use crate::crd::{BotDeploymentSpec, DiscordId};
 
@@ -20,13 +20,14 @@ use crate::crd::{BotDeploymentSpec, DiscordId};
 pub fn bot_config(
     spec: &BotDeploymentSpec,
     ollama_url: &str,
+    models: &[String],
     endpoints: &[McpEndpoint],
-) -> Result<BotConfig, BuildError> {
+) -> Result<BotConfig, RenderError> {
     let mut c = BotConfig::default();
     let m = &spec.model;
     c.ollama.url = ollama_url.to_string();
     c.ollama.model = m.name.clone();
-    c.ollama.models = models(spec);
+    c.ollama.models = models.to_vec();
     if let Some(options) = &m.options {
         c.ollama.options = options.clone();
     }
@@ -120,25 +121,15 @@ pub fn bot_config(
                 ..Default::default()
             };
             McpServer::parse(raw, &format!("spec.mcpServers[{i}]"))
-                .map_err(|e| BuildError::BotConfig(e.to_string()))
+                .map_err(|e| RenderError::BotConfig(e.to_string()))
         })
         .collect::<Result<_, _>>()?;
     c.metrics.listen = format!("0.0.0.0:{BOT_METRICS_PORT}");
     // Cluster logs are collected and parsed: one JSON object per line.
     c.log.format = LogFormat::Json;
     c.validate()
-        .map_err(|e| BuildError::BotConfig(e.to_string()))?;
+        .map_err(|e| RenderError::BotConfig(e.to_string()))?;
     Ok(c)
-}
-
-/// The models the bot may use: the default first, then `allowed`, without repeats.
-pub fn models(spec: &BotDeploymentSpec) -> Vec<String> {
-    let mut seen = BTreeSet::new();
-    std::iter::once(&spec.model.name)
-        .chain(&spec.model.allowed)
-        .filter(|m| seen.insert(m.as_str()))
-        .cloned()
-        .collect()
 }
 
 /// The environment variable that carries header `index` of server `server` (from its Secret).
@@ -149,11 +140,11 @@ pub fn header_env_name(server: &str, index: usize) -> String {
     )
 }
 
-fn ids(field: &str, ids: &[DiscordId]) -> Result<Vec<u64>, BuildError> {
+fn ids(field: &str, ids: &[DiscordId]) -> Result<Vec<u64>, RenderError> {
     ids.iter()
         .map(|id| {
             parse_id(id).ok_or_else(|| {
-                BuildError::BotConfig(format!(
+                RenderError::BotConfig(format!(
                     "spec.discord.access.{field}: `{}` is not a Discord id",
                     id.0
                 ))

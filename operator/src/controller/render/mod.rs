@@ -1,4 +1,4 @@
-//! Build: a validated BotDeployment → the Kubernetes objects that run it (pure: no client).
+//! Render: a validated BotDeployment → the Kubernetes objects that run it (pure: no client).
 
 pub mod config;
 pub mod deployment;
@@ -7,26 +7,18 @@ pub mod network;
 pub mod ollama;
 pub mod service;
 pub mod sidecars;
-
-use std::collections::BTreeSet;
+pub mod workload;
 
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{ConfigMap, PersistentVolumeClaim, Service, ServiceAccount};
 use k8s_openapi::api::networking::v1::NetworkPolicy;
 use kube::api::DynamicObject;
-use ollama_mcp_bot::config::BotConfig;
 
 pub use self::labels::Owner;
 pub use self::ollama::OllamaChildren;
-pub use self::sidecars::{EndpointKind, McpEndpoint};
-use super::validate::SecretVersions;
-use crate::crd::BotDeploymentSpec;
-
-/// The bot's metrics, health and readiness port (`metrics.listen`).
-pub const BOT_METRICS_PORT: u16 = 9090;
-/// The first port a bridged stdio sidecar gets.
-pub const FIRST_SIDECAR_PORT: u16 = 8100;
-pub const OLLAMA_PORT: u16 = 11434;
+use super::validate::ValidatedBot;
+pub use super::validate::resolve::{BOT_METRICS_PORT, FIRST_SIDECAR_PORT, OLLAMA_PORT};
+pub use super::validate::{EndpointKind, McpEndpoint};
 /// Pinned image of a managed Ollama when the spec names none.
 pub const DEFAULT_OLLAMA_IMAGE: &str = "ollama/ollama:0.12.6";
 pub const CONFIG_DIR: &str = "/etc/ollama-mcp";
@@ -46,18 +38,9 @@ pub const SECRETS_HASH_ANNOTATION: &str = "ollama-mcp.io/secrets-hash";
 
 /// A spec that got past validation but cannot be rendered.
 #[derive(Debug, thiserror::Error)]
-pub enum BuildError {
+pub enum RenderError {
     #[error("the rendered bot configuration is invalid: {0}")]
     BotConfig(String),
-}
-
-/// What build needs besides the spec.
-#[derive(Debug, Clone, Copy)]
-pub struct BuildInputs<'a> {
-    /// The operator's `--bot-image`.
-    pub default_bot_image: &'a str,
-    /// Metadata of the referenced Secrets.
-    pub secrets: &'a SecretVersions,
 }
 
 /// Every child of one BotDeployment, in apply order where it matters (ConfigMap first).
@@ -72,38 +55,17 @@ pub struct Children {
     pub network_policy: NetworkPolicy,
     /// Built when asked; applied only when the ServiceMonitor CRD exists.
     pub service_monitor: Option<DynamicObject>,
-    pub config: BotConfig,
+    /// Hash of the rendered configuration (the pod annotation that rolls the pod on a change).
     pub config_hash: String,
-    pub ollama_url: String,
-    /// Models the bot may use (the default first).
-    pub models: Vec<String>,
-    pub endpoints: Vec<McpEndpoint>,
 }
 
-pub fn build(
-    owner: &Owner,
-    spec: &BotDeploymentSpec,
-    inputs: BuildInputs<'_>,
-) -> Result<Children, BuildError> {
-    let image = spec.image.as_deref().unwrap_or(inputs.default_bot_image);
+/// The children of a validated BotDeployment.
+pub fn render(owner: &Owner, bot: &ValidatedBot<'_>) -> Result<Children, RenderError> {
+    let spec = bot.spec;
+    let image = bot.image.as_str();
     let version = labels::image_version(image).to_string();
-    let ollama = spec
-        .ollama
-        .managed
-        .as_ref()
-        .map(|m| ollama::ollama(owner, m));
-    let ollama_url = match &spec.ollama.managed {
-        Some(_) => ollama::managed_url(owner),
-        None => spec
-            .ollama
-            .url
-            .clone()
-            .unwrap_or_default()
-            .trim_end_matches('/')
-            .to_string(),
-    };
-    let endpoints = sidecars::endpoints(spec);
-    let bot_config = config::bot_config(spec, &ollama_url, &endpoints)?;
+    let ollama = bot.managed_ollama.map(|m| ollama::ollama(owner, m));
+    let bot_config = config::bot_config(spec, &bot.ollama_url, &bot.models, &bot.endpoints)?;
     let (config_map, config_hash) = config::config_map(owner, &bot_config, &version);
     let data_pvc = spec
         .persistence
@@ -111,11 +73,11 @@ pub fn build(
         .map(|p| service::data_pvc(owner, p, &version));
     let sidecars = sidecars::sidecars(
         spec,
-        &endpoints,
+        &bot.endpoints,
         image,
         data_pvc.as_ref().map(|_| deployment::DATA_VOLUME),
     );
-    let secrets_hash = env_secrets_hash(spec, inputs.secrets);
+    let secrets_hash = env_secrets_hash(bot);
     let deployment = deployment::deployment(deployment::DeploymentParts {
         owner,
         spec,
@@ -131,7 +93,7 @@ pub fn build(
     Ok(Children {
         service_account: service::service_account(owner, &version),
         metrics_service: service::metrics_service(owner, &version),
-        network_policy: network::network_policy(owner, spec, &ollama_url, &version),
+        network_policy: network::network_policy(owner, spec, &bot.ollama_url, &version),
         service_monitor: spec
             .metrics
             .service_monitor
@@ -140,47 +102,20 @@ pub fn build(
         data_pvc,
         ollama,
         deployment,
-        config: bot_config,
         config_hash,
-        models: config::models(spec),
-        ollama_url,
-        endpoints,
     })
 }
 
 /// Hash of the resourceVersions of the Secrets that reach the pod through env vars; `None` when
 /// there are none.
-fn env_secrets_hash(spec: &BotDeploymentSpec, secrets: &SecretVersions) -> Option<String> {
-    let mut names = BTreeSet::new();
-    for s in &spec.mcp_servers {
-        names.extend(
-            s.headers
-                .iter()
-                .filter_map(|h| h.value_from.as_ref())
-                .map(|f| f.secret_key_ref.name.as_str()),
-        );
-        names.extend(
-            s.env
-                .iter()
-                .filter_map(|e| {
-                    e.value_from
-                        .as_ref()
-                        .and_then(|v| v.secret_key_ref.as_ref())
-                })
-                .map(|r| r.name.as_str()),
-        );
-    }
-    if names.is_empty() {
+fn env_secrets_hash(bot: &ValidatedBot<'_>) -> Option<String> {
+    if bot.env_secrets.is_empty() {
         return None;
     }
-    let joined: String = names
+    let joined: String = bot
+        .env_secrets
         .iter()
-        .map(|n| {
-            format!(
-                "{n}={};",
-                secrets.get(*n).cloned().flatten().unwrap_or_default()
-            )
-        })
+        .map(|(name, version)| format!("{name}={version};"))
         .collect();
     Some(config::hash_hex(joined.as_bytes()))
 }

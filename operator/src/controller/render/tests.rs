@@ -21,15 +21,9 @@ fn owner(bd: &BotDeployment) -> Owner {
 
 fn build_ok(bd: &BotDeployment) -> Children {
     let secrets = all_secrets(bd);
-    build(
-        &owner(bd),
-        &bd.spec,
-        BuildInputs {
-            default_bot_image: fixtures::BOT_IMAGE,
-            secrets: &secrets,
-        },
-    )
-    .expect("builds")
+    let bot = crate::controller::validate::validate(bd, &secrets, Some(fixtures::BOT_IMAGE))
+        .expect("valid");
+    render(&owner(bd), &bot).expect("renders")
 }
 
 fn pod(c: &Children) -> &PodSpec {
@@ -101,7 +95,6 @@ fn minimal_children() {
     assert_eq!(cfg.metrics.listen, "0.0.0.0:9090");
     assert_eq!(cfg.log.format, LogFormat::Json);
     assert!(cfg.mcp.servers.is_empty());
-    assert_eq!(cfg, c.config);
 
     let d = &c.deployment;
     let spec = d.spec.as_ref().unwrap();
@@ -380,12 +373,20 @@ fn sidecars_for_every_kind_of_server() {
                 IntOrString::Int(8100)
             );
         } else {
-            // Behind the bridge: ready once the bridge's child MCP server is up.
+            // Behind the bridge: ready once the bridge's child MCP server is up, asked on the
+            // health port (the MCP port listens on 127.0.0.1, out of the kubelet's reach).
             let get = probe
                 .http_get
                 .as_ref()
                 .unwrap_or_else(|| panic!("{} has no /healthz probe", c.name));
             assert_eq!(get.path.as_deref(), Some("/healthz"), "{}", c.name);
+            let args = c.args.as_ref().unwrap();
+            assert_eq!(
+                get.port,
+                IntOrString::Int(args[4].parse().unwrap()),
+                "{}: probed on --health-port",
+                c.name
+            );
             assert_eq!(
                 Some(&get.port),
                 c.ports
@@ -414,8 +415,14 @@ fn sidecars_for_every_kind_of_server() {
         );
         let args = s.args.clone().unwrap();
         assert_eq!(&args[..2], ["bridge", "--port"]);
-        assert_eq!(args[3], "--");
-        let cmd: Vec<&str> = args[4..].iter().map(String::as_str).collect();
+        // /mcp listens on 127.0.0.1 only; /healthz alone on the health port, 1000 above.
+        let port: u16 = args[2].parse().unwrap();
+        assert_eq!(
+            args[3..5],
+            ["--health-port".to_string(), (port + 1000).to_string()]
+        );
+        assert_eq!(args[5], "--");
+        let cmd: Vec<&str> = args[6..].iter().map(String::as_str).collect();
         assert_eq!(&cmd[..def.command.len()], def.command, "{server}");
         let env = env_of(&s);
         for (k, v) in def.env {
@@ -467,6 +474,8 @@ fn sidecars_for_every_kind_of_server() {
             "bridge",
             "--port",
             "8106",
+            "--health-port",
+            "9106",
             "--",
             "node",
             "dist/index.js",
@@ -807,15 +816,9 @@ fn hashes_roll_the_pod_only_when_they_should() {
     };
     let owner = owner(&bd);
     let with_secrets = |secrets: &crate::controller::validate::SecretVersions| {
-        build(
-            &owner,
-            &bd.spec,
-            BuildInputs {
-                default_bot_image: fixtures::BOT_IMAGE,
-                secrets,
-            },
-        )
-        .unwrap()
+        let bot =
+            crate::controller::validate::validate(&bd, secrets, Some(fixtures::BOT_IMAGE)).unwrap();
+        render(&owner, &bot).unwrap()
     };
     let mut secrets = all_secrets(&bd);
     let before = annotations(&with_secrets(&secrets));
@@ -876,5 +879,31 @@ fn image_falls_back_to_the_operator_default() {
     assert_eq!(
         c.deployment.metadata.labels.as_ref().unwrap()["app.kubernetes.io/version"],
         "0.1.0"
+    );
+}
+
+#[test]
+fn bridge_health_ports_never_clash_with_an_http_sidecar() {
+    let mut bd = minimal();
+    bd.spec.mcp_servers = vec![
+        McpServerSpec {
+            name: "web".into(),
+            image: Some("ghcr.io/acme/web-mcp:2.0".into()),
+            transport: Some(crate::crd::Transport::Http),
+            // The health port a bridge on 8100 would take.
+            port: Some(9100),
+            ..Default::default()
+        },
+        McpServerSpec {
+            name: "memory".into(),
+            preset: Some(Preset::Memory),
+            ..Default::default()
+        },
+    ];
+    let c = build_ok(&bd);
+    let args = init(&c, "mcp-memory").args.unwrap();
+    assert_eq!(
+        args[..5],
+        ["bridge", "--port", "8101", "--health-port", "9101"]
     );
 }

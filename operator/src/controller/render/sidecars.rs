@@ -3,9 +3,8 @@
 //!
 //! A stdio server runs behind the bot's bridge: an init container copies the `ollama-mcp-bot`
 //! binary (static, so it runs in any image) into a shared emptyDir, and the sidecar's command
-//! becomes `ollama-mcp-bot bridge --port P -- <command> <args>`.
-
-use std::collections::BTreeSet;
+//! becomes `ollama-mcp-bot bridge --port P --health-port P+1000 -- <command> <args>`: MCP on
+//! 127.0.0.1:P for the bot only, `/healthz` alone on 0.0.0.0:(P+1000) for the kubelet.
 
 use k8s_openapi::api::core::v1::{
     Container, ContainerPort, EmptyDirVolumeSource, EnvVar, HTTPGetAction, Probe, TCPSocketAction,
@@ -14,9 +13,10 @@ use k8s_openapi::api::core::v1::{
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
-use super::deployment::restricted_container_security;
-use super::{BOT_METRICS_PORT, BRIDGE_DIR, FIRST_SIDECAR_PORT};
-use crate::crd::{BotDeploymentSpec, McpServerSpec, Transport};
+use super::BRIDGE_DIR;
+use super::workload::restricted_container_security;
+use crate::controller::validate::{EndpointKind, McpEndpoint};
+use crate::crd::{BotDeploymentSpec, McpServerSpec};
 use crate::presets::{PresetDef, SIDECAR_BASE_ENV, preset};
 
 /// The path of the bot binary inside the bot image (a contract with the bot's Dockerfile).
@@ -25,91 +25,9 @@ pub const BOT_BINARY_IN_IMAGE: &str = "/usr/local/bin/ollama-mcp-bot";
 pub const BRIDGE_COPY_CONTAINER: &str = "bridge-copy";
 pub const BRIDGE_VOLUME: &str = "bridge-bin";
 
-/// How the bot reaches one MCP server.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct McpEndpoint {
-    pub name: String,
-    pub kind: EndpointKind,
-    /// The URL in the bot's configuration.
-    pub url: String,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum EndpointKind {
-    /// A stdio server behind the bridge in sidecar `mcp-<name>`.
-    Bridged { port: u16 },
-    /// A sidecar that serves streamable HTTP itself.
-    Http { port: u16 },
-    /// A remote server; no sidecar.
-    Remote,
-}
-
-impl EndpointKind {
-    pub fn transport(self) -> &'static str {
-        match self {
-            Self::Bridged { .. } => "stdio",
-            Self::Http { .. } => "http",
-            Self::Remote => "remote",
-        }
-    }
-    pub fn port(self) -> Option<u16> {
-        match self {
-            Self::Bridged { port } | Self::Http { port } => Some(port),
-            Self::Remote => None,
-        }
-    }
-}
-
 /// The sidecar container name of a server.
 pub fn container_name(server: &str) -> String {
     format!("mcp-{server}")
-}
-
-/// Endpoints in spec order. Bridge ports count up from [`FIRST_SIDECAR_PORT`], skipping the
-/// ports HTTP sidecars and the bot's metrics already use, so that a spec change elsewhere does
-/// not move them.
-pub fn endpoints(spec: &BotDeploymentSpec) -> Vec<McpEndpoint> {
-    let mut used: BTreeSet<u16> = spec
-        .mcp_servers
-        .iter()
-        .filter(|s| s.url.is_none() && s.transport == Some(Transport::Http))
-        .filter_map(|s| s.port.and_then(|p| u16::try_from(p).ok()))
-        .collect();
-    used.insert(BOT_METRICS_PORT);
-    let mut next = FIRST_SIDECAR_PORT;
-    spec.mcp_servers
-        .iter()
-        .map(|s| {
-            let (kind, url) = if let Some(url) = &s.url {
-                (EndpointKind::Remote, url.clone())
-            } else if s.preset.is_none() && s.transport == Some(Transport::Http) {
-                let port = s
-                    .port
-                    .and_then(|p| u16::try_from(p).ok())
-                    .unwrap_or(FIRST_SIDECAR_PORT);
-                let path = s.path.as_deref().unwrap_or("/mcp");
-                (
-                    EndpointKind::Http { port },
-                    format!("http://127.0.0.1:{port}{path}"),
-                )
-            } else {
-                while used.contains(&next) {
-                    next += 1;
-                }
-                let port = next;
-                used.insert(port);
-                (
-                    EndpointKind::Bridged { port },
-                    format!("http://127.0.0.1:{port}/mcp"),
-                )
-            };
-            McpEndpoint {
-                name: s.name.clone(),
-                kind,
-                url,
-            }
-        })
-        .collect()
 }
 
 /// What the sidecars add to the pod.
@@ -212,10 +130,13 @@ fn sidecar(
             };
             server_cmd.extend(s.args.iter().cloned());
             mounts.push(mount(BRIDGE_VOLUME, BRIDGE_DIR, true));
+            let health = kind.health_port().unwrap_or(port);
             let mut args = vec![
                 "bridge".to_string(),
                 "--port".into(),
                 port.to_string(),
+                "--health-port".into(),
+                health.to_string(),
                 "--".into(),
             ];
             args.extend(server_cmd);
@@ -235,12 +156,12 @@ fn sidecar(
         .clone()
         .or_else(|| def.map(|d| d.image.to_string()))
         .unwrap_or_default();
-    // A bridged server is ready when the bridge's /healthz says its child is up; an HTTP server
-    // when it accepts connections.
+    // A bridged server is ready when the bridge's /healthz (on its health port: the MCP port
+    // listens on 127.0.0.1) says its child is up; an HTTP server when it accepts connections.
     let probe = Probe {
-        http_get: matches!(kind, EndpointKind::Bridged { .. }).then(|| HTTPGetAction {
+        http_get: kind.health_port().map(|health| HTTPGetAction {
             path: Some("/healthz".into()),
-            port: IntOrString::Int(i32::from(port)),
+            port: IntOrString::Int(i32::from(health)),
             ..Default::default()
         }),
         tcp_socket: matches!(kind, EndpointKind::Http { .. }).then(|| TCPSocketAction {
@@ -259,11 +180,21 @@ fn sidecar(
         env: Some(env),
         // Native sidecar: started before the bot, kept running, stopped after it.
         restart_policy: Some("Always".into()),
-        ports: Some(vec![ContainerPort {
-            name: Some(format!("mcp-{}", port)),
-            container_port: i32::from(port),
-            protocol: Some("TCP".into()),
-            ..Default::default()
+        // What the pod exposes: an HTTP server's own port, or a bridge's health port (its MCP
+        // port is bound to 127.0.0.1 and reachable only inside the pod).
+        ports: Some(vec![match kind.health_port() {
+            Some(health) => ContainerPort {
+                name: Some(format!("health-{health}")),
+                container_port: i32::from(health),
+                protocol: Some("TCP".into()),
+                ..Default::default()
+            },
+            None => ContainerPort {
+                name: Some(format!("mcp-{port}")),
+                container_port: i32::from(port),
+                protocol: Some("TCP".into()),
+                ..Default::default()
+            },
         }]),
         // The next container (and the bot) starts only once the server accepts connections;
         // npx/uvx may download the server first, hence the generous threshold (5 minutes).

@@ -1,23 +1,22 @@
-//! The bot's Deployment: one replica, Recreate (two connected bots would answer every message
-//! twice), the bot container, the MCP sidecars, restricted pod security.
+//! The bot's Deployment: the bot container, its volumes and the MCP sidecars, in the shared
+//! workload skeleton.
 
 use std::collections::BTreeMap;
 
-use k8s_openapi::api::apps::v1::{Deployment, DeploymentSpec, DeploymentStrategy};
+use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{
-    Capabilities, ConfigMapVolumeSource, Container, ContainerPort, EnvVar, EnvVarSource,
-    HTTPGetAction, KeyToPath, PersistentVolumeClaimVolumeSource, PodSecurityContext, PodSpec,
-    PodTemplateSpec, Probe, SeccompProfile, SecretKeySelector, SecretVolumeSource, SecurityContext,
-    Volume,
+    ConfigMapVolumeSource, Container, ContainerPort, EnvVar, EnvVarSource, HTTPGetAction,
+    KeyToPath, PersistentVolumeClaimVolumeSource, PodSpec, Probe, SecretKeySelector,
+    SecretVolumeSource, Volume,
 };
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
 use super::config::header_env_name;
 use super::labels::{BOT_APP, Owner};
 use super::sidecars::{Sidecars, empty_dir, mount};
+use super::workload::{self, Workload, restricted_container_security};
 use super::{
-    BOT_METRICS_PORT, CONFIG_DIR, CONFIG_FILE, CONFIG_HASH_ANNOTATION, DATA_DIR, RUN_AS_ID,
+    BOT_METRICS_PORT, CONFIG_DIR, CONFIG_FILE, CONFIG_HASH_ANNOTATION, DATA_DIR,
     SECRETS_HASH_ANNOTATION, TOKEN_DIR, TOKEN_FILE,
 };
 use crate::crd::BotDeploymentSpec;
@@ -144,7 +143,7 @@ pub fn deployment(p: DeploymentParts<'_>) -> Deployment {
         startup_probe: Some(http_probe("/healthz", 2, 60)),
         liveness_probe: Some(http_probe("/healthz", 10, 3)),
         readiness_probe: Some(http_probe("/readyz", 5, 3)),
-        resources: spec.resources.clone(),
+        resources: spec.placement.resources.clone(),
         security_context: Some(restricted_container_security()),
         volume_mounts: Some(vec![
             mount(CONFIG_VOLUME, CONFIG_DIR, true),
@@ -155,48 +154,23 @@ pub fn deployment(p: DeploymentParts<'_>) -> Deployment {
         ..Default::default()
     };
 
-    let selector = owner.selector(BOT_APP);
-    let labels = owner.labels(BOT_APP, "bot", p.version);
-    Deployment {
-        metadata: owner.meta(owner.name.clone(), labels.clone()),
-        spec: Some(DeploymentSpec {
-            replicas: Some(1),
-            selector: LabelSelector {
-                match_labels: Some(selector),
-                match_expressions: None,
-            },
-            strategy: Some(DeploymentStrategy {
-                type_: Some("Recreate".into()),
-                rolling_update: None,
-            }),
-            revision_history_limit: Some(3),
-            template: PodTemplateSpec {
-                metadata: Some(ObjectMeta {
-                    labels: Some(labels),
-                    annotations: Some(annotations),
-                    ..Default::default()
-                }),
-                spec: Some(PodSpec {
-                    service_account_name: Some(owner.name.clone()),
-                    automount_service_account_token: Some(false),
-                    enable_service_links: Some(false),
-                    security_context: Some(restricted_pod_security()),
-                    init_containers: (!p.sidecars.init_containers.is_empty())
-                        .then_some(p.sidecars.init_containers),
-                    containers: vec![bot],
-                    volumes: Some(volumes),
-                    node_selector: (!spec.node_selector.is_empty())
-                        .then(|| spec.node_selector.clone()),
-                    tolerations: (!spec.tolerations.is_empty()).then(|| spec.tolerations.clone()),
-                    affinity: spec.affinity.clone(),
-                    termination_grace_period_seconds: Some(30),
-                    ..Default::default()
-                }),
-            },
+    workload::deployment(Workload {
+        owner,
+        name: owner.name.clone(),
+        app: BOT_APP,
+        labels: owner.labels(BOT_APP, "bot", p.version),
+        pod_annotations: Some(annotations),
+        placement: &spec.placement,
+        pod: PodSpec {
+            service_account_name: Some(owner.name.clone()),
+            init_containers: (!p.sidecars.init_containers.is_empty())
+                .then_some(p.sidecars.init_containers),
+            containers: vec![bot],
+            volumes: Some(volumes),
+            termination_grace_period_seconds: Some(30),
             ..Default::default()
-        }),
-        status: None,
-    }
+        },
+    })
 }
 
 fn plain(name: &str, value: &str) -> EnvVar {
@@ -204,39 +178,5 @@ fn plain(name: &str, value: &str) -> EnvVar {
         name: name.into(),
         value: Some(value.into()),
         value_from: None,
-    }
-}
-
-/// Pod-level settings of the `restricted` Pod Security Standard.
-pub fn restricted_pod_security() -> PodSecurityContext {
-    PodSecurityContext {
-        run_as_non_root: Some(true),
-        run_as_user: Some(RUN_AS_ID),
-        run_as_group: Some(RUN_AS_ID),
-        fs_group: Some(RUN_AS_ID),
-        fs_group_change_policy: Some("OnRootMismatch".into()),
-        seccomp_profile: Some(SeccompProfile {
-            type_: "RuntimeDefault".into(),
-            localhost_profile: None,
-        }),
-        ..Default::default()
-    }
-}
-
-/// Container-level settings of the `restricted` Pod Security Standard, plus a read-only root.
-pub fn restricted_container_security() -> SecurityContext {
-    SecurityContext {
-        allow_privilege_escalation: Some(false),
-        read_only_root_filesystem: Some(true),
-        run_as_non_root: Some(true),
-        capabilities: Some(Capabilities {
-            drop: Some(vec!["ALL".into()]),
-            add: None,
-        }),
-        seccomp_profile: Some(SeccompProfile {
-            type_: "RuntimeDefault".into(),
-            localhost_profile: None,
-        }),
-        ..Default::default()
     }
 }
