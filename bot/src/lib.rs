@@ -29,3 +29,5 @@ pub mod store;
 pub mod telemetry;
 #[cfg(feature = "runtime")]
 pub mod terminal;
+#[cfg(feature = "runtime")]
+pub mod tool;

@@ -65,7 +65,7 @@ enum Command {
         #[arg(last = true, required = true)]
         command: Vec<String>,
     },
-    /// Validate the configuration and print it (it holds no secrets; their sources are listed).
+    /// Validate the configuration and print it (env and header values redacted; secret sources listed).
     CheckConfig {
         #[arg(long, short)]
         config: Option<PathBuf>,

@@ -13,7 +13,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use serde_json::Value;
 use tokio::io::{AsyncBufReadExt, BufReader, Lines, Stdin};
 
-use crate::conversation::{Engine, TurnObserver, TurnRequest};
+use crate::conversation::{Engine, Notice, TurnObserver, TurnRequest};
 use crate::mcp::{McpHub, ServerState, ToolOutcome};
 
 pub struct ChatOptions {
@@ -26,7 +26,9 @@ pub struct ChatOptions {
 /// How long a tool approval question waits for an answer before it counts as "no".
 const APPROVAL_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
 
-/// Standard input, shared by the prompt loop and approval questions (one reader at a time).
+/// Standard input, shared by the prompt loop and approval questions (one reader at a time). An
+/// async mutex on purpose: the reader itself is awaited while held, and the prompt loop never
+/// reads while a turn (and so a question) runs.
 type Input = Arc<tokio::sync::Mutex<Lines<BufReader<Stdin>>>>;
 
 /// Prints tool traces to stderr and, on a terminal, streams text to stdout.
@@ -54,6 +56,13 @@ impl TurnObserver for TerminalObserver {
             println!();
         }
         eprintln!("🔧 {name} {args}");
+    }
+
+    async fn on_notice(&self, notice: &Notice) {
+        if self.wrote_text.swap(false, Ordering::Relaxed) {
+            println!();
+        }
+        eprintln!("note: {notice}");
     }
 
     async fn on_tool_result(&self, name: &str, outcome: &ToolOutcome) {
@@ -127,7 +136,7 @@ pub async fn run(engine: Engine, hub: Arc<McpHub>, options: ChatOptions) -> bool
             options.session,
             engine.tools().tools().len()
         );
-        warn_about_model(&engine, &m).await;
+        warn_about_model(&engine, &options.session, &m).await;
     }
     let input: Input = Arc::new(tokio::sync::Mutex::new(
         BufReader::new(tokio::io::stdin()).lines(),
@@ -193,21 +202,16 @@ pub async fn run(engine: Engine, hub: Arc<McpHub>, options: ChatOptions) -> bool
     all_ok
 }
 
-/// Says up front when the model is missing or cannot call tools, rather than at the first message.
-async fn warn_about_model(engine: &Engine, model: &str) {
-    let check = tokio::time::timeout(
-        std::time::Duration::from_secs(5),
-        engine.chat_model().show(model),
-    )
+/// Says up front when the model is missing, cannot use tools or cannot think, rather than at
+/// the first message (the engine then does not say it again).
+async fn warn_about_model(engine: &Engine, session: &str, model: &str) {
+    let check = tokio::time::timeout(std::time::Duration::from_secs(5), async {
+        engine.model_profile(model).await?;
+        Ok::<_, crate::conversation::TurnError>(engine.model_notices(session, model).await)
+    })
     .await;
     match check {
-        Ok(Ok(details)) if !details.supports("tools") && !engine.tools().tools().is_empty() => {
-            eprintln!(
-                "warning: model {model} does not support tools (capabilities: {}); MCP tools will not be offered successfully. Try a tool-capable model, e.g. llama3.2 or qwen3.",
-                details.capabilities.join(", ")
-            )
-        }
-        Ok(Ok(_)) => {}
+        Ok(Ok(notices)) => notices.iter().for_each(|n| eprintln!("note: {n}")),
         Ok(Err(e)) => eprintln!("warning: {e}"),
         Err(_) => eprintln!("warning: Ollama did not answer /api/show within 5 s"),
     }

@@ -79,7 +79,7 @@ async fn real_servers_answer_the_models_tool_calls() {
         ("fetch", "fetch__fetch", json!({"url": page_url})),
     ];
     let double = double_with(tool_agent(routes)).await;
-    let config = test_config(
+    let mut config = test_config(
         dir.path(),
         &double.url(),
         vec![
@@ -90,6 +90,9 @@ async fn real_servers_answer_the_models_tool_calls() {
             servers::fetch(),
         ],
     );
+    // Five servers' tools still fit half of 8192 tokens (`auto` would offer them all): ask for
+    // tools on demand to see the catalog at work.
+    config.chat.tool_loading = ollama_mcp_bot::config::ToolLoading::OnDemand;
     let config = write_config(dir.path(), &config);
     let out = run_chat(
         &config,
@@ -129,8 +132,7 @@ async fn real_servers_answer_the_models_tool_calls() {
         "{}",
         out.stderr
     );
-    // Five servers' tools crowd an 8192-token context: they load on demand. The first request
-    // offers `find_tools`, whose catalog names every server's tools.
+    // On demand, the first request offers `find_tools`, whose catalog names every server's tools.
     let first = &double.chat_requests()[0];
     assert_eq!(first.tool_names(), ["find_tools"]);
     let catalog = first.tools[0]
@@ -147,8 +149,8 @@ async fn real_servers_answer_the_models_tool_calls() {
     ] {
         assert!(catalog.contains(t), "{t} not in the catalog: {catalog}");
     }
-    // A tool called from the catalog is offered in full, namespaced, while its turn is in the
-    // context: the last request (turn 7) offers all six called so far.
+    // A tool called from the catalog is offered in full, namespaced, from then on (the list only
+    // grows): the last request (turn 7) offers all six called so far.
     let last = double.chat_requests().pop().expect("requests");
     let offered = last.tool_names();
     for t in [
@@ -169,6 +171,183 @@ async fn real_servers_answer_the_models_tool_calls() {
     let result = second.messages.last().expect("messages");
     assert_eq!(result.role, Role::Tool);
     assert!(result.content.contains("Ada"));
+}
+
+/// The default configuration offers every tool of four typical MCP servers, in the same order,
+/// in every request of a session: the tool list never moves the start of Ollama's cached prompt.
+#[tokio::test(flavor = "multi_thread")]
+async fn default_config_offers_every_tool_of_typical_servers_in_every_request() {
+    let dir = tempfile::tempdir().expect("dir");
+    let mut thinking = servers::sequential_thinking();
+    thinking.name = "thinking".into();
+    let double = double_with(tool_agent(vec![
+        ("recall", "memory__read_graph", json!({})),
+        ("echo", "everything__echo", json!({"message": "hi"})),
+    ]))
+    .await;
+    let config = test_config(
+        dir.path(),
+        &double.url(),
+        vec![
+            servers::memory(dir.path()),
+            thinking,
+            servers::fetch(),
+            servers::everything_stdio(),
+        ],
+    );
+    let config = write_config(dir.path(), &config);
+    let out = run_chat(
+        &config,
+        "cache",
+        "recall
+plain
+echo
+again plain
+",
+    )
+    .await;
+    assert_eq!(out.code, Some(0), "stderr: {}", out.stderr);
+    let requests = double.chat_requests();
+    assert_eq!(
+        requests.len(),
+        6,
+        "two tool turns of two rounds, two plain turns"
+    );
+    let first = requests[0].tool_names();
+    for t in [
+        "memory__read_graph",
+        "thinking__sequentialthinking",
+        "fetch__fetch",
+        "everything__echo",
+    ] {
+        assert!(first.iter().any(|n| n == t), "{t} not offered: {first:?}");
+    }
+    assert!(!first.iter().any(|n| n == "find_tools"), "{first:?}");
+    for (i, r) in requests.iter().enumerate() {
+        assert_eq!(r.tool_names(), first, "request {i} changed the tool list");
+    }
+}
+
+/// `chat --model NAME` is the model of every request; a reply Ollama cut says so; an empty reply
+/// is a failed turn; a connection that breaks mid-reply is one clear error line.
+#[tokio::test(flavor = "multi_thread")]
+async fn model_flag_cut_and_empty_replies_and_a_broken_stream() {
+    let dir = tempfile::tempdir().expect("dir");
+    let line = |content: &str, done: bool| {
+        let mut v = json!({"model": "qwen3", "created_at": "2026-12-06T19:00:30.522348354Z",
+            "message": {"role": "assistant", "content": content}, "done": done});
+        if done {
+            v["done_reason"] = json!("length");
+            v["prompt_eval_count"] = json!(159);
+            v["eval_count"] = json!(8);
+        }
+        v.to_string() + "\n"
+    };
+    let (cut, cut_done) = (line("The answer is", false), line("", true));
+    let empty = line("", true);
+    let double = OllamaDouble::builder()
+        .model("llama3.2", &["completion", "tools"])
+        .model("qwen3", &["completion", "tools"])
+        .responder(
+            move |req: &SeenRequest| match req.last_user_message().unwrap_or_default() {
+                "cut" => Reply::raw([cut.clone(), cut_done.clone()]),
+                "empty" => Reply::raw([empty.clone()]),
+                "break" => Reply::DropMidStream { after_chunks: 1 },
+                other => Reply::text(format!("echo: {other}")),
+            },
+        )
+        .start()
+        .await
+        .expect("double");
+    let mut config = test_config(dir.path(), &double.url(), vec![]);
+    config.ollama.options.insert("num_predict".into(), json!(8));
+    let config = write_config(dir.path(), &config);
+    let mut chat = ChatProcess::spawn(&config, "s", &["--model", "qwen3"], &[]);
+    for message in ["hello", "cut", "empty", "break", "still here"] {
+        chat.send(message).await;
+    }
+    let out = chat.finish(TURN).await;
+    assert_eq!(out.code, Some(1), "failed turns make the exit code 1");
+    let models: Vec<String> = double
+        .chat_requests()
+        .iter()
+        .filter_map(|r| r.json.as_ref()?.get("model")?.as_str().map(str::to_string))
+        .collect();
+    assert_eq!(models, ["qwen3"; 5], "--model is used for every turn");
+    let replies: Vec<&str> = out.stdout.lines().collect();
+    assert_eq!(
+        replies,
+        ["echo: hello", "The answer is", "echo: still here"],
+        "no blank answer is printed: {}",
+        out.stderr
+    );
+    assert!(
+        out.stderr
+            .contains("note: the reply was cut at ollama.options.num_predict = 8"),
+        "{}",
+        out.stderr
+    );
+    assert!(
+        out.stderr
+            .contains("error: model `qwen3` gave an empty answer"),
+        "{}",
+        out.stderr
+    );
+    let broke: Vec<&str> = out
+        .stderr
+        .lines()
+        .filter(|l| l.contains("broke") || l.contains("not valid"))
+        .collect();
+    assert_eq!(broke.len(), 1, "one error line for one failure: {broke:?}");
+    assert!(
+        broke[0].starts_with("error: the connection to Ollama broke"),
+        "{broke:?}"
+    );
+}
+
+/// A model without `tools` or `thinking` (the double answers 400 to either, as Ollama does):
+/// every turn still works, without tools and without thinking, and the user is told once.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_model_that_cannot_use_tools_or_think_still_chats_and_says_so_once() {
+    let dir = tempfile::tempdir().expect("dir");
+    let double = OllamaDouble::builder()
+        .model("llama3.2", &["completion", "tools"])
+        .model("tiny", &["completion"])
+        .responder(|req: &SeenRequest| {
+            Reply::text(format!(
+                "echo: {}",
+                req.last_user_message().unwrap_or_default()
+            ))
+        })
+        .start()
+        .await
+        .expect("double");
+    let mut config = test_config(dir.path(), &double.url(), vec![servers::memory(dir.path())]);
+    config.ollama.model = "tiny".into();
+    config.ollama.think = true;
+    let config = write_config(dir.path(), &config);
+    let out = run_chat(&config, "s", "one\ntwo\n").await;
+    assert_eq!(out.code, Some(0), "{}", out.stderr);
+    assert_eq!(out.stdout, "echo: one\necho: two\n");
+    for r in double.chat_requests() {
+        let body = r.json.clone().expect("json");
+        assert!(body.get("tools").is_none(), "{body}");
+        assert_ne!(body.get("think"), Some(&json!(true)), "{body}");
+    }
+    let notes: Vec<&str> = out
+        .stderr
+        .lines()
+        .filter(|l| l.starts_with("note:"))
+        .collect();
+    assert_eq!(notes.len(), 2, "each said once: {notes:?}");
+    assert!(
+        notes.iter().any(|n| n.contains("tiny cannot use tools") && n.contains("models that can: llama3.2")),
+        "{notes:?}"
+    );
+    assert!(
+        notes.iter().any(|n| n.contains("tiny cannot think")),
+        "{notes:?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use discord_support::*;
 use ollama_mcp_bot::llm::Role;
-use ollama_mcp_tests::discord_double::{DoubleConfig, Limit, World};
+use ollama_mcp_tests::discord_double::{DoubleConfig, Limit, Message, World};
 use ollama_mcp_tests::ollama_double::{OllamaDouble, Reply};
 use ollama_mcp_tests::servers;
 use serde_json::json;
@@ -23,6 +23,19 @@ async fn interaction_reply(h: &Harness, interaction: u64, done: impl Fn(&str) ->
                 .map(|m| m.content.clone())
         })
         .await
+}
+
+/// The second of two streamed answers was posted only after the first was complete.
+fn assert_one_after_another(answers: &mut [Message]) {
+    answers.sort_by_key(|r| r.created_at);
+    let first_done = *answers[0]
+        .edited_at
+        .last()
+        .unwrap_or(&answers[0].created_at);
+    assert!(
+        answers[1].created_at >= first_done,
+        "the second turn started before the first finished"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -163,18 +176,24 @@ async fn long_replies_stream_by_paced_edits_and_split_at_2000_without_breaking_c
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn sessions_per_user_per_channel_threads_shared_reply_chains_continue() {
-    let h = Harness::start(echo_model().await, |c, _| c.discord.allow_dms = true).await;
+async fn sessions_per_user_per_channel_threads_shared_replies_of_others_see_only_the_channel() {
+    let h = Harness::start(echo_model().await, |c, _| {
+        c.discord.allow_dms = true;
+        c.discord.rate_limit.messages = 100;
+    })
+    .await;
     let p = h.p;
-    let history_of = |question: &str| -> Vec<String> {
-        let req = h
-            .ollama
+    let request_for = |question: &str| {
+        h.ollama
             .chat_requests()
             .into_iter()
             .rev()
-            .find(|r| r.last_user_message() == Some(question))
-            .unwrap();
-        req.messages
+            .find(|r| r.last_user_message().is_some_and(|m| m.ends_with(question)))
+            .unwrap()
+    };
+    let history_of = |question: &str| -> Vec<String> {
+        request_for(question)
+            .messages
             .iter()
             .filter(|m| m.role == Role::User)
             .map(|m| m.content.clone())
@@ -189,15 +208,43 @@ async fn sessions_per_user_per_channel_threads_shared_reply_chains_continue() {
     // Bob in the same channel has his own conversation.
     h.ask(p.bob, p.general, "bob one", "echo: bob one").await;
     assert_eq!(history_of("bob one"), ["bob one"]);
-    // Bob replying to the bot's answer to Alice continues Alice's conversation (no mention needed).
+    // Bob replying to the bot's answer to Alice (no mention needed) continues in his own
+    // conversation, from what the channel shows him: the chain of replied-to messages. Alice's
+    // history (her later turn, any tool results) never reaches his prompt.
     let answer = h.discord.with(|w| w.replies_to(first)[0].id);
     let reply = h
         .discord
         .user_replies(p.bob, p.general, answer, "bob joins");
-    h.reply_eq(reply, "echo: bob joins").await;
+    h.reply_containing(reply, "bob joins").await;
     assert_eq!(
         history_of("bob joins"),
-        ["alice one", "alice two", "bob joins"]
+        [
+            "bob one",
+            "[bob is replying to these messages in the channel, oldest first:]\nalice: alice one\nyou: echo: alice one\n[bob writes:]\nbob joins"
+        ]
+    );
+    assert!(
+        !request_for("bob joins")
+            .messages
+            .iter()
+            .any(|m| m.content.contains("alice two")),
+        "Alice's history stays hers"
+    );
+    // And Bob's text did not land in Alice's conversation.
+    h.ask(p.alice, p.general, "alice three", "echo: alice three")
+        .await;
+    assert_eq!(
+        history_of("alice three"),
+        ["alice one", "alice two", "alice three"]
+    );
+    // Alice replying to an answer of her own conversation just continues it.
+    let again = h
+        .discord
+        .user_replies(p.alice, p.general, answer, "alice again");
+    h.reply_eq(again, "echo: alice again").await;
+    assert_eq!(
+        history_of("alice again"),
+        ["alice one", "alice two", "alice three", "alice again"]
     );
     // In a thread, everyone shares one conversation.
     let thread = h.discord.add_thread(p.guild, p.general, "topic");
@@ -210,6 +257,60 @@ async fn sessions_per_user_per_channel_threads_shared_reply_chains_continue() {
     let said = h.discord.user_says(p.alice, dm, "private question");
     h.reply_eq(said, "echo: private question").await;
     assert_eq!(history_of("private question"), ["private question"]);
+}
+
+/// A thread is one conversation that several people write to: their turns take turns, each
+/// seeing the one before, even though the guild could run several turns at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_turns_of_one_thread_never_run_at_once() {
+    let ollama = OllamaDouble::builder()
+        .model(MODEL, &["completion", "tools"])
+        .responder(|r| Reply::Slow {
+            per_chunk: Duration::from_millis(200),
+            text: format!(
+                "slow answer to {}",
+                r.last_user_message().unwrap_or_default()
+            ),
+        })
+        .start()
+        .await
+        .unwrap();
+    let h = Harness::start(ollama, |c, _| {
+        c.discord.rate_limit.max_concurrent_per_guild = 4;
+    })
+    .await;
+    let p = h.p;
+    let thread = h.discord.add_thread(p.guild, p.general, "topic");
+    let asked = [
+        h.discord
+            .user_says(p.alice, thread, &h.mention("from alice")),
+        h.discord.user_says(p.bob, thread, &h.mention("from bob")),
+    ];
+    let mut answers = h
+        .discord
+        .wait_for("both answers", WAIT, |w: &World| {
+            let done: Vec<_> = asked
+                .iter()
+                .filter_map(|m| {
+                    w.replies_to(*m)
+                        .into_iter()
+                        .find(|r| r.content.starts_with("slow answer to from"))
+                        .cloned()
+                })
+                .collect();
+            (done.len() == 2).then_some(done)
+        })
+        .await;
+    assert_one_after_another(&mut answers);
+    let last = h.ollama.chat_requests().last().unwrap().clone();
+    assert_eq!(
+        last.messages
+            .iter()
+            .filter(|m| m.role == Role::User)
+            .count(),
+        2,
+        "the second turn sees the first"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -693,6 +794,67 @@ async fn tool_approval_buttons_approve_deny_and_time_out() {
     );
 }
 
+/// `remember` calls tools: it goes through the same approval and admission (access, rate limit,
+/// concurrency) as a chat message.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn remember_asks_for_approval_and_counts_against_the_rate_limit() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut memory = servers::memory(dir.path());
+    memory.tools.require_approval = vec!["create_entities".into()];
+    let h = Harness::start(echo_model().await, |c, _| {
+        c.mcp.servers = vec![memory];
+        c.discord.rate_limit.messages = 2;
+        c.discord.rate_limit.per_seconds = 3600;
+    })
+    .await;
+    let p = h.p;
+    let graph = || std::fs::read_to_string(dir.path().join("memory.json")).unwrap_or_default();
+    let question = |after: u64| {
+        h.discord
+            .wait_for("the approval question", WAIT, move |w: &World| {
+                w.bot_messages()
+                    .into_iter()
+                    .find(|m| m.reply_to == Some(after) && !m.button_ids().is_empty())
+                    .map(|m| (m.id, m.button_ids()))
+            })
+    };
+
+    let denied = h
+        .discord
+        .user_says(p.alice, p.general, "!remember I like tea");
+    let (q, buttons) = question(denied).await;
+    assert!(
+        h.discord
+            .with(|w| w.messages[&q].content.contains("memory__create_entities"))
+    );
+    h.discord.press_button(
+        p.alice,
+        q,
+        buttons.iter().find(|b| b.contains("deny")).unwrap(),
+    );
+    h.reply_containing(denied, "was not approved").await;
+    assert!(!graph().contains("tea"), "{}", graph());
+
+    let approved = h
+        .discord
+        .user_says(p.alice, p.general, "!remember I like coffee");
+    let (q, buttons) = question(approved).await;
+    h.discord.press_button(
+        p.alice,
+        q,
+        buttons.iter().find(|b| b.contains("approve")).unwrap(),
+    );
+    h.reply_containing(approved, "Remembered").await;
+    assert!(graph().contains("I like coffee"), "{}", graph());
+
+    // Two questions per hour here: the third is refused before any tool runs.
+    let third = h
+        .discord
+        .user_says(p.alice, p.general, "!remember I like water");
+    h.reply_containing(third, "try again in").await;
+    assert!(!graph().contains("water"));
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_model_that_is_down_gets_a_clear_reply() {
     let mut ollama = echo_model().await;
@@ -795,15 +957,86 @@ async fn a_busy_guild_runs_one_turn_at_a_time_and_refuses_beyond_the_queue() {
         .into_iter()
         .filter(|r| r.content == "a slow answer arrives")
         .collect();
-    answers.sort_by_key(|r| r.created_at);
-    let first_done = *answers[0]
-        .edited_at
-        .last()
-        .unwrap_or(&answers[0].created_at);
-    assert!(
-        answers[1].created_at >= first_done,
-        "the second turn started before the first finished"
-    );
+    assert_one_after_another(&mut answers);
+}
+
+/// Discord allows a bot 50 requests a second over all routes. A burst of questions, each answer
+/// streamed in several pieces, gets every answer complete without a global 429 and without more
+/// than 50 requests in any second: under pressure a reply is edited less often (or posted once,
+/// whole).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_burst_of_questions_stays_inside_discords_global_limit() {
+    let ollama = OllamaDouble::builder()
+        .model(MODEL, &["completion", "tools"])
+        .responder(|r| Reply::Slow {
+            per_chunk: Duration::from_millis(40),
+            text: format!(
+                "answer to {} with a few more words to stream",
+                r.last_user_message().unwrap_or_default()
+            ),
+        })
+        .start()
+        .await
+        .unwrap();
+    // Per-route limits relaxed (many channels at once); the global limit stays Discord's.
+    let mut double = DoubleConfig::new(TOKEN);
+    for route in ["create_message", "edit_message", "typing"] {
+        double
+            .limits
+            .insert(route, Limit::new(1000, Duration::from_secs(1)));
+    }
+    let mut h = Harness::prepare(double, ollama, |c, _| {
+        c.discord.rate_limit.messages = 1000;
+        c.discord.rate_limit.max_concurrent_per_guild = 100;
+    })
+    .await;
+    let p = h.p;
+    let channels: Vec<u64> = (0..20)
+        .map(|i| h.discord.add_text_channel(p.guild, &format!("c{i}")))
+        .collect();
+    h.start_bot().await;
+    let started = std::time::Instant::now();
+    let mut asked = Vec::new();
+    for (i, c) in channels.iter().enumerate() {
+        for u in [p.alice, p.bob, p.admin] {
+            let text = format!("q{i}u{u}");
+            asked.push((h.discord.user_says(u, *c, &h.mention(&text)), text));
+        }
+    }
+    h.discord
+        .wait_for("every answer, complete", WAIT, |w: &World| {
+            asked
+                .iter()
+                .all(|(m, text)| {
+                    w.replies_to(*m).iter().any(|r| {
+                        r.content == format!("answer to {text} with a few more words to stream")
+                    })
+                })
+                .then_some(())
+        })
+        .await;
+    h.discord.with(|w| {
+        let global: Vec<_> = w.rate_limited.iter().filter(|r| r.global).collect();
+        assert!(global.is_empty(), "global 429s: {global:?}");
+        // Interaction callbacks and webhooks do not count toward the global limit.
+        let counted: Vec<std::time::Instant> = w
+            .rest_calls
+            .iter()
+            .filter(|c| c.at >= started && !matches!(c.route, "interaction_callback" | "webhook"))
+            .map(|c| c.at)
+            .collect();
+        let busiest = counted
+            .iter()
+            .map(|t| {
+                counted
+                    .iter()
+                    .filter(|u| **u >= *t && **u < *t + Duration::from_secs(1))
+                    .count()
+            })
+            .max()
+            .unwrap_or(0);
+        assert!(busiest <= 50, "{busiest} requests in one second");
+    });
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

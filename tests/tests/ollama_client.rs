@@ -308,6 +308,56 @@ async fn tool_calls_round_trip_with_arguments_intact() {
     assert_eq!(second.tool_results().len(), 1);
 }
 
+/// Files 12b/12c: real tool calls carry an `id`; the result goes back with it as `tool_call_id`.
+#[tokio::test]
+async fn tool_call_ids_are_kept_and_echoed_on_the_result() {
+    install_crypto();
+    let double = double().await;
+    double.push_reply(Reply::raw([
+        concat!(
+            r#"{"model":"llama3.2","created_at":"2026-12-06T18:56:48.78602271Z","message":{"role":"assistant","content":"","tool_calls":[{"id":"call_5vv8jqhf","function":{"index":0,"name":"memory__read_graph","arguments":{}}}]},"done":false}"#,
+            "\n"
+        ),
+        concat!(
+            r#"{"model":"llama3.2","created_at":"2026-12-06T18:56:53.564427897Z","message":{"role":"assistant","content":""},"done":true,"done_reason":"length","total_duration":6507245478,"load_duration":199872036,"prompt_eval_count":154,"prompt_eval_duration":65172006,"eval_count":40,"eval_duration":6100448822}"#,
+            "\n"
+        ),
+    ]));
+    double.push_reply(Reply::text("The graph is empty."));
+    let client = client(&double);
+    let mut req = request("llama3.2", "read the graph");
+    req.tools = vec![memory_tool()];
+    let (events, error) = collect(&client, req.clone()).await.expect("chat starts");
+    assert!(error.is_none(), "{error:?}");
+    let call = events
+        .iter()
+        .find_map(|e| match e {
+            ChatEvent::ToolCalls(c) => c.first().cloned(),
+            _ => None,
+        })
+        .expect("a tool call");
+    assert_eq!(call.id.as_deref(), Some("call_5vv8jqhf"));
+    assert!(
+        events
+            .iter()
+            .any(|e| matches!(e, ChatEvent::Done { done_reason: Some(r), .. } if r == "length")),
+        "done_reason is kept: {events:?}"
+    );
+    let mut assistant = ChatMessage::assistant("");
+    assistant.tool_calls = vec![call.clone()];
+    req.messages.push(assistant);
+    req.messages.push(ChatMessage::tool_result(
+        &call,
+        r#"{"entities":[],"relations":[]}"#,
+    ));
+    let (_, error) = collect(&client, req).await.expect("second round");
+    assert!(error.is_none(), "{error:?}");
+    let sent = double.chat_requests()[1].json.clone().expect("json");
+    assert_eq!(sent["messages"][3]["tool_call_id"], "call_5vv8jqhf");
+    assert_eq!(sent["messages"][3]["tool_name"], "memory__read_graph");
+    assert_eq!(sent["messages"][2]["tool_calls"][0]["id"], "call_5vv8jqhf");
+}
+
 #[tokio::test]
 async fn text_then_tool_calls() {
     install_crypto();
@@ -371,19 +421,53 @@ async fn tools_to_a_model_without_tools_is_tools_unsupported() {
 }
 
 #[tokio::test]
-async fn thinking_to_a_model_without_thinking_is_a_server_error_with_ollamas_message() {
+async fn thinking_to_a_model_without_thinking_is_rejected_with_ollamas_message() {
     install_crypto();
     let double = double().await;
     let mut req = request("tiny", "hi");
     req.think = Some(true);
     let error = client(&double).chat(req).await.err().expect("fails");
     match error {
-        LlmError::Server {
+        LlmError::Rejected {
             status: 400,
-            message,
+            ref message,
         } => assert!(message.contains("does not support thinking"), "{message}"),
+        ref other => panic!("{other:?}"),
+    }
+    assert_eq!(double.chat_requests().len(), 1, "a 400 is not retried");
+}
+
+/// File 15 of the recordings: Ollama answers a mistyped option with 500, and the same request
+/// can only fail the same way again.
+#[tokio::test]
+async fn an_error_body_that_names_a_bad_request_is_never_retried() {
+    install_crypto();
+    let double = double().await;
+    for _ in 0..4 {
+        double.push_reply(Reply::status(
+            500,
+            "option \"num_ctx\" must be of type integer",
+        ));
+    }
+    let error = client(&double)
+        .chat(request("llama3.2", "hi"))
+        .await
+        .err()
+        .expect("fails");
+    match &error {
+        LlmError::Rejected {
+            status: 500,
+            message,
+        } => {
+            assert!(message.contains("must be of type integer"), "{message}")
+        }
         other => panic!("{other:?}"),
     }
+    assert!(
+        error.to_string().contains("retrying cannot help"),
+        "{error}"
+    );
+    assert_eq!(double.chat_requests().len(), 1, "not retried");
 }
 
 #[tokio::test]
@@ -595,7 +679,7 @@ async fn malformed_ndjson_is_a_protocol_error() {
 }
 
 #[tokio::test]
-async fn dropped_stream_is_a_protocol_error_and_not_retried() {
+async fn a_broken_connection_says_so_and_is_not_retried() {
     install_crypto();
     let double = double().await;
     double.push_reply(Reply::DropMidStream { after_chunks: 2 });
@@ -603,8 +687,15 @@ async fn dropped_stream_is_a_protocol_error_and_not_retried() {
         .await
         .expect("chat starts");
     assert_eq!(events.len(), 2, "{events:?}");
-    match error {
-        Some(LlmError::Protocol { detail }) => assert!(detail.contains("ended early"), "{detail}"),
+    match &error {
+        Some(e @ LlmError::Broken { .. }) => {
+            let text = e.to_string();
+            assert!(text.contains("connection to Ollama broke"), "{text}");
+            assert!(
+                !text.contains("not valid"),
+                "not blamed on Ollama's output: {text}"
+            );
+        }
         other => panic!("{other:?}"),
     }
     assert_eq!(double.chat_requests().len(), 1);
@@ -734,7 +825,7 @@ async fn metrics_are_recorded_by_the_stream() {
     let text = ollama_mcp_bot::metrics::metrics().encode();
     for expected in [
         "ollama_mcp_bot_model_requests_total{model=\"metrics-probe\",outcome=\"ok\"} 1",
-        "ollama_mcp_bot_model_requests_total{model=\"metrics-probe\",outcome=\"protocol\"} 1",
+        "ollama_mcp_bot_model_requests_total{model=\"metrics-probe\",outcome=\"broken\"} 1",
         "ollama_mcp_bot_model_requests_total{model=\"metrics-probe\",outcome=\"cancelled\"} 1",
         "ollama_mcp_bot_model_request_duration_seconds_count{model=\"metrics-probe\"} 3",
         "ollama_mcp_bot_time_to_first_token_seconds_count{model=\"metrics-probe\"} 3",

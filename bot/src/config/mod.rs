@@ -11,6 +11,8 @@ mod load;
 mod mcp;
 mod ollama_host;
 mod ollama_options;
+#[cfg(test)]
+mod proptests;
 mod sections;
 #[cfg(test)]
 mod tests;

@@ -58,6 +58,11 @@ pub fn parse_ollama_host(value: &str) -> Result<String, String> {
         host
     };
     let path = path.trim_end_matches('/');
+    if path.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err(format!(
+            "`{value}` has spaces in its path; give a host, host:port or URL (e.g. `http://gpu-box:11434`)"
+        ));
+    }
     Ok(if path.is_empty() {
         format!("{scheme}://{host}:{port}")
     } else {

@@ -71,9 +71,10 @@ pub struct ChatConfig {
     /// ones are always shortened to `old_tool_result_chars`.
     pub full_tool_result_turns: usize,
     /// `all`: every tool's definition in every request. `on_demand`: the model gets
-    /// `find_tools` (a one-line catalog) and the tools it has found or used in the turns still
-    /// in its context. `auto`: on demand when all definitions would take more than
-    /// `tool_context_share` of the context window (`ollama.options.num_ctx`, else 4096).
+    /// `find_tools` (a one-line catalog) and the tools it has found or used in the session so
+    /// far (the list only grows). `auto`: on demand when all definitions would take more than
+    /// `tool_context_share` of the model's context window; decided once per session, so the
+    /// tool list never changes within one.
     pub tool_loading: ToolLoading,
     /// Share of the context window above which `auto` loads tools on demand.
     pub tool_context_share: f64,
@@ -99,7 +100,7 @@ impl Default for ChatConfig {
             old_tool_result_chars: 400,
             full_tool_result_turns: 1,
             tool_loading: ToolLoading::Auto,
-            tool_context_share: 0.25,
+            tool_context_share: 0.5,
         }
     }
 }

@@ -1,16 +1,16 @@
 //! Tools on demand. Tool definitions are resent with every request (Ollama keeps no state), and
 //! a few MCP servers easily bring 20+ tools and 3–4 thousand tokens: half of a small model's
 //! context, in every request. On demand, the model is offered `find_tools`, whose description is
-//! a one-line catalog of the tools not loaded, plus the full definitions of the tools it called in
-//! the turns still in its context and those it found in this turn. Nothing is kept outside the
-//! conversation itself: what is loaded is read from the prompt's own messages.
+//! a one-line catalog of every tool (the same in every request, so that it never moves the
+//! prompt's start), plus the full definitions of the tools it has called or found in the
+//! session so far, in the order they were loaded: the list only ever grows.
 
 use std::collections::{BTreeMap, HashSet};
 
 use serde_json::{Value, json};
 
-use crate::llm::{ChatMessage, Role, ToolSpec};
-use crate::mcp::split_namespaced;
+use crate::llm::{ChatMessage, Role};
+use crate::tool::{ToolSpec, split_namespaced};
 
 /// The meta tool's name (no `__`, so no server's tool can have it).
 pub const FIND_TOOLS: &str = "find_tools";
@@ -19,10 +19,10 @@ const MAX_FOUND: usize = 5;
 /// The score of a tool named exactly.
 const EXACT: u32 = 1000;
 
-/// `find_tools`, listing the tools that are not loaded, grouped by server.
-pub fn find_tools_spec(not_loaded: &[&ToolSpec]) -> ToolSpec {
+/// `find_tools`, with a catalog of `tools` grouped by server.
+pub fn find_tools_spec(tools: &[&ToolSpec]) -> ToolSpec {
     let mut by_server: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
-    for t in not_loaded {
+    for t in tools {
         let (server, tool) = split_namespaced(&t.name).unwrap_or(("", t.name.as_str()));
         by_server.entry(server).or_default().push(tool);
     }
@@ -34,8 +34,7 @@ pub fn find_tools_spec(not_loaded: &[&ToolSpec]) -> ToolSpec {
         name: FIND_TOOLS.into(),
         description: format!(
             "Makes more tools available. Call it with tool names or with words for what you \
-             need; the tools it finds can be called right after, as server__tool. Not loaded \
-             yet: {}.",
+             need; the tools it finds can be called right after, as server__tool. All tools: {}.",
             catalog.join("; ")
         ),
         parameters: json!({
@@ -150,20 +149,26 @@ pub fn is_trace(m: &ChatMessage) -> bool {
     }
 }
 
-/// Tools loaded by these messages: the ones called, and the ones `find_tools` found.
+/// Tools loaded by these messages (the ones called, and the ones `find_tools` found), each
+/// once, in the order they were first loaded.
 pub fn loaded<'m>(
     messages: impl IntoIterator<Item = &'m ChatMessage>,
     tools: &[ToolSpec],
-) -> HashSet<String> {
-    let mut out = HashSet::new();
+) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    let mut add = |name: &str| {
+        if !out.iter().any(|n| n == name) {
+            out.push(name.to_string());
+        }
+    };
     for m in messages.into_iter().filter(|m| m.role == Role::Assistant) {
         for call in &m.tool_calls {
             let name = call.function.name.as_str();
             if name == FIND_TOOLS {
                 let query = query_of(&call.function.arguments);
-                out.extend(search(tools, &query).into_iter().map(|t| t.name.clone()));
+                search(tools, &query).into_iter().for_each(|t| add(&t.name));
             } else if let Some(t) = resolve(tools, name) {
-                out.insert(t.name.clone());
+                add(&t.name);
             }
         }
     }

@@ -1,8 +1,11 @@
-//! Fitting history into the prompt: the system prompt and the current turn always go in; earlier
-//! turns go in newest first while they fit `history_token_budget`. When they do not fit, tool
-//! results of turns before the latest are shortened first, then the oldest turns are dropped.
+//! Fitting the prompt into the window: the system prompt and the current turn always go in (the
+//! current turn's earlier tool results shortened when it alone is too big); earlier turns go in
+//! while they fit `history_token_budget`. When they no longer fit, a compaction drops the oldest
+//! turns down to half the budget at once, so that the next turns append to a stable prefix.
 //! Token counts come from Ollama: each stored message carries an estimate calibrated by the
 //! `prompt_eval_count` Ollama reported for the request it was part of.
+//!
+//! (Over 450 lines only because of its tests.)
 
 use crate::llm::{ChatMessage, Role};
 use crate::store::StoredMessage;
@@ -30,7 +33,7 @@ pub fn estimate_tokens(message: &ChatMessage, tokens_per_char: f64) -> u32 {
 }
 
 /// Tokens of a message of `chars` characters at `tokens_per_char`, template overhead included.
-fn tokens_for_chars(chars: usize, tokens_per_char: f64) -> u32 {
+pub fn tokens_for_chars(chars: usize, tokens_per_char: f64) -> u32 {
     let tokens = (chars as f64 * tokens_per_char).ceil();
     MESSAGE_OVERHEAD
         + if tokens >= f64::from(u32::MAX) {
@@ -94,6 +97,128 @@ pub fn shorten(content: &str, max: usize) -> Option<String> {
     ))
 }
 
+/// Share of the budget history is cut down to by a compaction: the rest is room for the next
+/// turns to append without moving the prompt's start.
+const COMPACT_TO: f64 = 0.5;
+
+/// Earlier turns, oldest first, with the tool results of all but the latest few shortened
+/// (whatever the budget, so that a turn's text changes at most once, when it stops being recent).
+fn kept_turns(history: &[StoredMessage], budget: &Budget) -> Vec<Kept> {
+    let mut kept: Vec<Kept> = group_turns(history)
+        .iter()
+        .map(|t| Kept {
+            turn: t.first().map_or(0, |m| m.turn),
+            messages: t.iter().map(|m| m.message.clone()).collect(),
+            tokens: t.iter().map(|m| m.tokens).sum(),
+            shortened: false,
+        })
+        .collect();
+    let recent = kept.len().saturating_sub(budget.full_tool_result_turns);
+    for k in kept.iter_mut().take(recent) {
+        k.shorten(budget);
+    }
+    kept
+}
+
+fn total(kept: &[Kept]) -> u64 {
+    kept.iter().map(|k| u64::from(k.tokens)).sum()
+}
+
+/// The messages to send and the first turn of history they hold: the system prompt, earlier
+/// turns from `start` on, then this turn's messages. When the turns from `start` no longer fit
+/// the budget, a compaction moves `start` forward at once until the rest takes at most half of
+/// it (past every turn when not even the latest fits that).
+pub fn compose(
+    system: &str,
+    history: &[StoredMessage],
+    start: i64,
+    current: &[ChatMessage],
+    budget: &Budget,
+) -> (Vec<ChatMessage>, i64) {
+    let from = history.partition_point(|m| m.turn < start);
+    let mut kept = kept_turns(&history[from..], budget);
+    let mut start = start;
+    if total(&kept) > u64::from(budget.tokens) {
+        let target = (f64::from(budget.tokens) * COMPACT_TO) as u64;
+        let mut left = total(&kept);
+        let mut drop = 0;
+        while drop < kept.len() && left > target {
+            left -= u64::from(kept[drop].tokens);
+            drop += 1;
+        }
+        start = kept
+            .get(drop)
+            .map_or_else(|| history.last().map_or(start, |m| m.turn + 1), |k| k.turn);
+        kept.drain(..drop);
+    }
+    (assemble(system, kept, current, budget), start)
+}
+
+/// Fits this turn's messages into `room` tokens: when they do not fit, tool results of earlier
+/// rounds are shortened first, then those of the latest round share what is left. Returns the
+/// tokens they take, or `Err(tokens)` when even the user's message does not fit.
+pub fn fit_current(
+    current: &mut [ChatMessage],
+    room: u32,
+    tokens_per_char: f64,
+    old_tool_result_chars: usize,
+) -> Result<u32, u32> {
+    let count = |c: &[ChatMessage]| -> u32 {
+        c.iter()
+            .map(|m| estimate_tokens(m, tokens_per_char))
+            .fold(0u32, u32::saturating_add)
+    };
+    let tokens = count(current);
+    if tokens <= room {
+        return Ok(tokens);
+    }
+    // The latest round's results: the tool messages after the last assistant message.
+    let last_assistant = current
+        .iter()
+        .rposition(|m| m.role == Role::Assistant)
+        .unwrap_or(0);
+    for i in 0..last_assistant {
+        if current[i].role != Role::Tool {
+            continue;
+        }
+        if let Some(short) = shorten(&current[i].content, old_tool_result_chars) {
+            current[i].content = short;
+        }
+        let tokens = count(current);
+        if tokens <= room {
+            return Ok(tokens);
+        }
+    }
+    let latest: Vec<usize> = (last_assistant..current.len())
+        .filter(|&i| current[i].role == Role::Tool)
+        .collect();
+    if !latest.is_empty() {
+        let others: u32 = current
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| !latest.contains(i))
+            .map(|(_, m)| estimate_tokens(m, tokens_per_char))
+            .fold(0u32, u32::saturating_add);
+        let per_result = room.saturating_sub(others) / u32::try_from(latest.len()).unwrap_or(1);
+        // Characters that fit, less room for the template and the note saying it was cut.
+        let chars = (f64::from(per_result.saturating_sub(MESSAGE_OVERHEAD + 24)) / tokens_per_char)
+            as usize;
+        for i in latest {
+            if let Some(short) = shorten(&current[i].content, chars.max(1)) {
+                current[i].content = short;
+            }
+        }
+    }
+    let tokens = count(current);
+    if tokens <= room {
+        Ok(tokens)
+    } else {
+        Err(current
+            .first()
+            .map_or(tokens, |m| estimate_tokens(m, tokens_per_char)))
+    }
+}
+
 /// The messages to send: system, the history that fits, then this turn's messages.
 pub fn build_prompt(
     system: &str,
@@ -101,24 +226,18 @@ pub fn build_prompt(
     current: &[ChatMessage],
     budget: &Budget,
 ) -> Vec<ChatMessage> {
-    let turns = group_turns(history);
-    // Earlier turns, oldest first.
-    let mut kept: Vec<Kept> = turns
-        .iter()
-        .map(|t| Kept {
-            messages: t.iter().map(|m| m.message.clone()).collect(),
-            tokens: t.iter().map(|m| m.tokens).sum(),
-            shortened: false,
-        })
-        .collect();
-    let total = |kept: &[Kept]| kept.iter().map(|k| u64::from(k.tokens)).sum::<u64>();
-    let limit = u64::from(budget.tokens);
+    assemble(system, kept_turns(history, budget), current, budget)
+}
 
-    // Tool results of all but the latest few turns are shortened whatever the budget.
-    let recent = kept.len().saturating_sub(budget.full_tool_result_turns);
-    for k in kept.iter_mut().take(recent) {
-        k.shorten(budget);
-    }
+/// The prompt from earlier turns as kept: over budget, their tool results are shortened, then
+/// the oldest turns dropped until the rest fits.
+fn assemble(
+    system: &str,
+    mut kept: Vec<Kept>,
+    current: &[ChatMessage],
+    budget: &Budget,
+) -> Vec<ChatMessage> {
+    let limit = u64::from(budget.tokens);
     if total(&kept) > limit {
         // Then, when over budget: those of every turn but the latest.
         let last = kept.len().saturating_sub(1);
@@ -159,6 +278,7 @@ pub fn build_prompt(
 
 /// An earlier turn on its way into the prompt.
 struct Kept {
+    turn: i64,
     messages: Vec<ChatMessage>,
     tokens: u32,
     shortened: bool,
@@ -408,9 +528,88 @@ mod tests {
     }
 
     #[test]
+    fn a_compaction_halves_history_once_then_turns_append() {
+        let turn = |t: i64| plain_turn(t, &format!("message {t:02} {}", "x".repeat(80)));
+        let per_turn: u32 = turn(1).iter().map(|m| m.tokens).sum();
+        let b = budget(per_turn * 6);
+        let now = [ChatMessage::user("now")];
+        let mut history: Vec<StoredMessage> = (1..=6).flat_map(turn).collect();
+        let (first, start) = compose("sys", &history, i64::MIN, &now, &b);
+        assert_eq!(
+            (first.len(), start),
+            (1 + 12 + 1, i64::MIN),
+            "six turns fit"
+        );
+        history.extend(turn(7));
+        let (second, start) = compose("sys", &history, start, &now, &b);
+        assert_eq!(start, 5, "down to half the budget: turns 5 to 7");
+        assert_eq!(second.len(), 1 + 6 + 1);
+        // The next turns append to that prefix until the budget is full again.
+        let mut previous = second;
+        for t in 8..=10 {
+            history.extend(turn(t));
+            let (next, s) = compose("sys", &history, start, &now, &b);
+            assert_eq!(s, start, "turn {t}: no compaction");
+            assert!(
+                next.starts_with(&previous[..previous.len() - 1]),
+                "turn {t}"
+            );
+            previous = next;
+        }
+    }
+
+    #[test]
     fn estimates_use_the_learned_ratio() {
         let m = ChatMessage::user("a".repeat(400));
         assert_eq!(estimate_tokens(&m, 0.25), 104);
         assert_eq!(estimate_tokens(&m, 0.5), 204);
+    }
+}
+
+#[cfg(test)]
+mod properties {
+    use super::*;
+    use crate::llm::ToolCall;
+    use proptest::prelude::*;
+
+    proptest! {
+        /// Whatever the current turn holds, it is fitted into the room (counted again after
+        /// fitting) or refused; the user's message is never changed, and a turn that fits is
+        /// left as it is.
+        #[test]
+        fn the_current_turn_fits_or_is_refused(
+            user in 1usize..4000,
+            rounds in prop::collection::vec(prop::collection::vec(0usize..20_000, 1..4), 0..6),
+            room in 0u32..4000,
+            tokens_per_char in 0.1f64..1.0,
+        ) {
+            let mut current = vec![ChatMessage::user("u".repeat(user))];
+            for results in &rounds {
+                let mut call = ChatMessage::assistant("");
+                call.tool_calls = results
+                    .iter()
+                    .map(|_| ToolCall::new("kv__get", serde_json::json!({"key": "k"})))
+                    .collect();
+                current.push(call);
+                for &chars in results {
+                    current.push(ChatMessage::tool("kv__get", "r".repeat(chars)));
+                }
+            }
+            let before = current.clone();
+            let count = |c: &[ChatMessage]| -> u32 {
+                c.iter().map(|m| estimate_tokens(m, tokens_per_char)).sum()
+            };
+            match fit_current(&mut current, room, tokens_per_char, 400) {
+                Ok(tokens) => {
+                    prop_assert_eq!(tokens, count(&current));
+                    prop_assert!(tokens <= room);
+                    if count(&before) <= room {
+                        prop_assert_eq!(&current, &before);
+                    }
+                }
+                Err(_) => prop_assert!(count(&before) > room),
+            }
+            prop_assert_eq!(&current[0], &before[0]);
+        }
     }
 }

@@ -1,15 +1,14 @@
-//! Who may talk to the bot, and who may administer it.
+//! Who may talk to the bot, and who may administer it: the policy alone, testable without a
+//! store.
 //!
 //! Lists come from the configuration (`[discord.access]`) and, per guild, from the admin commands
-//! `allow` / `deny` (persisted in the store). Deny wins over allow; an empty allow list allows
+//! `allow` / `deny` (persisted by `settings.rs`). Deny wins over allow; an empty allow list allows
 //! everyone. Admins are configured users or roles; they pass the allow lists (so that they cannot
 //! lock themselves out) but not the deny lists.
 
 use std::collections::BTreeSet;
 
-use super::settings::Settings;
 use crate::config::AccessConfig;
-use crate::store::StoreError;
 
 /// Someone writing somewhere.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -116,13 +115,6 @@ pub enum Subject {
 }
 
 impl Subject {
-    fn keys(self) -> (&'static str, &'static str) {
-        match self {
-            Subject::User => ("access.allowed_users", "access.denied_users"),
-            Subject::Role => ("access.allowed_roles", "access.denied_roles"),
-            Subject::Channel => ("access.allowed_channels", "access.denied_channels"),
-        }
-    }
     pub fn noun(self) -> &'static str {
         match self {
             Subject::User => "user",
@@ -132,104 +124,9 @@ impl Subject {
     }
 }
 
-pub fn guild_scope(guild: u64) -> String {
-    format!("guild:{guild}")
-}
-
-async fn load_set(store: &Settings, scope: &str, key: &str) -> Result<BTreeSet<u64>, StoreError> {
-    Ok(store
-        .get(scope, key)
-        .await?
-        .map(|v| v.split(',').filter_map(|s| s.trim().parse().ok()).collect())
-        .unwrap_or_default())
-}
-
-async fn save_set(
-    store: &Settings,
-    scope: &str,
-    key: &str,
-    set: &BTreeSet<u64>,
-) -> Result<(), StoreError> {
-    if set.is_empty() {
-        store.delete(scope, key).await?;
-        return Ok(());
-    }
-    let v = set.iter().map(u64::to_string).collect::<Vec<_>>().join(",");
-    store.set(scope, key, &v).await
-}
-
-/// The lists that apply in `guild`: the configuration's plus the guild's own.
-pub async fn lists_for(
-    store: &Settings,
-    config: &Lists,
-    guild: Option<u64>,
-) -> Result<Lists, StoreError> {
-    let mut lists = config.clone();
-    if let Some(g) = guild {
-        let scope = guild_scope(g);
-        for subject in [Subject::User, Subject::Role, Subject::Channel] {
-            let (allow_key, deny_key) = subject.keys();
-            let allow = load_set(store, &scope, allow_key).await?;
-            let deny = load_set(store, &scope, deny_key).await?;
-            let (a, d) = match subject {
-                Subject::User => (&mut lists.allowed_users, &mut lists.denied_users),
-                Subject::Role => (&mut lists.allowed_roles, &mut lists.denied_roles),
-                Subject::Channel => (&mut lists.allowed_channels, &mut lists.denied_channels),
-            };
-            a.extend(allow);
-            d.extend(deny);
-        }
-    }
-    Ok(lists)
-}
-
-/// `allow` (true) or `deny` (false) `id` in `guild`: adds it to one list and removes it from the
-/// other. Returns whether the guild's allow list for this kind is now non-empty (which restricts
-/// everyone else).
-pub async fn set_access(
-    store: &Settings,
-    guild: u64,
-    subject: Subject,
-    id: u64,
-    allow: bool,
-) -> Result<bool, StoreError> {
-    let scope = guild_scope(guild);
-    let (allow_key, deny_key) = subject.keys();
-    let mut allowed = load_set(store, &scope, allow_key).await?;
-    let mut denied = load_set(store, &scope, deny_key).await?;
-    if allow {
-        denied.remove(&id);
-        allowed.insert(id);
-    } else {
-        allowed.remove(&id);
-        denied.insert(id);
-    }
-    save_set(store, &scope, allow_key, &allowed).await?;
-    save_set(store, &scope, deny_key, &denied).await?;
-    Ok(!allowed.is_empty())
-}
-
-/// Removes `id` from both of the guild's lists for `subject`.
-pub async fn clear_access(
-    store: &Settings,
-    guild: u64,
-    subject: Subject,
-    id: u64,
-) -> Result<(), StoreError> {
-    let scope = guild_scope(guild);
-    let (allow_key, deny_key) = subject.keys();
-    for key in [allow_key, deny_key] {
-        let mut set = load_set(store, &scope, key).await?;
-        set.remove(&id);
-        save_set(store, &scope, key, &set).await?;
-    }
-    Ok(())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::Store;
 
     fn who(user: u64, roles: &[u64]) -> Who {
         Who {
@@ -311,48 +208,5 @@ mod tests {
         assert!(l.is_admin(&who(5, &[9])));
         assert_eq!(l.decide(&who(5, &[9])), Decision::Allowed);
         assert!(!l.is_admin(&who(5, &[])));
-    }
-
-    #[tokio::test]
-    async fn guild_lists_persist_and_merge_with_config() {
-        let dir = tempfile::tempdir().expect("dir");
-        let path = dir.path().join("s.db");
-        let store = Settings::new(Store::open(path.to_str().expect("utf-8")).expect("store"));
-        let mut config = Lists::default();
-        config.denied_users.insert(3);
-        assert!(
-            set_access(&store, 1, Subject::User, 5, true)
-                .await
-                .expect("allow")
-        );
-        set_access(&store, 1, Subject::Role, 7, false)
-            .await
-            .expect("deny");
-        let l = lists_for(&store, &config, Some(1)).await.expect("lists");
-        assert!(
-            l.allowed_users.contains(&5)
-                && l.denied_users.contains(&3)
-                && l.denied_roles.contains(&7)
-        );
-        // Other guilds are unaffected.
-        let other = lists_for(&store, &config, Some(2)).await.expect("lists");
-        assert!(other.allowed_users.is_empty());
-        // Deny moves the user from one list to the other.
-        assert!(
-            !set_access(&store, 1, Subject::User, 5, false)
-                .await
-                .expect("deny")
-        );
-        let l = lists_for(&store, &config, Some(1)).await.expect("lists");
-        assert!(!l.allowed_users.contains(&5) && l.denied_users.contains(&5));
-        clear_access(&store, 1, Subject::User, 5)
-            .await
-            .expect("clear");
-        let l = lists_for(&store, &config, Some(1)).await.expect("lists");
-        assert!(!l.denied_users.contains(&5));
-        drop(store);
-        let reopened = Settings::new(Store::open(path.to_str().expect("utf-8")).expect("store"));
-        let l = lists_for(&reopened, &config, Some(1)).await.expect("lists");
-        assert!(l.denied_roles.contains(&7), "lists survive a restart");
     }
 }

@@ -1,5 +1,6 @@
-//! Fair use: a per-user rate limit (governor, GCRA), a per-guild cap on concurrent turns, and a
-//! bound on turns waiting or running across the bot so that a flood cannot exhaust memory.
+//! Fair use: a per-user rate limit (governor, GCRA), a per-guild cap on concurrent turns, a
+//! bound on turns waiting or running across the bot so that a flood cannot exhaust memory, and
+//! one turn at a time per conversation.
 
 use std::collections::HashMap;
 use std::num::NonZeroU32;
@@ -142,6 +143,42 @@ impl Gate {
     }
 }
 
+/// One turn at a time per conversation (a thread is shared: two people may ask at once). A
+/// second turn waits for the first, up to a bound.
+pub struct SessionLocks {
+    wait: Duration,
+    locks: Mutex<HashMap<String, Arc<Semaphore>>>,
+}
+
+impl SessionLocks {
+    pub fn new(wait: Duration) -> Self {
+        Self {
+            wait,
+            locks: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Waits for `session` to be free and holds it until the permit drops; `None` when another
+    /// turn held it for longer than the wait.
+    pub async fn lock(&self, session: &str) -> Option<OwnedSemaphorePermit> {
+        let semaphore = {
+            let mut locks = self.locks.lock().unwrap_or_else(|p| p.into_inner());
+            if locks.len() > 1024 {
+                // Only holders and waiters keep a clone: the others are idle conversations.
+                locks.retain(|_, s| Arc::strong_count(s) > 1);
+            }
+            locks
+                .entry(session.to_string())
+                .or_insert_with(|| Arc::new(Semaphore::new(1)))
+                .clone()
+        };
+        tokio::time::timeout(self.wait, semaphore.acquire_owned())
+            .await
+            .ok()?
+            .ok()
+    }
+}
+
 /// "12 s", "1 min 5 s": a retry-after for people.
 pub fn human_wait(d: Duration) -> String {
     let secs = d.as_secs_f64().ceil() as u64;
@@ -211,6 +248,27 @@ mod tests {
             .expect("runs after the first")
             .expect("no panic");
         assert_eq!(g.waiting(), 0);
+    }
+
+    #[tokio::test]
+    async fn one_turn_per_session_and_the_wait_is_bounded() {
+        let locks = Arc::new(SessionLocks::new(Duration::from_millis(300)));
+        let first = locks.lock("s").await.expect("free");
+        let _other = locks
+            .lock("t")
+            .await
+            .expect("another session is not blocked");
+        let started = std::time::Instant::now();
+        assert!(locks.lock("s").await.is_none(), "held longer than the wait");
+        assert!(started.elapsed() >= Duration::from_millis(300));
+        let l2 = locks.clone();
+        let waiter = tokio::spawn(async move { l2.lock("s").await.is_some() });
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        drop(first);
+        assert!(
+            waiter.await.expect("no panic"),
+            "runs once the first is done"
+        );
     }
 
     #[test]

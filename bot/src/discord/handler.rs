@@ -2,40 +2,95 @@
 //! answer tool approvals; READY, RESUMED and thread events keep the bot's view current.
 
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 
 use poise::serenity_prelude as serenity;
 use serde_json::json;
 use tracing::{Instrument, debug, info, info_span, warn};
 
-use super::Bot;
-use super::access::{Decision, Who, lists_for};
+use super::admission::{Ask, Outcome, admit, record, refuse};
 use super::approval::{Press, answered};
-use super::fair_use::human_wait;
-use super::rest::Target;
+use super::bot::{Bot, Responded};
+use super::chain::{self, Visible};
+use super::commands::CommandError;
+use super::reply::defer;
+use super::rest::{InteractionCallback, Target, allowed_mentions};
 use super::session::{
-    Addressed, Incoming, Place, Rules, addressed, remember_message, session_of_message,
-    strip_bot_mention,
+    Addressed, Incoming, Rules, addressed, remember_message, session_of_message, strip_bot_mention,
 };
-use super::settings;
 use super::stream::{Approver, StreamedReply};
 use crate::conversation::TurnRequest;
 use crate::metrics::metrics;
 
-/// Longest question accepted (Discord's own limit for a message, with Nitro).
-pub const MAX_PROMPT_CHARS: usize = 4000;
+/// Every gateway event passes here (poise's event handler).
+pub async fn on_event(
+    framework: poise::FrameworkContext<'_, Arc<Bot>, CommandError>,
+    event: &serenity::FullEvent,
+) -> Result<(), CommandError> {
+    let bot = framework.user_data;
+    match event {
+        serenity::FullEvent::Ready { data_about_bot } => {
+            bot.set_bot_id(data_about_bot.user.id.get());
+            bot.rest
+                .set_application_id(data_about_bot.application.id.get());
+            if bot.readies.fetch_add(1, Ordering::AcqRel) > 0 {
+                metrics().gateway_reconnects.inc();
+            }
+            bot.ready.set(true);
+            info!(
+                guilds = data_about_bot.guilds.len(),
+                "connected to the Discord gateway"
+            );
+        }
+        serenity::FullEvent::Resume { .. } => {
+            metrics().gateway_reconnects.inc();
+            info!("resumed the Discord gateway session");
+        }
+        serenity::FullEvent::GuildCreate { guild, .. } => {
+            for c in guild.channels.keys() {
+                bot.remember_channel(c.get(), None);
+            }
+            for t in &guild.threads {
+                bot.remember_channel(t.id.get(), t.parent_id.map(|p| p.get()).or(Some(0)));
+            }
+        }
+        serenity::FullEvent::ThreadCreate { thread } => {
+            bot.remember_channel(
+                thread.id.get(),
+                thread.parent_id.map(|p| p.get()).or(Some(0)),
+            );
+        }
+        serenity::FullEvent::Message { new_message } => {
+            on_message(bot, new_message).await;
+        }
+        serenity::FullEvent::InteractionCreate {
+            interaction: serenity::Interaction::Component(c),
+        } => {
+            on_component(bot, c).await;
+        }
+        _ => {}
+    }
+    Ok(())
+}
 
-/// One question for the model, wherever it came from (a message or a `chat` command).
-pub struct Ask {
-    pub who: Who,
-    pub text: String,
-    pub place: Place,
-    /// The session of the bot message this continues (a reply chain), if any.
-    pub continues: Option<String>,
-    pub target: Target,
+/// A message as a link of a reply chain.
+pub fn visible(m: &serenity::Message) -> Visible {
+    Visible {
+        id: m.id.get(),
+        channel: m.channel_id.get(),
+        author_id: m.author.id.get(),
+        author: m.author.name.clone(),
+        content: m.content.clone(),
+        replies_to: m
+            .message_reference
+            .as_ref()
+            .and_then(|r| r.message_id)
+            .map(|id| id.get()),
+    }
 }
 
 /// A message arrived: answer it if it is for the bot.
-pub async fn on_message(ctx: &serenity::Context, bot: &Arc<Bot>, msg: &serenity::Message) {
+async fn on_message(bot: &Arc<Bot>, msg: &serenity::Message) {
     let bot_id = bot.bot_id();
     if msg.author.bot || msg.author.id.get() == bot_id || msg.webhook_id.is_some() {
         return;
@@ -77,25 +132,34 @@ pub async fn on_message(ctx: &serenity::Context, bot: &Arc<Bot>, msg: &serenity:
     metrics().messages_received.inc();
     let span = info_span!("message", message = msg.id.get(), channel = msg.channel_id.get(), addressed = ?why);
     async {
-        let place = bot.place(&ctx.http, guild, msg.channel_id, msg.author.id.get()).await;
-        let continues = match (why, replied) {
-            (Addressed::Reply | Addressed::Mention, Some(r)) if r.author.id.get() == bot_id => {
-                session_of_message(bot.engine.store(), r.id.get()).await.unwrap_or_else(|e| {
-                    warn!(error = %e, "reading the reply chain failed; starting a new conversation");
-                    None
-                })
-            }
-            _ => None,
-        };
+        let place = bot
+            .place(guild, msg.channel_id.get(), msg.author.id.get())
+            .await;
+        let roles = msg
+            .member
+            .as_ref()
+            .map(|m| m.roles.iter().map(|r| r.get()).collect())
+            .unwrap_or_default();
         let ask = Ask {
-            who: bot.who(guild, msg.channel_id.get(), msg.author.id.get(), msg.member.as_ref().map(|m| m.roles.as_slice()), place),
+            who: bot.who(
+                guild,
+                msg.channel_id.get(),
+                msg.author.id.get(),
+                roles,
+                place,
+            ),
+            author: msg.author.name.clone(),
             text: strip_bot_mention(&msg.content, bot_id),
             place,
-            continues,
-            target: Target::Channel { channel: msg.channel_id.get(), reply_to: Some(msg.id.get()) },
+            // A trigger word in a reply is about the message, not the message replied to.
+            replied: replied.filter(|_| why != Addressed::Trigger).map(visible),
+            target: Target::Channel {
+                channel: msg.channel_id.get(),
+                reply_to: Some(msg.id.get()),
+            },
         };
         let outcome = answer(bot, ask).await;
-        info!(outcome, "message handled");
+        info!(outcome = outcome.label(), "message handled");
     }
     .instrument(span)
     .await;
@@ -105,82 +169,59 @@ fn mentions_in_text(content: &str, bot: u64) -> bool {
     content.contains(&format!("<@{bot}>")) || content.contains(&format!("<@!{bot}>"))
 }
 
-/// Runs a question through access, rate limits and the queue, then the engine, streaming the
-/// answer. Returns the outcome label (also counted in `messages{outcome}`).
-pub async fn answer(bot: &Arc<Bot>, ask: Ask) -> &'static str {
-    let outcome = answer_inner(bot, ask).await;
-    metrics().record_message(outcome);
+/// Runs a question through admission, then the engine, streaming the answer; counts the outcome
+/// in `messages_total{outcome}`.
+pub async fn answer(bot: &Arc<Bot>, ask: Ask) -> Outcome {
+    defer(bot, &ask.target).await;
+    let admitted = match admit(bot, &ask).await {
+        Ok(a) => a,
+        Err(refusal) => return refuse(bot, &ask.target, refusal).await,
+    };
+    let outcome = run_turn(bot, &ask, &admitted.session).await;
+    record(&outcome);
     outcome
 }
 
-async fn answer_inner(bot: &Arc<Bot>, ask: Ask) -> &'static str {
-    let store = bot.engine.store();
-    let lists = match lists_for(&bot.settings, &bot.lists, ask.who.guild).await {
-        Ok(l) => l,
-        Err(e) => {
-            warn!(error = %e, "reading access lists failed");
-            bot.say(&ask.target, &format!("⚠️ {e}")).await;
-            return "error";
-        }
+/// The question of `ask`, with the visible reply chain before it when the message replied to is
+/// not part of this conversation.
+async fn question(bot: &Bot, ask: &Ask, session: &str) -> String {
+    let Some(replied) = &ask.replied else {
+        return ask.text.clone();
     };
-    if let Decision::Denied(reason) = lists.decide(&ask.who) {
-        info!(user = ask.who.user, reason, "refused");
-        if bot.config.discord.reply_when_refused {
-            bot.say(&ask.target, &format!("🚫 Sorry, {reason}.")).await;
+    let bot_id = bot.bot_id();
+    if replied.author_id == bot_id {
+        match session_of_message(bot.engine.store(), replied.id).await {
+            Ok(Some(s)) if s == session => return ask.text.clone(),
+            Ok(_) => {}
+            Err(e) => {
+                warn!(error = %e, "reading the reply chain failed; using the visible messages")
+            }
         }
-        return "refused";
     }
-    if let Err(wait) = bot.limiter.check(ask.who.user) {
-        bot.say(
-            &ask.target,
-            &format!(
-                "⏳ You are sending messages faster than this bot allows; try again in {}.",
-                human_wait(wait)
-            ),
-        )
-        .await;
-        return "rate_limited";
-    }
-    if ask.text.trim().is_empty() {
-        let prefix = &bot.config.discord.command_prefix;
-        bot.say(&ask.target, &format!("👋 You mentioned me without a question: write it after the mention, or see `{prefix}help`.")).await;
-        return "empty";
-    }
-    let chars = ask.text.chars().count();
-    if chars > MAX_PROMPT_CHARS {
-        bot.say(&ask.target, &format!("✂️ That message is {chars} characters long; I take up to {MAX_PROMPT_CHARS}. Please shorten it or split it up."))
-            .await;
-        return "too_long";
-    }
-    let Some(ticket) = bot.gate.enter() else {
-        bot.say(
-            &ask.target,
-            &format!(
-                "🚦 I am busy with {} questions right now; please try again in a minute.",
-                bot.gate.pending()
-            ),
-        )
-        .await;
-        return "busy";
-    };
-    let _slot = bot.gate.slot(&ticket, ask.who.guild.unwrap_or(0)).await;
+    let chain = chain::walk(&bot.rest, replied.clone()).await;
+    chain::with_context(&chain, bot_id, &ask.author, &ask.text)
+}
 
-    let session = ask.continues.clone().unwrap_or_else(|| ask.place.session());
+async fn run_turn(bot: &Arc<Bot>, ask: &Ask, session: &str) -> Outcome {
     let channels: Vec<u64> = [Some(ask.who.channel), ask.who.parent_channel]
         .into_iter()
         .flatten()
         .collect();
     let (model, persona) = match ask.who.guild {
         Some(g) => (
-            settings::guild_model(&bot.settings, g)
-                .await
-                .unwrap_or_default(),
-            settings::persona_for(&bot.settings, Some(g), &channels)
+            bot.settings.guild_model(g).await.unwrap_or_default(),
+            bot.settings
+                .persona_for(Some(g), &channels)
                 .await
                 .unwrap_or_default(),
         ),
         None => (None, None),
     };
+    let text = question(bot, ask, session).await;
+    if let Target::Interaction { id, .. } = &ask.target {
+        // The streamed answer fills the deferred "thinking…" itself.
+        bot.interactions.advance(*id, Responded::Answered);
+    }
     let reply = StreamedReply::start(
         bot.rest.clone(),
         ask.target.clone(),
@@ -194,7 +235,7 @@ async fn answer_inner(bot: &Arc<Bot>, ask: Ask) -> &'static str {
     let request = TurnRequest {
         model,
         system_prompt: persona,
-        ..TurnRequest::new(session.clone(), ask.text)
+        ..TurnRequest::new(session.to_string(), text)
     };
     let result = bot.engine.turn(request, &reply).await;
     let error = result.as_ref().err().map(ToString::to_string);
@@ -205,35 +246,40 @@ async fn answer_inner(bot: &Arc<Bot>, ask: Ask) -> &'static str {
         Ok(p) => p,
         Err(e) => {
             warn!(error = %e, "posting the reply to Discord failed");
-            return "error";
+            return Outcome::Failed;
         }
     };
     for p in &posted {
-        if let Err(e) = remember_message(store, p.id(), &session).await {
+        if let Err(e) = remember_message(bot.engine.store(), p.id(), session).await {
             warn!(error = %e, "recording the reply chain failed");
         }
     }
-    if result.is_ok() { "answered" } else { "error" }
+    if result.is_ok() {
+        Outcome::Answered
+    } else {
+        Outcome::Failed
+    }
 }
 
 /// A button was pressed: answer approvals.
-pub async fn on_component(bot: &Arc<Bot>, c: &serenity::ComponentInteraction) {
+async fn on_component(bot: &Arc<Bot>, c: &serenity::ComponentInteraction) {
     let presser = c.user.id.get();
+    let no_pings = allowed_mentions(false);
     let (kind, data) = match bot.approvals.press(&c.data.custom_id, presser) {
         Press::NotOurs => return,
         Press::Expired => (
-            7,
-            json!({"content": "⌛ This question has expired.", "components": [], "allowed_mentions": {"parse": []}}),
+            InteractionCallback::UpdateMessage,
+            json!({"content": "⌛ This question has expired.", "components": [], "allowed_mentions": no_pings}),
         ),
         Press::WrongUser { owner } => (
-            4,
-            json!({"content": format!("Only <@{owner}> can answer this question."), "flags": 64, "allowed_mentions": {"parse": []}}),
+            InteractionCallback::Message,
+            json!({"content": format!("Only <@{owner}> can answer this question."), "flags": 64, "allowed_mentions": no_pings}),
         ),
         Press::Decided { approved, tool } => {
             info!(tool, approved, "tool approval answered");
             (
-                7,
-                json!({"content": answered(approved, &tool, presser), "components": [], "allowed_mentions": {"parse": []}}),
+                InteractionCallback::UpdateMessage,
+                json!({"content": answered(approved, &tool, presser), "components": [], "allowed_mentions": no_pings}),
             )
         }
     };

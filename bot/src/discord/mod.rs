@@ -5,15 +5,22 @@
 //! - [`rest`]: replies, streamed edits, typing and interaction responses, paced by Discord's
 //!   rate-limit headers and 429s.
 //! - [`stream`], [`split`]: streamed replies split at 2000 characters without breaking code.
-//! - [`session`], [`access`], [`fair_use`], [`settings`]: who is answered, in which conversation,
-//!   whether they may, how often, and the per-guild settings admins change.
-//! - [`handler`], [`commands`], [`approval`]: events, commands, tool-approval buttons.
+//! - [`reply`]: short replies (command answers, refusals) to a channel or an interaction.
+//! - [`session`], [`chain`], [`access`], [`admission`], [`fair_use`], [`settings`]: who is
+//!   answered, in which conversation and with what context, whether they may, how often, and the
+//!   per-guild settings admins change.
+//! - [`bot`], [`handler`], [`commands`], [`approval`]: the shared state, gateway events, commands,
+//!   tool-approval buttons.
 
 pub mod access;
+pub mod admission;
 pub mod approval;
+pub mod bot;
+pub mod chain;
 pub mod commands;
 pub mod fair_use;
 pub mod handler;
+pub mod reply;
 pub mod rest;
 pub mod session;
 pub mod settings;
@@ -21,10 +28,8 @@ pub mod split;
 pub mod stream;
 pub mod token;
 
-use std::collections::{HashMap, HashSet, VecDeque};
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::sync::Arc;
+use std::time::Duration;
 
 use poise::serenity_prelude as serenity;
 use tokio::sync::watch;
@@ -34,13 +39,9 @@ use crate::config::BotConfig;
 use crate::conversation::Engine;
 use crate::mcp::McpHub;
 use crate::metrics::{Readiness, metrics};
-use crate::store::StoreError;
 
-use access::Who;
-use approval::Approvals;
-use fair_use::{Gate, UserLimiter};
-use rest::{DiscordRest, RestError, Target};
-use session::Place;
+use bot::Bot;
+use rest::{DiscordRest, RestError};
 use token::{Token, TokenError, TokenSource};
 
 /// Exit code of `ollama-mcp-bot run` when Discord refuses the token: restarting will not help.
@@ -76,229 +77,6 @@ impl RunError {
             _ => 1,
         }
     }
-}
-
-/// Messages remembered for de-duplication (a resumed gateway may deliver one twice).
-const SEEN_CAPACITY: usize = 4096;
-
-#[derive(Default)]
-struct Seen {
-    order: VecDeque<u64>,
-    set: HashSet<u64>,
-}
-
-/// The bot's shared state: what every event and command needs.
-pub struct Bot {
-    pub(crate) config: BotConfig,
-    pub(crate) engine: Engine,
-    pub(crate) hub: Arc<McpHub>,
-    pub(crate) rest: Arc<DiscordRest>,
-    pub(crate) lists: access::Lists,
-    pub(crate) limiter: UserLimiter,
-    pub(crate) gate: Gate,
-    pub(crate) approvals: Arc<Approvals>,
-    pub(crate) settings: settings::Settings,
-    pub(crate) started: Instant,
-    ready: Readiness,
-    bot_id: AtomicU64,
-    readies: AtomicU64,
-    seen: Mutex<Seen>,
-    /// Channel id → the parent channel for threads (None: not a thread).
-    threads: Mutex<HashMap<u64, Option<u64>>>,
-    /// Deferred interactions whose "thinking…" message has not been filled yet.
-    unfilled: Mutex<HashSet<u64>>,
-}
-
-impl Bot {
-    fn new(
-        config: BotConfig,
-        engine: Engine,
-        hub: Arc<McpHub>,
-        rest: Arc<DiscordRest>,
-        ready: Readiness,
-    ) -> Self {
-        let d = &config.discord;
-        Self {
-            lists: access::Lists::from_config(&d.access),
-            limiter: UserLimiter::new(&d.rate_limit),
-            gate: Gate::new(d.rate_limit.max_concurrent_per_guild, d.max_queue),
-            approvals: Arc::new(Approvals::new(Duration::from_secs(
-                d.approval_timeout_secs.max(1),
-            ))),
-            settings: settings::Settings::new(engine.store().clone()),
-            started: Instant::now(),
-            ready,
-            bot_id: AtomicU64::new(0),
-            readies: AtomicU64::new(0),
-            seen: Mutex::new(Seen::default()),
-            threads: Mutex::new(HashMap::new()),
-            unfilled: Mutex::new(HashSet::new()),
-            config,
-            engine,
-            hub,
-            rest,
-        }
-    }
-
-    pub fn bot_id(&self) -> u64 {
-        self.bot_id.load(Ordering::Relaxed)
-    }
-
-    /// True the first time a message id is seen.
-    fn first_time(&self, id: u64) -> bool {
-        let mut seen = self.seen.lock().unwrap_or_else(|p| p.into_inner());
-        if !seen.set.insert(id) {
-            return false;
-        }
-        seen.order.push_back(id);
-        if seen.order.len() > SEEN_CAPACITY
-            && let Some(old) = seen.order.pop_front()
-        {
-            seen.set.remove(&old);
-        }
-        true
-    }
-
-    fn remember_channel(&self, channel: u64, parent: Option<u64>) {
-        self.threads
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(channel, parent);
-    }
-
-    fn parent_of(&self, channel: u64) -> Option<u64> {
-        self.threads
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(&channel)
-            .copied()
-            .flatten()
-    }
-
-    /// Where a message was written: a DM, a thread (looked up once per channel), or a channel.
-    async fn place(
-        &self,
-        http: &serenity::Http,
-        guild: Option<u64>,
-        channel: serenity::ChannelId,
-        user: u64,
-    ) -> Place {
-        if guild.is_none() {
-            return Place::Dm { user };
-        }
-        let known = self
-            .threads
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(&channel.get())
-            .copied();
-        let parent = match known {
-            Some(p) => p,
-            None => {
-                let parent = match http.get_channel(channel).await {
-                    Ok(serenity::Channel::Guild(c)) if is_thread(c.kind) => {
-                        c.parent_id.map(|p| p.get())
-                    }
-                    Ok(_) => None,
-                    Err(e) => {
-                        warn!(error = %e, channel = channel.get(), "looking up the channel failed; treating it as a plain channel");
-                        return Place::Channel {
-                            channel: channel.get(),
-                            user,
-                        };
-                    }
-                };
-                self.remember_channel(channel.get(), parent);
-                parent
-            }
-        };
-        match parent {
-            Some(_) => Place::Thread {
-                thread: channel.get(),
-            },
-            None => Place::Channel {
-                channel: channel.get(),
-                user,
-            },
-        }
-    }
-
-    fn who(
-        &self,
-        guild: Option<u64>,
-        channel: u64,
-        user: u64,
-        roles: Option<&[serenity::RoleId]>,
-        place: Place,
-    ) -> Who {
-        let parent_channel = match place {
-            Place::Thread { .. } => self.parent_of(channel),
-            _ => None,
-        };
-        Who {
-            user,
-            roles: roles
-                .map(|r| r.iter().map(|r| r.get()).collect())
-                .unwrap_or_default(),
-            guild,
-            channel,
-            parent_channel,
-        }
-    }
-
-    /// Trigger words that apply in `guild`: the configured ones and the guild's own.
-    async fn triggers(&self, guild: Option<u64>) -> Result<Vec<String>, StoreError> {
-        let mut t = self.config.discord.triggers.clone();
-        if let Some(g) = guild {
-            t.extend(settings::guild_triggers(&self.settings, g).await?);
-        }
-        Ok(t)
-    }
-
-    /// Posts a short message (split if needed); failures are logged.
-    async fn say(&self, target: &Target, text: &str) {
-        for (i, piece) in split::split_message(text, split::DISCORD_LIMIT)
-            .iter()
-            .enumerate()
-        {
-            if let Err(e) = self.rest.post(target, i == 0, piece, None).await {
-                warn!(error = %e, "sending a reply failed");
-                return;
-            }
-        }
-    }
-
-    fn mark_original_unfilled(&self, interaction: u64) {
-        let mut u = self.unfilled.lock().unwrap_or_else(|p| p.into_inner());
-        if u.len() > 1024 {
-            u.clear();
-        }
-        u.insert(interaction);
-    }
-
-    fn mark_original_filled(&self, interaction: u64) {
-        self.unfilled
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .remove(&interaction);
-    }
-
-    /// Whether the deferred response still needs filling (and marks it filled).
-    fn take_original_unfilled(&self, interaction: u64) -> bool {
-        self.unfilled
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .remove(&interaction)
-    }
-}
-
-fn is_thread(kind: serenity::ChannelType) -> bool {
-    matches!(
-        kind,
-        serenity::ChannelType::PublicThread
-            | serenity::ChannelType::PrivateThread
-            | serenity::ChannelType::NewsThread
-    )
 }
 
 /// Gateway intents: guild and direct messages, and MESSAGE_CONTENT for triggers and commands.
@@ -355,7 +133,7 @@ pub async fn run(
         rest.clone(),
         ready.clone(),
     ));
-    bot.bot_id.store(bot_id, Ordering::Relaxed);
+    bot.set_bot_id(bot_id);
 
     let (token_tx, mut token_rx) = watch::channel(token.clone());
     // Without a token file the sender stays here, unused: the token never changes.
@@ -462,7 +240,7 @@ async fn client(
         commands: commands::all(),
         on_error: commands::on_error,
         command_check: Some(|ctx| Box::pin(commands::command_check(ctx))),
-        event_handler: |framework, event| Box::pin(on_event(framework, event)),
+        event_handler: |framework, event| Box::pin(handler::on_event(framework, event)),
         allowed_mentions: Some(
             serenity::CreateAllowedMentions::new()
                 .empty_users()
@@ -507,58 +285,6 @@ async fn client(
         .framework(framework)
         .await
         .map_err(|e| RunError::Gateway(e.to_string()))
-}
-
-async fn on_event(
-    framework: poise::FrameworkContext<'_, Arc<Bot>, commands::CommandError>,
-    event: &serenity::FullEvent,
-) -> Result<(), commands::CommandError> {
-    let bot = framework.user_data;
-    let ctx = framework.serenity_context;
-    match event {
-        serenity::FullEvent::Ready { data_about_bot } => {
-            bot.bot_id
-                .store(data_about_bot.user.id.get(), Ordering::Relaxed);
-            bot.rest
-                .set_application_id(data_about_bot.application.id.get());
-            if bot.readies.fetch_add(1, Ordering::AcqRel) > 0 {
-                metrics().gateway_reconnects.inc();
-            }
-            bot.ready.set(true);
-            info!(
-                guilds = data_about_bot.guilds.len(),
-                "connected to the Discord gateway"
-            );
-        }
-        serenity::FullEvent::Resume { .. } => {
-            metrics().gateway_reconnects.inc();
-            info!("resumed the Discord gateway session");
-        }
-        serenity::FullEvent::GuildCreate { guild, .. } => {
-            for c in guild.channels.keys() {
-                bot.remember_channel(c.get(), None);
-            }
-            for t in &guild.threads {
-                bot.remember_channel(t.id.get(), t.parent_id.map(|p| p.get()).or(Some(0)));
-            }
-        }
-        serenity::FullEvent::ThreadCreate { thread } => {
-            bot.remember_channel(
-                thread.id.get(),
-                thread.parent_id.map(|p| p.get()).or(Some(0)),
-            );
-        }
-        serenity::FullEvent::Message { new_message } => {
-            handler::on_message(ctx, bot, new_message).await;
-        }
-        serenity::FullEvent::InteractionCreate {
-            interaction: serenity::Interaction::Component(c),
-        } => {
-            handler::on_component(bot, c).await;
-        }
-        _ => {}
-    }
-    Ok(())
 }
 
 #[cfg(test)]

@@ -3,9 +3,10 @@
 //! - Addressed: a mention of the bot, a reply to one of its messages, a DM (when allowed), or a
 //!   trigger word (whole words, any case). Bots, the bot itself included, are never answered.
 //! - Sessions: per user per channel by default; a thread is one shared conversation; a DM is the
-//!   user's own; a reply to one of the bot's messages continues the conversation that message
-//!   belongs to (whoever replies). The bot's message → session map lives in the store, so reply
-//!   chains survive restarts.
+//!   user's own. A turn always runs in the asker's own session: a reply to a message of another
+//!   conversation brings only the visible reply chain along (`chain.rs`). The bot's message →
+//!   session map lives in the store, so a reply to the bot's answer in your own conversation is
+//!   known as such after a restart.
 
 use crate::store::{Store, StoreError};
 

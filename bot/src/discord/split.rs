@@ -73,16 +73,62 @@ fn byte_index_within(s: &str, units: usize) -> usize {
     s.len()
 }
 
-/// Where to cut `window` (bytes) and how many separator bytes to drop after the cut.
+/// Where to cut `window` (bytes) and how many separator bytes to drop after the cut: at a newline
+/// in the second half of the window, else at a space there, else anywhere there, else at any
+/// newline; only at the window's end when nothing else is possible. A cut never falls inside a
+/// fence line (its rest would show as text) nor just before a "```" that would then start the
+/// next piece's first line (opening a block the text does not have).
 fn best_cut(window: &str) -> (usize, usize) {
     let half = window.len() / 2;
     if let Some(i) = window.rfind('\n').filter(|i| *i >= half && *i > 0) {
         return (i, 1);
     }
-    if let Some(i) = window.rfind(' ').filter(|i| *i >= half && *i > 0) {
+    let spaces = window
+        .match_indices(' ')
+        .rev()
+        .map(|(i, _)| (i, 1))
+        .take_while(|(i, _)| *i >= half && *i > 0);
+    let anywhere = window
+        .char_indices()
+        .map(|(i, _)| (i, 0))
+        .chain([(window.len(), 0)])
+        .rev()
+        .take_while(|(i, _)| *i >= half && *i > 0);
+    if let Some(cut) = spaces
+        .chain(anywhere)
+        .find(|&(i, skip)| safe_cut(window, i, skip))
+    {
+        return cut;
+    }
+    if let Some(i) = window.rfind('\n').filter(|i| *i > 0) {
         return (i, 1);
     }
     (window.len().max(first_char_len(window)), 0)
+}
+
+/// Whether cutting `window` at `cut` (dropping `skip` bytes) keeps fence lines as they are. Only
+/// the window is looked at, so that a finished piece never changes as the text grows; what the
+/// window cannot show counts as unsafe.
+fn safe_cut(window: &str, cut: usize, skip: usize) -> bool {
+    let line_start = window[..cut].rfind('\n').map_or(0, |i| i + 1);
+    if cut > line_start && starts_fence_line(&window[line_start..]) != Some(false) {
+        return false;
+    }
+    let next = window.get(cut + skip..).unwrap_or("");
+    starts_fence_line(next) == Some(false)
+}
+
+/// Whether the line `s` starts with is a fence line; `None` while `s` is too short to tell.
+fn starts_fence_line(s: &str) -> Option<bool> {
+    let (line, complete) = match s.find('\n') {
+        Some(i) => (&s[..i], true),
+        None => (s, false),
+    };
+    let t = line.trim_start();
+    if !complete && FENCE.starts_with(t) {
+        return None;
+    }
+    Some(t.starts_with(FENCE))
 }
 
 fn first_char_len(s: &str) -> usize {
@@ -214,6 +260,93 @@ mod tests {
         let text = format!("a{}b", "\n".repeat(3000));
         for p in split_message(&text, DISCORD_LIMIT) {
             assert!(!p.trim().is_empty());
+        }
+    }
+
+    mod properties {
+        use super::*;
+        use proptest::prelude::*;
+
+        /// Pieces of text that stress the splitter: words, spaces, newlines, fence lines (with and
+        /// without an info string, some with spaces), stray backticks, characters that count
+        /// twice, and runs too long for any break.
+        fn token() -> impl Strategy<Value = String> {
+            prop_oneof![
+                4 => "[a-z]{1,12}",
+                3 => Just(" ".to_string()),
+                2 => Just("\n".to_string()),
+                1 => "[a-z ]{0,10}".prop_map(|info| format!("\n```{info}\n")),
+                1 => Just("`".to_string()),
+                1 => Just("🔧".to_string()),
+                1 => (50usize..400).prop_map(|n| "x".repeat(n)),
+            ]
+        }
+
+        fn text() -> impl Strategy<Value = String> {
+            prop::collection::vec(token(), 0..900).prop_map(|t| t.concat())
+        }
+
+        fn is_fence(line: &str) -> bool {
+            line.trim_start().starts_with(FENCE)
+        }
+
+        /// The visible characters outside fence lines: what must survive the split unchanged.
+        fn visible(text: &str) -> String {
+            text.lines()
+                .filter(|l| !is_fence(l))
+                .flat_map(|l| l.chars())
+                .filter(|c| !c.is_whitespace())
+                .collect()
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(256))]
+
+            #[test]
+            fn pieces_fit_keep_fences_whole_and_lose_nothing(text in text(), limit in 80usize..=2000) {
+                // A fence line longer than a piece's room must be cut like any other line.
+                let longest_fence = text.lines().filter(|l| is_fence(l)).map(discord_len).max();
+                prop_assume!(longest_fence.unwrap_or(0) + 40 < limit);
+                let pieces = split_message(&text, limit);
+                for p in &pieces {
+                    prop_assert!(discord_len(p) <= limit, "{} units: {p:?}", discord_len(p));
+                    prop_assert!(!p.trim().is_empty());
+                }
+                // Every piece renders on its own: its fences are balanced, but for the last when
+                // the text itself ends inside a block.
+                let open_at_end = text.lines().filter(|l| is_fence(l)).count() % 2 == 1;
+                for (i, p) in pieces.iter().enumerate() {
+                    let odd = p.lines().filter(|l| is_fence(l)).count() % 2 == 1;
+                    let last = i + 1 == pieces.len();
+                    prop_assert_eq!(odd, last && open_at_end, "piece {} of {}: {:?}", i, pieces.len(), p);
+                }
+                // Fences are added and removed only as whole lines, and no other character is
+                // lost, added or moved (a whitespace-only piece is sent as "…").
+                let rebuilt: String = visible(&pieces.join("\n")).replace('…', "");
+                prop_assert_eq!(rebuilt, visible(&text));
+            }
+
+            /// The streamed reply edits only its last message: a piece followed by another never
+            /// changes as the text grows.
+            #[test]
+            fn finished_pieces_never_change(tokens in prop::collection::vec(token(), 0..400), limit in 200usize..=2000) {
+                let mut text = String::new();
+                let mut finished: Vec<String> = Vec::new();
+                for t in tokens {
+                    text.push_str(&t);
+                    let pieces = split_message(&text, limit);
+                    let done = &pieces[..pieces.len() - 1];
+                    prop_assert!(done.len() >= finished.len());
+                    prop_assert_eq!(&done[..finished.len()], &finished[..]);
+                    finished = done.to_vec();
+                }
+            }
+
+            #[test]
+            fn text_that_fits_is_one_unchanged_piece(text in "[a-z \n🔧`]{1,600}") {
+                prop_assume!(!text.trim().is_empty());
+                prop_assert_eq!(split_message(&text, DISCORD_LIMIT), vec![text]);
+            }
         }
     }
 }

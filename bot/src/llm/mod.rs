@@ -7,11 +7,12 @@ use std::time::Duration;
 use futures::Stream;
 use serde::{Deserialize, Serialize};
 
-pub mod fallback;
 pub mod ollama;
 pub mod retry;
 mod wire;
 pub use ollama::OllamaClient;
+// Tools offered to the model are part of the shared tool vocabulary.
+pub use crate::tool::ToolSpec;
 
 /// Who said a message, as Ollama's `/api/chat` names it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -36,6 +37,9 @@ pub struct ChatMessage {
     /// For `tool` messages: the (namespaced) tool whose result this is.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tool_name: Option<String>,
+    /// For `tool` messages: the `id` of the call this answers, when the model gave one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tool_call_id: Option<String>,
 }
 
 impl ChatMessage {
@@ -46,6 +50,7 @@ impl ChatMessage {
             thinking: None,
             tool_calls: Vec::new(),
             tool_name: None,
+            tool_call_id: None,
         }
     }
     pub fn system(content: impl Into<String>) -> Self {
@@ -61,6 +66,13 @@ impl ChatMessage {
         Self {
             tool_name: Some(tool_name.into()),
             ..Self::new(Role::Tool, content)
+        }
+    }
+    /// The result of `call`: named like it, and carrying its `id` when it has one.
+    pub fn tool_result(call: &ToolCall, content: impl Into<String>) -> Self {
+        Self {
+            tool_call_id: call.id.clone(),
+            ..Self::tool(call.function.name.clone(), content)
         }
     }
 }
@@ -94,15 +106,6 @@ impl ToolCall {
             },
         }
     }
-}
-
-/// A tool offered to the model: rendered as `{"type": "function", "function": {...}}`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct ToolSpec {
-    pub name: String,
-    pub description: String,
-    /// JSON Schema of the arguments (an object schema).
-    pub parameters: serde_json::Value,
 }
 
 /// What the engine asks of the model for one round.
@@ -169,9 +172,15 @@ pub struct ModelSummary {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct ModelDetails {
     pub name: String,
-    /// e.g. "completion", "tools", "thinking", "vision", "embedding".
+    /// e.g. "completion", "tools", "thinking", "vision", "embedding". Empty when the server
+    /// does not say (Ollama before 0.6).
     pub capabilities: Vec<String>,
+    /// `model_info["<arch>.context_length"]`: the most context the model takes (Ollama caps a
+    /// larger `num_ctx` at it without a word).
     pub context_length: Option<u64>,
+    /// The `num_ctx` of the model's own parameters (its Modelfile), used when none is configured.
+    #[serde(default)]
+    pub num_ctx: Option<u32>,
 }
 
 impl ModelDetails {
@@ -199,8 +208,16 @@ pub enum LlmError {
     Timeout { after: Duration },
     #[error("Ollama answered {status}: {message}")]
     Server { status: u16, message: String },
+    #[error(
+        "Ollama refused the request ({status}: {message}); retrying cannot help: check ollama.options, ollama.keep_alive and ollama.think in the configuration (`ollama-mcp-bot check-config`)"
+    )]
+    Rejected { status: u16, message: String },
     #[error("Ollama reported an error mid-reply: {message}")]
     Stream { message: String },
+    #[error(
+        "the connection to Ollama broke mid-reply ({reason}); did the server stop or restart? Try again"
+    )]
+    Broken { reason: String },
     #[error("Ollama sent something that is not valid /api/chat output: {detail}")]
     Protocol { detail: String },
 }
@@ -214,7 +231,9 @@ impl LlmError {
             LlmError::Connect { .. } => "connect",
             LlmError::Timeout { .. } => "timeout",
             LlmError::Server { .. } => "server",
+            LlmError::Rejected { .. } => "rejected",
             LlmError::Stream { .. } => "stream",
+            LlmError::Broken { .. } => "broken",
             LlmError::Protocol { .. } => "protocol",
         }
     }

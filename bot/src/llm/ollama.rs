@@ -1,5 +1,7 @@
 //! The Ollama client: `/api/chat` streamed as NDJSON, `/api/tags`, `/api/show`, with retries
 //! before the first byte and metrics recorded as the stream is consumed.
+//!
+//! (Over 450 lines: request, retry, stream and metrics steps of one client, plus its tests.)
 
 use std::collections::VecDeque;
 use std::pin::Pin;
@@ -151,7 +153,9 @@ impl OllamaClient {
                             }
                         };
                         let error = status_error(status, &error_message(&body), model);
-                        if !is_retryable_status(status) {
+                        if !is_retryable_status(status)
+                            || matches!(error, LlmError::Rejected { .. })
+                        {
                             return Err(error);
                         }
                         (error, format!("HTTP {}", status.as_u16()), server_delay)
@@ -226,11 +230,32 @@ fn status_error(status: StatusCode, message: &str, model: Option<&str>) -> LlmEr
                 model: model.to_string(),
             }
         }
+        _ if names_bad_request(message) => LlmError::Rejected {
+            status: status.as_u16(),
+            message: message.to_string(),
+        },
         _ => LlmError::Server {
             status: status.as_u16(),
             message: message.to_string(),
         },
     }
+}
+
+/// Whether Ollama's error text says the request itself is wrong, so that sending it again can
+/// only fail again. Ollama answers some of these with 500 (`option "num_ctx" must be of type
+/// integer`), so the status alone cannot tell.
+fn names_bad_request(message: &str) -> bool {
+    const MARKS: [&str; 7] = [
+        "must be of type",
+        "cannot unmarshal",
+        "invalid duration",
+        "invalid option",
+        "does not support",
+        "is required",
+        "unexpected eof",
+    ];
+    let message = message.to_ascii_lowercase();
+    MARKS.iter().any(|m| message.contains(m))
 }
 
 /// The innermost cause of a reqwest error ("Connection refused (os error 111)"), never the URL.
@@ -394,11 +419,8 @@ impl StreamState {
                     })
                 }
                 Ok(Some(Err(e))) => {
-                    self.error = Some(LlmError::Protocol {
-                        detail: format!(
-                            "stream ended early: the connection broke ({})",
-                            describe(&e)
-                        ),
+                    self.error = Some(LlmError::Broken {
+                        reason: describe(&e),
                     });
                 }
                 Ok(None) => {
@@ -472,7 +494,8 @@ impl Recorder {
     }
 
     fn failure(&mut self, error: &LlmError) {
-        tracing::warn!(parent: &self.span, kind = error.kind(), error = %error, "model request failed");
+        // Debug only: the error goes back to the caller, who tells the user once.
+        tracing::debug!(parent: &self.span, kind = error.kind(), error = %error, "model request failed");
         self.finish(error.kind());
     }
 
@@ -524,8 +547,22 @@ mod tests {
             Some("gemma"),
         );
         assert!(
-            matches!(e, LlmError::Server { status: 400, ref message } if message.contains("thinking"))
+            matches!(e, LlmError::Rejected { status: 400, ref message } if message.contains("thinking"))
         );
+        let e = status_error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "option \"num_ctx\" must be of type integer",
+            Some("gemma"),
+        );
+        assert!(matches!(e, LlmError::Rejected { status: 500, .. }), "{e:?}");
+        let e = status_error(
+            StatusCode::BAD_REQUEST,
+            "time: invalid duration \"forever\"",
+            Some("m"),
+        );
+        assert!(matches!(e, LlmError::Rejected { .. }), "{e:?}");
+        let e = status_error(StatusCode::SERVICE_UNAVAILABLE, "server busy", Some("m"));
+        assert!(matches!(e, LlmError::Server { status: 503, .. }), "{e:?}");
         let e = status_error(StatusCode::NOT_FOUND, "404 page not found", None);
         assert!(matches!(e, LlmError::Server { status: 404, .. }));
     }

@@ -2,6 +2,8 @@
 //!
 //! Ollama is written in Go and ignores unknown fields, and it adds fields between versions: the
 //! response types here read only what we use and never deny unknown fields.
+//!
+//! (Over 450 lines only because of its tests, property tests of the decoder included.)
 
 use std::collections::VecDeque;
 use std::time::Duration;
@@ -56,6 +58,8 @@ pub(crate) struct WireMessage<'a> {
     pub tool_calls: Vec<WireToolCall<'a>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub tool_name: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tool_call_id: Option<&'a str>,
 }
 
 impl<'a> From<&'a ChatMessage> for WireMessage<'a> {
@@ -66,6 +70,7 @@ impl<'a> From<&'a ChatMessage> for WireMessage<'a> {
             thinking: m.thinking.as_deref(),
             tool_calls: m.tool_calls.iter().map(WireToolCall::from).collect(),
             tool_name: m.tool_name.as_deref(),
+            tool_call_id: m.tool_call_id.as_deref(),
         }
     }
 }
@@ -346,6 +351,9 @@ pub(crate) struct ShowResponse {
     pub capabilities: Vec<String>,
     #[serde(default)]
     pub model_info: Map<String, Value>,
+    /// The Modelfile's parameters, one `name value` per line (`num_ctx    4096`).
+    #[serde(default)]
+    pub parameters: Option<String>,
 }
 
 impl ShowResponse {
@@ -356,10 +364,19 @@ impl ShowResponse {
             .iter()
             .find(|(k, _)| k.ends_with(".context_length"))
             .and_then(|(_, v)| v.as_u64());
+        let num_ctx = self.parameters.as_deref().and_then(|p| {
+            p.lines().find_map(|line| {
+                let mut parts = line.split_whitespace();
+                (parts.next() == Some("num_ctx"))
+                    .then(|| parts.next()?.parse::<u32>().ok())
+                    .flatten()
+            })
+        });
         ModelDetails {
             name: name.to_string(),
             capabilities: self.capabilities,
             context_length,
+            num_ctx,
         }
     }
 }
@@ -601,9 +618,138 @@ mod tests {
     }
 
     #[test]
+    fn show_num_ctx_from_the_modelfile_parameters() {
+        // As in the recordings (file 04): whitespace-aligned `name value` lines.
+        let show: ShowResponse = serde_json::from_value(json!({
+            "parameters": "num_ctx                        4096\nstop                           \"<end_of_turn>\"",
+            "capabilities": ["completion", "tools"],
+            "model_info": {"gemma3.context_length": 32768}
+        }))
+        .unwrap();
+        let d = show.into_details("gemma-tools");
+        assert_eq!((d.num_ctx, d.context_length), (Some(4096), Some(32768)));
+        let show: ShowResponse =
+            serde_json::from_value(json!({"parameters": "stop \"x\""})).unwrap();
+        assert_eq!(show.into_details("m").num_ctx, None);
+    }
+
+    #[test]
     fn error_message_prefers_the_error_field() {
         assert_eq!(error_message(br#"{"error":"boom"}"#), "boom");
         assert_eq!(error_message(b"502 Bad Gateway"), "502 Bad Gateway");
         assert_eq!(error_message(b""), "(empty body)");
+    }
+}
+
+#[cfg(test)]
+mod properties {
+    use super::*;
+    use proptest::prelude::*;
+    use serde_json::json;
+
+    fn decode(pieces: &[&[u8]]) -> (Vec<ChatEvent>, Result<(), String>) {
+        let mut d = LineDecoder::default();
+        let mut out = VecDeque::new();
+        for p in pieces {
+            if let Err(e) = d.feed(p, &mut out) {
+                return (out.into(), Err(e.to_string()));
+            }
+        }
+        let r = d.finish(&mut out).map_err(|e| e.to_string());
+        (out.into(), r)
+    }
+
+    /// A streamed answer as Ollama writes it: content (and thinking) chunks, then `done`.
+    fn body() -> impl Strategy<Value = (Vec<u8>, Vec<String>)> {
+        (
+            prop::collection::vec(".{1,12}", 0..12),
+            prop::sample::select(vec!["\n", "\r\n", "\n\n"]),
+        )
+            .prop_map(|(contents, newline)| {
+                let mut body = String::new();
+                for c in &contents {
+                    body.push_str(
+                        &json!({"model": "m", "message": {"role": "assistant", "content": c}, "done": false})
+                            .to_string(),
+                    );
+                    body.push_str(newline);
+                }
+                body.push_str(
+                    &json!({"model": "m", "message": {"role": "assistant", "content": ""}, "done": true,
+                            "done_reason": "stop", "prompt_eval_count": 3, "eval_count": 2})
+                    .to_string(),
+                );
+                body.push_str(newline);
+                (body.into_bytes(), contents)
+            })
+    }
+
+    proptest! {
+        /// However the network cuts the body (even inside a UTF-8 character), the events are
+        /// the same: every content chunk in order, then `done`.
+        #[test]
+        fn any_split_gives_the_same_events(
+            (body, contents) in body(),
+            cuts in prop::collection::vec(any::<prop::sample::Index>(), 0..6),
+        ) {
+            let mut at: Vec<usize> = cuts.iter().map(|i| i.index(body.len() + 1)).collect();
+            at.sort_unstable();
+            let mut pieces: Vec<&[u8]> = Vec::new();
+            let mut from = 0;
+            for a in at {
+                pieces.push(&body[from..a]);
+                from = a;
+            }
+            pieces.push(&body[from..]);
+            let (events, r) = decode(&pieces);
+            prop_assert!(r.is_ok(), "{r:?}");
+            let texts: Vec<String> = events
+                .iter()
+                .filter_map(|e| match e {
+                    ChatEvent::Content(c) => Some(c.clone()),
+                    _ => None,
+                })
+                .collect();
+            prop_assert_eq!(texts, contents);
+            let dones = events.iter().filter(|e| matches!(e, ChatEvent::Done { .. })).count();
+            prop_assert_eq!(dones, 1);
+            let ends_with_done = matches!(events.last(), Some(ChatEvent::Done { .. }));
+            prop_assert!(ends_with_done, "{:?}", events.last());
+        }
+
+        /// Arbitrary bytes give events or an error that says what was wrong, never a panic.
+        #[test]
+        fn arbitrary_bytes_never_panic(
+            pieces in prop::collection::vec(prop::collection::vec(any::<u8>(), 0..64), 0..8),
+        ) {
+            let refs: Vec<&[u8]> = pieces.iter().map(Vec::as_slice).collect();
+            let (_, r) = decode(&refs);
+            if let Err(message) = r {
+                prop_assert!(!message.is_empty());
+            }
+        }
+
+        /// Arbitrary JSON lines (any object, wrong types included) never panic either.
+        #[test]
+        fn arbitrary_json_lines_never_panic(
+            lines in prop::collection::vec(
+                prop::collection::btree_map(
+                    prop::sample::select(vec!["message", "done", "error", "done_reason", "eval_count", "content"]),
+                    prop_oneof![
+                        Just(json!(null)), any::<bool>().prop_map(|b| json!(b)),
+                        any::<i64>().prop_map(|n| json!(n)), ".{0,8}".prop_map(|s| json!(s)),
+                        Just(json!({"content": "x"})), Just(json!({"tool_calls": [{"function": {"name": "t"}}]})),
+                    ],
+                    0..4,
+                ),
+                0..6,
+            ),
+        ) {
+            let body: String = lines
+                .iter()
+                .map(|l| serde_json::to_string(l).unwrap_or_default() + "\n")
+                .collect();
+            let _ = decode(&[body.as_bytes()]);
+        }
     }
 }

@@ -1,11 +1,11 @@
-//! MCP ⇄ Ollama: tool schemas become Ollama `parameters`, tool results become the text the model
-//! reads (text joined, binary parts described, huge results cut with a note).
+//! MCP ⇄ Ollama: tool schemas become compact Ollama `parameters`, tool results become the text
+//! the model reads (text joined, binary parts described, huge results cut with a note).
 
 use rmcp::model::{CallToolResult, ContentBlock, ResourceContents, Tool};
 use serde_json::{Map, Value};
 
 use super::namespaced;
-use crate::llm::ToolSpec;
+use crate::tool::ToolSpec;
 
 /// The Ollama-facing spec of `tool` on `server`: namespaced name, description, and the MCP
 /// `inputSchema` as `parameters` (made an object schema, `$schema` dropped, otherwise intact).
@@ -22,11 +22,9 @@ pub fn tool_spec(server: &str, tool: &Tool) -> ToolSpec {
     }
 }
 
-/// An MCP input schema as Ollama `parameters`.
+/// An MCP input schema as Ollama `parameters`, compacted (see [`compact_schema`]).
 pub fn parameters(input_schema: &Map<String, Value>) -> Value {
     let mut schema = input_schema.clone();
-    // Ollama and the models never need the meta-schema URL; it only costs prompt tokens.
-    schema.remove("$schema");
     // Ollama's function `parameters` must be an object schema; some servers omit `type` or
     // `properties` for tools without arguments.
     schema
@@ -37,7 +35,66 @@ pub fn parameters(input_schema: &Map<String, Value>) -> Value {
             .entry("properties")
             .or_insert_with(|| Value::Object(Map::new()));
     }
-    Value::Object(schema)
+    let mut schema = Value::Object(schema);
+    compact_schema(&mut schema);
+    schema
+}
+
+/// Schemas as servers write them carry weight the model does not need (`$schema`, titles,
+/// `additionalProperties: false`, integer bounds at JavaScript's largest safe integer); every
+/// request repeats them, so drop that weight once, when the tool is listed. Only schema keywords
+/// are touched: a property named `title`, or a `default` value, is data and stays. Arguments are
+/// still checked against the server's own schema.
+pub fn compact_schema(v: &mut Value) {
+    /// JavaScript's Number.MAX_SAFE_INTEGER, which zod writes for `.int()`: no real bound.
+    const SAFE_INTEGER: i64 = 9_007_199_254_740_991;
+    let Value::Object(map) = v else { return };
+    map.remove("$schema");
+    map.remove("title");
+    if map.get("additionalProperties") == Some(&Value::Bool(false)) {
+        map.remove("additionalProperties");
+    }
+    if map.get("maximum").and_then(Value::as_i64) >= Some(SAFE_INTEGER) {
+        map.remove("maximum");
+    }
+    if map
+        .get("minimum")
+        .and_then(Value::as_i64)
+        .is_some_and(|m| m <= -SAFE_INTEGER)
+    {
+        map.remove("minimum");
+    }
+    for (key, value) in map.iter_mut() {
+        match key.as_str() {
+            // Maps of name → schema.
+            "properties" | "patternProperties" | "$defs" | "definitions" | "dependentSchemas" => {
+                if let Value::Object(named) = value {
+                    named.values_mut().for_each(compact_schema);
+                }
+            }
+            // One schema.
+            "items"
+            | "additionalProperties"
+            | "not"
+            | "if"
+            | "then"
+            | "else"
+            | "contains"
+            | "propertyNames"
+            | "unevaluatedProperties"
+            | "unevaluatedItems" => match value {
+                Value::Array(list) => list.iter_mut().for_each(compact_schema),
+                other => compact_schema(other),
+            },
+            // Lists of schemas.
+            "anyOf" | "allOf" | "oneOf" | "prefixItems" => {
+                if let Value::Array(list) = value {
+                    list.iter_mut().for_each(compact_schema);
+                }
+            }
+            _ => {}
+        }
+    }
 }
 
 /// The text of a tool result for the model: text parts joined by newlines, other parts described
@@ -153,8 +210,51 @@ mod tests {
         assert_eq!(spec.description, "Adds");
         assert_eq!(
             spec.parameters,
-            json!({"type": "object", "properties": {"a": {"type": "number"}}, "required": ["a"],
-                   "additionalProperties": false})
+            json!({"type": "object", "properties": {"a": {"type": "number"}}, "required": ["a"]})
+        );
+    }
+
+    fn compact(mut schema: Value) -> Value {
+        compact_schema(&mut schema);
+        schema
+    }
+
+    #[test]
+    fn compact_strips_weight_but_keeps_meaning() {
+        let t = compact(
+            json!({"$schema": "x", "type": "object", "additionalProperties": false,
+                "properties": {"a": {"type": "string", "title": "A", "description": "keep"}}, "required": ["a"]}),
+        );
+        assert_eq!(
+            t,
+            json!({"type": "object", "properties": {"a": {"type": "string", "description": "keep"}}, "required": ["a"]})
+        );
+    }
+
+    #[test]
+    fn compact_leaves_properties_and_values_named_like_keywords() {
+        let t = compact(json!({"type": "object", "title": "Args",
+                "properties": {
+                    "title": {"type": "string", "title": "Title"},
+                    "n": {"type": "integer", "minimum": 1, "maximum": 9_007_199_254_740_991_i64},
+                    "opts": {"type": "object", "default": {"title": "kept"},
+                        "properties": {"$schema": {"type": "string"}}},
+                    "list": {"type": "array", "items": {"type": "object", "title": "Item",
+                        "properties": {"title": {"type": "string"}}}}
+                },
+                "required": ["title"]}));
+        assert_eq!(
+            t,
+            json!({"type": "object",
+                "properties": {
+                    "title": {"type": "string"},
+                    "n": {"type": "integer", "minimum": 1},
+                    "opts": {"type": "object", "default": {"title": "kept"},
+                        "properties": {"$schema": {"type": "string"}}},
+                    "list": {"type": "array", "items": {"type": "object",
+                        "properties": {"title": {"type": "string"}}}}
+                },
+                "required": ["title"]})
         );
     }
 

@@ -1,14 +1,29 @@
 //! Recovers tool calls that a model wrote as JSON text in its reply instead of in `tool_calls`
 //! (llama3.x and qwen models do this now and then, especially with many tools or small contexts).
+//! An engine policy: the model client only reports what Ollama sent.
 //!
 //! Deliberately conservative: the reply must be nothing but the call(s), optionally inside one
 //! Markdown code fence, `<tool_call>` tags (Hermes / Qwen style) or after `<|python_tag|>`
 //! (Llama 3.1 style), and every call must name a tool we offered. Prose that merely quotes JSON
 //! is never turned into a call.
+//!
+//! (Over 450 lines only because of its tests: every accepted and refused shape is one.)
 
 use serde_json::{Map, Value};
 
-use super::ToolCall;
+use crate::llm::ToolCall;
+use crate::tool::NAMESPACE_SEPARATOR;
+
+/// Could this (partial) content still turn out to be a tool call written as text? While it can,
+/// the engine holds it back from the user.
+pub fn might_be_call(content: &str) -> bool {
+    let t = content.trim_start();
+    if t.is_empty() {
+        return true;
+    }
+    const OPENERS: [&str; 5] = ["{", "[", "```", "<tool_call>", "<|python_tag|>"];
+    OPENERS.iter().any(|o| t.starts_with(o) || o.starts_with(t))
+}
 
 /// The tool calls `content` consists of, or `None` when it is anything else.
 ///
@@ -180,7 +195,7 @@ fn resolve_name(name: &str, known_tools: &[&str]) -> Option<String> {
     if known_tools.contains(&name) {
         return Some(name.to_string());
     }
-    let suffix = format!("{}{name}", crate::mcp::NAMESPACE_SEPARATOR);
+    let suffix = format!("{}{name}", NAMESPACE_SEPARATOR);
     let mut matches = known_tools.iter().filter(|t| t.ends_with(&suffix));
     match (matches.next(), matches.next()) {
         (Some(only), None) => Some((*only).to_string()),
@@ -226,6 +241,15 @@ mod tests {
 
     fn one(name: &str, args: Value) -> Option<Vec<(String, Value)>> {
         Some(vec![(name.to_string(), args)])
+    }
+
+    #[test]
+    fn json_prefix_detection() {
+        assert!(might_be_call("  {\"na"));
+        assert!(might_be_call("``"));
+        assert!(might_be_call("<tool"));
+        assert!(!might_be_call("Hello"));
+        assert!(!might_be_call("<b>"));
     }
 
     #[test]
@@ -432,6 +456,68 @@ mod tests {
             r#"{"name": "memory__read_graph", "arguments": {}} trailing"#,
         ] {
             assert_eq!(recover(content), None, "{content}");
+        }
+    }
+}
+
+#[cfg(test)]
+mod properties {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// A tool call as models write it in text, in each wrapper the recovery accepts.
+    fn written_call() -> impl Strategy<Value = String> {
+        let wrapper = prop::sample::select(vec![
+            ("", ""),
+            ("```json\n", "\n```"),
+            ("<tool_call>", "</tool_call>"),
+            ("<|python_tag|>", ""),
+            ("[", "]"),
+        ]);
+        (wrapper, "[a-z_]{1,12}", "[ -~]{0,20}", any::<bool>()).prop_map(
+            |((open, close), name, value, parameters)| {
+                let key = if parameters {
+                    "parameters"
+                } else {
+                    "arguments"
+                };
+                let call = serde_json::json!({"name": name, key: {"q": value}});
+                format!("{open}{call}{close}")
+            },
+        )
+    }
+
+    proptest! {
+        /// Every prefix of a call written as text is held back: none of it streams to the user.
+        #[test]
+        fn every_prefix_of_a_written_call_is_held(call in written_call(), lead in "[ \n]{0,2}") {
+            let text = format!("{lead}{call}");
+            for (i, _) in text.char_indices().skip(1) {
+                prop_assert!(might_be_call(&text[..i]), "not held: {:?}", &text[..i]);
+            }
+            prop_assert!(might_be_call(&text));
+        }
+
+        /// Prose streams at once: text that starts with a letter or digit is never held.
+        #[test]
+        fn prose_is_never_held(first in "[A-Za-z0-9]", rest in ".{0,40}") {
+            let text = format!("{first}{rest}");
+            prop_assert!(!might_be_call(&text));
+        }
+
+        /// Arbitrary replies give calls or nothing, never a panic, and a recovered call always
+        /// names a known tool with an object of arguments.
+        #[test]
+        fn arbitrary_text_never_panics(text in ".{0,200}", call in written_call()) {
+            const TOOLS: &[&str] = &["memory__read_graph", "fetch__fetch"];
+            for input in [text.as_str(), call.as_str()] {
+                if let Some(calls) = recover_tool_calls(input, TOOLS) {
+                    for c in calls {
+                        prop_assert!(TOOLS.contains(&c.function.name.as_str()));
+                        prop_assert!(c.function.arguments.is_object());
+                    }
+                }
+            }
         }
     }
 }

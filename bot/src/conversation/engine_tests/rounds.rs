@@ -1,183 +1,6 @@
-//! The loop against a scripted model and an in-memory tool host (the real Ollama and MCP
-//! servers are exercised end to end in `tests/`).
-
-use std::collections::VecDeque;
-use std::sync::Mutex;
-
-use serde_json::json;
+//! The loop: tool rounds, approvals, held text, sessions, calibration, tools on demand.
 
 use super::*;
-use crate::llm::{ChatStream, ModelDetails, ModelSummary, Role};
-
-/// Replies from a script, recording every request.
-struct ScriptedModel {
-    replies: Mutex<VecDeque<Vec<ChatEvent>>>,
-    requests: Mutex<Vec<ChatRequest>>,
-}
-
-impl ScriptedModel {
-    fn new(replies: Vec<Vec<ChatEvent>>) -> Arc<Self> {
-        Arc::new(Self {
-            replies: Mutex::new(replies.into()),
-            requests: Mutex::new(Vec::new()),
-        })
-    }
-    fn requests(&self) -> Vec<ChatRequest> {
-        self.requests.lock().expect("lock").clone()
-    }
-}
-
-fn text(t: &str) -> Vec<ChatEvent> {
-    vec![ChatEvent::Content(t.into()), done()]
-}
-
-fn done() -> ChatEvent {
-    ChatEvent::Done {
-        usage: Usage {
-            prompt_tokens: 100,
-            completion_tokens: 10,
-            ..Usage::default()
-        },
-        done_reason: None,
-    }
-}
-
-fn calls(names: &[(&str, Value)]) -> Vec<ChatEvent> {
-    vec![
-        ChatEvent::ToolCalls(
-            names
-                .iter()
-                .map(|(n, a)| ToolCall::new(*n, a.clone()))
-                .collect(),
-        ),
-        done(),
-    ]
-}
-
-#[async_trait::async_trait]
-impl ChatModel for ScriptedModel {
-    async fn chat(&self, request: ChatRequest) -> Result<ChatStream, LlmError> {
-        self.requests.lock().expect("lock").push(request);
-        let events = self
-            .replies
-            .lock()
-            .expect("lock")
-            .pop_front()
-            .unwrap_or_else(|| text("(script ended)"));
-        Ok(Box::pin(futures::stream::iter(events.into_iter().map(Ok))))
-    }
-    async fn list_models(&self) -> Result<Vec<ModelSummary>, LlmError> {
-        Ok(["llama3.2:latest", "qwen3:latest"]
-            .iter()
-            .map(|n| ModelSummary {
-                name: (*n).into(),
-                size: 0,
-                parameter_size: None,
-            })
-            .collect())
-    }
-    async fn show(&self, model: &str) -> Result<ModelDetails, LlmError> {
-        Ok(ModelDetails {
-            name: model.into(),
-            capabilities: vec!["tools".into()],
-            context_length: None,
-        })
-    }
-}
-
-/// Two tools: `kv__put` stores, `kv__get` reads; `kv__slow` sleeps; `kv__guarded` needs approval.
-#[derive(Default)]
-struct KvTools {
-    data: Mutex<HashMap<String, String>>,
-    calls: Mutex<Vec<String>>,
-    in_flight: std::sync::atomic::AtomicUsize,
-    max_in_flight: std::sync::atomic::AtomicUsize,
-}
-
-#[async_trait::async_trait]
-impl ToolHost for KvTools {
-    fn tools(&self) -> Vec<ToolSpec> {
-        ["put", "get", "slow", "guarded"]
-            .iter()
-            .map(|t| ToolSpec {
-                name: format!("kv__{t}"),
-                description: format!("{t} a value"),
-                parameters: json!({"type": "object", "properties": {"key": {"type": "string"}}}),
-            })
-            .collect()
-    }
-    fn needs_approval(&self, name: &str) -> bool {
-        name == "kv__guarded"
-    }
-    async fn call(&self, name: &str, arguments: Value) -> ToolOutcome {
-        self.calls.lock().expect("lock").push(name.to_string());
-        let key = arguments
-            .get("key")
-            .and_then(Value::as_str)
-            .unwrap_or("")
-            .to_string();
-        let content = match name {
-            "kv__put" => {
-                self.data
-                    .lock()
-                    .expect("lock")
-                    .insert(key.clone(), "stored".into());
-                format!("put {key}")
-            }
-            "kv__slow" => {
-                use std::sync::atomic::Ordering::SeqCst;
-                let now = self.in_flight.fetch_add(1, SeqCst) + 1;
-                self.max_in_flight.fetch_max(now, SeqCst);
-                tokio::time::sleep(Duration::from_millis(100)).await;
-                self.in_flight.fetch_sub(1, SeqCst);
-                format!("slow {key}")
-            }
-            _ => self
-                .data
-                .lock()
-                .expect("lock")
-                .get(&key)
-                .cloned()
-                .unwrap_or_else(|| "missing".into()),
-        };
-        ToolOutcome {
-            server: "kv".into(),
-            tool: name.into(),
-            content,
-            kind: OutcomeKind::Ok,
-            duration: Duration::ZERO,
-        }
-    }
-}
-
-#[derive(Default)]
-struct Recorder {
-    text: Mutex<String>,
-    tools: Mutex<Vec<String>>,
-    approve: bool,
-}
-
-#[async_trait::async_trait]
-impl TurnObserver for Recorder {
-    async fn on_text(&self, delta: &str) {
-        self.text.lock().expect("lock").push_str(delta);
-    }
-    async fn on_tool_call(&self, name: &str, _arguments: &Value) {
-        self.tools.lock().expect("lock").push(name.to_string());
-    }
-    async fn approve_tool(&self, _name: &str, _arguments: &Value) -> bool {
-        self.approve
-    }
-}
-
-fn engine(model: Arc<ScriptedModel>, tools: Arc<KvTools>, config: BotConfig) -> Engine {
-    Engine::new(
-        model,
-        tools,
-        Store::open(":memory:").expect("store"),
-        &config,
-    )
-}
 
 #[tokio::test]
 async fn tool_round_then_answer_is_persisted() {
@@ -481,10 +304,6 @@ async fn calibration_counts_the_offered_tools() {
     );
 }
 
-fn names(request: &ChatRequest) -> Vec<String> {
-    request.tools.iter().map(|t| t.name.clone()).collect()
-}
-
 #[tokio::test]
 async fn on_demand_tools_are_found_then_offered_while_in_context() {
     let model = ScriptedModel::new(vec![
@@ -536,8 +355,10 @@ async fn on_demand_tools_are_found_then_offered_while_in_context() {
         "turn 2 still has it"
     );
     assert!(
-        !requests[3].tools[0].description.contains("put"),
-        "no longer in the catalog"
+        requests
+            .iter()
+            .all(|r| r.tools[0].description == requests[0].tools[0].description),
+        "the catalog never changes, so it never moves the prompt's start"
     );
     // The catalog tool called directly ran through the host and is offered next round.
     assert_eq!(*tools.calls.lock().expect("lock"), ["kv__put", "kv__get"]);
@@ -565,6 +386,7 @@ async fn auto_loads_on_demand_only_when_tools_crowd_the_context() {
     for (num_ctx, expect_catalog) in [(8192, false), (256, true)] {
         let model = ScriptedModel::new(vec![text("ok")]);
         let mut config = BotConfig::default();
+        config.chat.tool_context_share = 0.25;
         config
             .ollama
             .options
@@ -600,17 +422,10 @@ async fn history_never_pushes_the_prompt_past_the_context_window() {
     };
     // 8192 tokens of context, 1024 kept for the reply: at 4 characters a token the prompt
     // stays under ~28,700 characters although the history budget (6000 tokens) alone would fit.
-    let last = model.requests().pop().expect("a request");
-    assert!(
-        chars(&last) <= (8192 - 1024) * 4,
-        "{} characters",
-        chars(&last)
-    );
-    assert!(
-        chars(&last) > 20_000,
-        "history is still used: {}",
-        chars(&last)
-    );
+    let most = model.requests().iter().map(chars).max().unwrap_or(0);
+    assert!(most <= (8192 - 1024) * 4, "{most} characters");
+    // History is still used (up to the budget before a compaction halves it).
+    assert!(most > 20_000, "history is still used: {most}");
 
     // With a small window, fewer turns fit.
     config.ollama.options.insert("num_ctx".into(), 4096.into());
@@ -621,10 +436,6 @@ async fn history_never_pushes_the_prompt_past_the_context_window() {
             .await
             .expect("turn");
     }
-    let last = model.requests().pop().expect("a request");
-    assert!(
-        chars(&last) <= (4096 - 1024) * 4,
-        "{} characters",
-        chars(&last)
-    );
+    let most = model.requests().iter().map(chars).max().unwrap_or(0);
+    assert!(most <= (4096 - 1024) * 4, "{most} characters");
 }
