@@ -1039,6 +1039,30 @@ async fn a_burst_of_questions_stays_inside_discords_global_limit() {
     });
 }
 
+/// What the engine tells besides the reply (here: the model cannot use the configured tools) is
+/// a footer line under the reply, once per conversation.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_model_that_cannot_use_tools_is_said_once_in_a_footer() {
+    let ollama = OllamaDouble::builder()
+        .model(MODEL, &["completion"])
+        .start()
+        .await
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let memory = servers::memory(dir.path());
+    let h = Harness::start(ollama, |c, _| c.mcp.servers = vec![memory]).await;
+    let p = h.p;
+    let first = h.discord.user_says(p.alice, p.general, &h.mention("hello"));
+    let m = h.reply_containing(first, "cannot use tools").await;
+    assert!(
+        m.content
+            .starts_with("echo: hello\n\n-# ⚠️ model llama3.2 cannot use tools"),
+        "{}",
+        m.content
+    );
+    h.ask(p.alice, p.general, "again", "echo: again").await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn refusals_can_be_silent() {
     let h = Harness::start(echo_model().await, |c, p| {

@@ -21,8 +21,8 @@ mod models;
 mod notice;
 mod plan;
 pub mod recover;
-mod round;
 pub mod remember;
+mod round;
 pub mod tool_search;
 pub mod trim;
 
