@@ -1063,6 +1063,33 @@ async fn a_model_that_cannot_use_tools_is_said_once_in_a_footer() {
     h.ask(p.alice, p.general, "again", "echo: again").await;
 }
 
+/// An empty answer is a failed turn with a clear message, never an empty (or placeholder) reply.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_empty_answer_is_a_failed_turn_that_says_so() {
+    let h = Harness::start(echo_model().await, |_, _| {}).await;
+    let p = h.p;
+    h.ollama.push_reply(Reply::text(""));
+    let asked = h
+        .discord
+        .user_says(p.alice, p.general, &h.mention("say nothing"));
+    let m = h.reply_containing(asked, "empty answer").await;
+    assert!(
+        m.content.starts_with("⚠️ model `llama3.2`"),
+        "{}",
+        m.content
+    );
+    // Nothing was saved: the next turn does not see the failed one.
+    h.ask(p.alice, p.general, "next", "echo: next").await;
+    let last = h.ollama.chat_requests().last().unwrap().clone();
+    assert_eq!(
+        last.messages
+            .iter()
+            .filter(|m| m.role == Role::User)
+            .count(),
+        1
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn refusals_can_be_silent() {
     let h = Harness::start(echo_model().await, |c, p| {
