@@ -539,7 +539,7 @@ impl ApiServerVerifier {
         assert_eq!(
             r.query.get("labelSelector").map(String::as_str),
             Some(
-                format!("app.kubernetes.io/name=ollama-mcp-bot,app.kubernetes.io/instance={name}")
+                format!("app.kubernetes.io/instance={name},app.kubernetes.io/managed-by=ollama-mcp-operator")
                     .as_str()
             )
         );

@@ -2,7 +2,9 @@
 //! validate (pure) → render (pure) → apply (server-side apply) → status.
 
 pub mod apply;
+pub mod bot_report;
 pub mod model_check;
+pub mod problems;
 pub mod render;
 pub mod status;
 pub mod validate;
@@ -108,6 +110,8 @@ pub struct Context {
     pub recorder: Recorder,
     pub metrics: Arc<Metrics>,
     pub models: ModelChecker,
+    /// What each bot reports about its MCP servers (`GET /status` of its Ready pod).
+    pub reports: bot_report::BotReports,
     discovery: DiscoveryCache,
     /// The status this process last wrote, per BotDeployment: fresher than the watch cache, which
     /// may not have seen the write yet (a status-only change never triggers a reconcile, so a
@@ -125,6 +129,7 @@ impl Context {
             recorder: Recorder::new(client.clone(), reporter),
             models: ModelChecker::new(options.model_check),
             discovery: DiscoveryCache::default(),
+            reports: bot_report::BotReports::default(),
             written: std::sync::Mutex::default(),
             client,
             options,
@@ -138,6 +143,7 @@ impl Context {
     /// share of the `managed_objects` / `bot_deployments` gauges.
     pub fn forget(&self, key: &str) {
         self.models.forget(key);
+        self.reports.forget(key);
         self.metrics.set_children(key, Vec::new());
         self.written_status().remove(key);
     }
@@ -223,12 +229,14 @@ async fn reconcile_inner(bd: &BotDeployment, ctx: &Context) -> Result<Action, Er
     // 3. Apply them: server-side apply, then deletion of those switched off.
     let applied = apply_children(bd, ctx, &bds, &owner, &children).await?;
     // 4. Observe the bot's pods and the model check.
-    let pods = list_pods(&ctx.client, ns, &owner.name).await?;
+    let (pods, ollama_pods) = list_pods(&ctx.client, ns, &owner.name).await?;
     let request = model_request(ctx, &bot);
     if let Some(known) = status::known_model_state(bd.status.as_ref(), &request.models) {
         ctx.models.remember(&key(bd), &request, known);
     }
     let model = ctx.models.observe(&key(bd), &request);
+    let pod_url = bot_report::ready_pod_url(&pods);
+    let report = ctx.reports.observe(&key(bd), pod_url.as_deref()).await;
     // 5. Report: the status when it changed, a Warning event when a problem is new.
     let observed = Observed {
         generation: bd.metadata.generation,
@@ -236,14 +244,26 @@ async fn reconcile_inner(bd: &BotDeployment, ctx: &Context) -> Result<Action, Er
         children: &children,
         deployment: &applied.deployment,
         pods: &pods,
+        ollama_deployment: applied.ollama_deployment.as_ref(),
+        ollama_pods: &ollama_pods,
         model: &model,
+        report: report.as_ref(),
         service_monitor: applied.service_monitor,
     };
     write_status(bd, ctx, &bds, &observed).await?;
 
-    // Pods and children report through watches; only the model check needs polling.
+    // Pods and children report through watches; the model check and the bot's own report of
+    // its MCP servers (while one is not up yet) need polling.
+    let servers_settling = pod_url.is_some()
+        && report.as_ref().is_none_or(|r| {
+            r.mcp_servers
+                .iter()
+                .any(|s| s.state != ollama_mcp_bot::status::ServerStateName::Ready)
+        });
     Ok(if model.checking {
         Action::requeue(REQUEUE_MODEL_CHECK)
+    } else if servers_settling {
+        Action::requeue(bot_report::REFRESH)
     } else if model.ready != Some(true) {
         Action::requeue(REQUEUE_MODEL_RETRY)
     } else {
@@ -424,10 +444,16 @@ async fn secret_versions(
     Ok(out)
 }
 
-async fn list_pods(client: &Client, ns: &str, name: &str) -> Result<Vec<Pod>, Error> {
+/// The pods of the bot and of its managed Ollama (both carry the instance label).
+async fn list_pods(client: &Client, ns: &str, name: &str) -> Result<(Vec<Pod>, Vec<Pod>), Error> {
     let api: Api<Pod> = Api::namespaced(client.clone(), ns);
-    let lp = ListParams::default().labels(&format!("{NAME}={BOT_APP},{INSTANCE}={name}"));
-    Ok(api.list(&lp).await.map_err(Error::ListPods)?.items)
+    let lp = ListParams::default().labels(&format!(
+        "{INSTANCE}={name},{MANAGED_BY}={MANAGED_BY_VALUE}"
+    ));
+    let pods = api.list(&lp).await.map_err(Error::ListPods)?.items;
+    Ok(pods
+        .into_iter()
+        .partition(|p| p.labels().get(NAME).map(String::as_str) == Some(BOT_APP)))
 }
 
 /// What to do after a failed reconciliation: log, count, retry with a pause.
