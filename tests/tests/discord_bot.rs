@@ -1039,6 +1039,57 @@ async fn a_burst_of_questions_stays_inside_discords_global_limit() {
     });
 }
 
+/// What the engine tells besides the reply (here: the model cannot use the configured tools) is
+/// a footer line under the reply, once per conversation.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_model_that_cannot_use_tools_is_said_once_in_a_footer() {
+    let ollama = OllamaDouble::builder()
+        .model(MODEL, &["completion"])
+        .start()
+        .await
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let memory = servers::memory(dir.path());
+    let h = Harness::start(ollama, |c, _| c.mcp.servers = vec![memory]).await;
+    let p = h.p;
+    let first = h.discord.user_says(p.alice, p.general, &h.mention("hello"));
+    let m = h.reply_containing(first, "cannot use tools").await;
+    assert!(
+        m.content
+            .starts_with("echo: hello\n\n-# ⚠️ model llama3.2 cannot use tools"),
+        "{}",
+        m.content
+    );
+    h.ask(p.alice, p.general, "again", "echo: again").await;
+}
+
+/// An empty answer is a failed turn with a clear message, never an empty (or placeholder) reply.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_empty_answer_is_a_failed_turn_that_says_so() {
+    let h = Harness::start(echo_model().await, |_, _| {}).await;
+    let p = h.p;
+    h.ollama.push_reply(Reply::text(""));
+    let asked = h
+        .discord
+        .user_says(p.alice, p.general, &h.mention("say nothing"));
+    let m = h.reply_containing(asked, "empty answer").await;
+    assert!(
+        m.content.starts_with("⚠️ model `llama3.2`"),
+        "{}",
+        m.content
+    );
+    // Nothing was saved: the next turn does not see the failed one.
+    h.ask(p.alice, p.general, "next", "echo: next").await;
+    let last = h.ollama.chat_requests().last().unwrap().clone();
+    assert_eq!(
+        last.messages
+            .iter()
+            .filter(|m| m.role == Role::User)
+            .count(),
+        1
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn refusals_can_be_silent() {
     let h = Harness::start(echo_model().await, |c, p| {

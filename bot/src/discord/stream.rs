@@ -1,6 +1,7 @@
 //! A streamed reply: one message posted on the first tokens, then edited as tokens arrive, at the
 //! pace Discord's rate-limit headers allow; split at 2000 characters without breaking code blocks;
-//! a typing indicator while tools run; tool use shown as "🔧 server__tool" lines (optional).
+//! a typing indicator while tools run; tool use shown as "🔧 server__tool" lines (optional); the
+//! engine's notices (a cut reply, a model without tools or thinking) as footer lines.
 //!
 //! The model side ([`TurnObserver`]) only appends to a buffer; a pump task owns all Discord
 //! traffic, so a slow or rate-limited Discord never slows the model down, and many tokens
@@ -17,7 +18,7 @@ use tokio::task::JoinHandle;
 use super::approval::Approvals;
 use super::rest::{DiscordRest, Paid, Posted, RestError, Spend, Target};
 use super::split::{DISCORD_LIMIT, split_message};
-use crate::conversation::TurnObserver;
+use crate::conversation::{Notice, TurnObserver};
 use crate::mcp::ToolOutcome;
 
 /// Discord shows "typing…" for about 10 s after each typing request.
@@ -57,6 +58,8 @@ pub struct Approver {
 /// One streamed reply; hand it to `Engine::turn` as the observer, then call [`StreamedReply::finish`].
 pub struct StreamedReply {
     shared: Arc<Shared>,
+    /// What the engine told besides the reply; shown as footer lines once the reply is done.
+    notices: Mutex<Vec<String>>,
     pump: Mutex<Option<Pump>>,
     show_tool_calls: bool,
     approver: Option<Approver>,
@@ -81,6 +84,7 @@ impl StreamedReply {
         let pump = tokio::spawn(pump(shared.clone()));
         Self {
             shared,
+            notices: Mutex::new(Vec::new()),
             pump: Mutex::new(Some(pump)),
             show_tool_calls,
             approver,
@@ -105,6 +109,15 @@ impl StreamedReply {
             } else if b.text.trim().is_empty() {
                 b.text
                     .push_str("(The model returned an empty reply. Try rephrasing.)");
+            }
+            // Discord's "-#" line: small grey text under the reply.
+            for n in self
+                .notices
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .iter()
+            {
+                b.text.push_str(&format!("\n\n-# ⚠️ {n}"));
             }
             b.finished = true;
         }
@@ -157,6 +170,13 @@ impl TurnObserver for StreamedReply {
             .shared
             .tools_running
             .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| n.checked_sub(1));
+    }
+
+    async fn on_notice(&self, notice: &Notice) {
+        self.notices
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(notice.to_string());
     }
 
     async fn approve_tool(&self, name: &str, arguments: &Value) -> bool {

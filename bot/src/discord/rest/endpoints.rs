@@ -132,35 +132,37 @@ impl DiscordRest {
 
     /// `GET /channels/{channel}/messages/{id}`: a message the bot reads (a reply chain).
     pub async fn get_message(&self, channel: u64, id: u64) -> Result<Value, RestError> {
-        self.send(
+        self.get(
             "get_message",
             &format!("get:{channel}"),
-            Method::GET,
             &format!("/channels/{channel}/messages/{id}"),
-            None,
-            Charge::Bot(Spend::First, None),
         )
-        .await?
-        .ok_or_else(|| RestError::Decode {
-            route: "get_message",
-            reason: "no message in the answer".into(),
-        })
+        .await
     }
 
     /// `GET /channels/{channel}`: whether a channel is a thread, and its parent.
     pub async fn get_channel(&self, channel: u64) -> Result<Value, RestError> {
-        self.send(
+        self.get(
             "get_channel",
             &format!("channel:{channel}"),
-            Method::GET,
             &format!("/channels/{channel}"),
+        )
+        .await
+    }
+
+    async fn get(&self, route: &'static str, bucket: &str, path: &str) -> Result<Value, RestError> {
+        self.send(
+            route,
+            bucket,
+            Method::GET,
+            path,
             None,
             Charge::Bot(Spend::First, None),
         )
         .await?
         .ok_or_else(|| RestError::Decode {
-            route: "get_channel",
-            reason: "no channel in the answer".into(),
+            route,
+            reason: "an empty answer".into(),
         })
     }
 
