@@ -1,4 +1,5 @@
 //! Recovers tool calls that a model wrote as JSON text in its reply instead of in `tool_calls`
+//! Over 450 lines: most of it is its unit tests (one per reply shape a model writes).
 //! (llama3.x and qwen models do this now and then, especially with many tools or small contexts).
 //! An engine policy: the model client only reports what Ollama sent.
 //!

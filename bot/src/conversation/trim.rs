@@ -1,4 +1,5 @@
 //! Fitting the prompt into the window: the system prompt and the current turn always go in (the
+//! Over 450 lines: half of it is its unit tests (one per fitting and compaction case).
 //! current turn's earlier tool results shortened when it alone is too big); earlier turns go in
 //! while they fit `history_token_budget`. When they no longer fit, a compaction drops the oldest
 //! turns down to half the budget at once, so that the next turns append to a stable prefix.

@@ -1,4 +1,5 @@
 //! What a real Ollama 0.24 does (issue 9), and prompts that keep its cache warm.
+//! Over 450 lines: test code only, one test per recorded behaviour of a real Ollama 0.24.
 
 use super::*;
 
