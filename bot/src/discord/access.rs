@@ -122,6 +122,15 @@ impl Subject {
             Subject::Channel => "channel",
         }
     }
+
+    /// How Discord renders a mention of this subject.
+    pub fn mention(self, id: u64) -> String {
+        match self {
+            Subject::User => format!("<@{id}>"),
+            Subject::Role => format!("<@&{id}>"),
+            Subject::Channel => format!("<#{id}>"),
+        }
+    }
 }
 
 #[cfg(test)]

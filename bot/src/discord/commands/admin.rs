@@ -6,7 +6,7 @@ use std::fmt::Write as _;
 use poise::ChoiceParameter as _;
 use poise::serenity_prelude as serenity;
 
-use super::{CommandError, Ctx, admin_check, defer, guild, say};
+use super::{CommandError, Ctx, admin_check, defer, guild, required_text, say};
 use crate::conversation::{TurnError, same_model};
 use crate::discord::access::Subject;
 use crate::discord::settings::{MAX_TRIGGER_CHARS, PersonaScope, normalize_trigger};
@@ -133,7 +133,6 @@ async fn set_and_say(
     ctx: Ctx<'_>,
     subject: Subject,
     id: u64,
-    mention: String,
     allow: bool,
 ) -> Result<(), CommandError> {
     let g = guild(ctx)?;
@@ -143,6 +142,7 @@ async fn set_and_say(
         .set_access(g, subject, id, allow)
         .await?;
     let noun = subject.noun();
+    let mention = subject.mention(id);
     let text = if allow {
         let note = if restricted {
             format!(" Only allowed {noun}s may use the bot here now (admins always may).")
@@ -162,7 +162,7 @@ async fn allow_user(
     ctx: Ctx<'_>,
     #[description = "User"] user: serenity::UserId,
 ) -> Result<(), CommandError> {
-    set_and_say(ctx, Subject::User, user.get(), format!("<@{user}>"), true).await
+    set_and_say(ctx, Subject::User, user.get(), true).await
 }
 
 /// Allow a role.
@@ -171,7 +171,7 @@ async fn allow_role(
     ctx: Ctx<'_>,
     #[description = "Role"] role: serenity::RoleId,
 ) -> Result<(), CommandError> {
-    set_and_say(ctx, Subject::Role, role.get(), format!("<@&{role}>"), true).await
+    set_and_say(ctx, Subject::Role, role.get(), true).await
 }
 
 /// Allow a channel.
@@ -180,14 +180,7 @@ async fn allow_channel(
     ctx: Ctx<'_>,
     #[description = "Channel"] channel: serenity::ChannelId,
 ) -> Result<(), CommandError> {
-    set_and_say(
-        ctx,
-        Subject::Channel,
-        channel.get(),
-        format!("<#{channel}>"),
-        true,
-    )
-    .await
+    set_and_say(ctx, Subject::Channel, channel.get(), true).await
 }
 
 /// Deny a user.
@@ -196,7 +189,7 @@ async fn deny_user(
     ctx: Ctx<'_>,
     #[description = "User"] user: serenity::UserId,
 ) -> Result<(), CommandError> {
-    set_and_say(ctx, Subject::User, user.get(), format!("<@{user}>"), false).await
+    set_and_say(ctx, Subject::User, user.get(), false).await
 }
 
 /// Deny a role.
@@ -205,7 +198,7 @@ async fn deny_role(
     ctx: Ctx<'_>,
     #[description = "Role"] role: serenity::RoleId,
 ) -> Result<(), CommandError> {
-    set_and_say(ctx, Subject::Role, role.get(), format!("<@&{role}>"), false).await
+    set_and_say(ctx, Subject::Role, role.get(), false).await
 }
 
 /// Deny a channel.
@@ -214,14 +207,7 @@ async fn deny_channel(
     ctx: Ctx<'_>,
     #[description = "Channel"] channel: serenity::ChannelId,
 ) -> Result<(), CommandError> {
-    set_and_say(
-        ctx,
-        Subject::Channel,
-        channel.get(),
-        format!("<#{channel}>"),
-        false,
-    )
-    .await
+    set_and_say(ctx, Subject::Channel, channel.get(), false).await
 }
 
 /// Admin: set this server's default model.
@@ -281,12 +267,10 @@ async fn persona_set(
     #[rest]
     text: String,
 ) -> Result<(), CommandError> {
-    let text = text.trim();
-    if text.is_empty() {
-        return Err(CommandError::Usage(
-            "write the persona after the level, e.g. `persona set server You are a pirate.`".into(),
-        ));
-    }
+    let text = required_text(
+        &text,
+        "write the persona after the level, e.g. `persona set server You are a pirate.`",
+    )?;
     ctx.data()
         .settings
         .set_persona(persona_scope(ctx, level)?, text)

@@ -5,7 +5,7 @@ use std::fmt::Write as _;
 
 use serde_json::Value;
 
-use super::{CommandError, Ctx, defer, place_of, say, target_of, who_of};
+use super::{CommandError, Ctx, defer, place_of, required_text, say, target_of, who_of};
 use crate::conversation::{TurnObserver, same_model};
 use crate::discord::admission::{Ask, Outcome, admit, record, refuse};
 use crate::discord::bot::Bot;
@@ -117,12 +117,7 @@ pub async fn remember(
     #[rest]
     text: String,
 ) -> Result<(), CommandError> {
-    let text = text.trim();
-    if text.is_empty() {
-        return Err(CommandError::Usage(
-            "write what to remember after the command".into(),
-        ));
-    }
+    let text = required_text(&text, "write what to remember after the command")?;
     defer(ctx).await;
     let bot = ctx.data();
     let target = target_of(ctx);

@@ -121,6 +121,15 @@ async fn who_of(ctx: Ctx<'_>) -> (Who, Place) {
     (who, place)
 }
 
+/// A command's free text, trimmed; `hint` says what to write when there is none.
+fn required_text<'t>(text: &'t str, hint: &str) -> Result<&'t str, CommandError> {
+    let text = text.trim();
+    if text.is_empty() {
+        return Err(CommandError::Usage(hint.to_string()));
+    }
+    Ok(text)
+}
+
 fn guild(ctx: Ctx<'_>) -> Result<u64, CommandError> {
     ctx.guild_id()
         .map(|g| g.get())

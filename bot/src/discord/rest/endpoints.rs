@@ -209,46 +209,39 @@ impl DiscordRest {
             "/webhooks/{}/{token}/messages/@original",
             self.application_id()
         );
-        let v = self
-            .send(
-                "webhook",
-                &format!("webhook:{token}"),
-                Method::PATCH,
-                &path,
-                Some(body),
-                Charge::Exempt,
-            )
-            .await?;
+        let v = self.webhook(token, Method::PATCH, &path, body).await?;
         Self::message_id("webhook", v)
     }
 
     pub async fn followup(&self, token: &str, body: &Value) -> Result<u64, RestError> {
         let path = format!("/webhooks/{}/{token}", self.application_id());
-        let v = self
-            .send(
-                "webhook",
-                &format!("webhook:{token}"),
-                Method::POST,
-                &path,
-                Some(body),
-                Charge::Exempt,
-            )
-            .await?;
+        let v = self.webhook(token, Method::POST, &path, body).await?;
         Self::message_id("webhook", v)
     }
 
     pub async fn edit_followup(&self, token: &str, id: u64, body: &Value) -> Result<(), RestError> {
         let path = format!("/webhooks/{}/{token}/messages/{id}", self.application_id());
+        self.webhook(token, Method::PATCH, &path, body).await?;
+        Ok(())
+    }
+
+    /// An interaction webhook call: one bucket per interaction token, outside the global limit.
+    async fn webhook(
+        &self,
+        token: &str,
+        method: Method,
+        path: &str,
+        body: &Value,
+    ) -> Result<Option<Value>, RestError> {
         self.send(
             "webhook",
             &format!("webhook:{token}"),
-            Method::PATCH,
-            &path,
+            method,
+            path,
             Some(body),
             Charge::Exempt,
         )
-        .await?;
-        Ok(())
+        .await
     }
 
     /// Posts a reply piece: the first piece of a channel reply replies to the asking message; the
