@@ -11,7 +11,7 @@ use rmcp::ServiceExt as _;
 use rmcp::model::{ClientCapabilities, ClientConfig, Implementation, ProtocolVersion};
 use rmcp::service::{NotificationContext, RoleClient, RunningService};
 use rmcp::transport::streamable_http_client::StreamableHttpClientTransportConfig;
-use rmcp::transport::{StreamableHttpClientTransport, TokioChildProcess};
+use rmcp::transport::{IntoTransport, StreamableHttpClientTransport, TokioChildProcess};
 use tokio::io::{AsyncBufReadExt as _, BufReader};
 use tokio::sync::Notify;
 
@@ -135,7 +135,6 @@ async fn connect_stdio(
     stdio: &StdioServer,
     key: &str,
 ) -> Result<Connection, ConnectError> {
-    let side = ClientSide::new();
     let timeout = config.startup_timeout;
     let command = stdio.command.as_str();
     let mut cmd = tokio::process::Command::new(command);
@@ -160,18 +159,9 @@ async fn connect_stdio(
     let tail = StderrTail::default();
     let stderr_task =
         stderr.map(|s| tokio::spawn(forward_stderr(config.name.clone(), s, tail.clone())));
-    let handshake = tokio::time::timeout(timeout, side.clone().serve(process)).await;
-    let failure = match handshake {
-        Ok(Ok(client)) => {
-            return Ok(Connection {
-                client,
-                tools_changed: side.tools_changed,
-                pid,
-                stderr: tail,
-            });
-        }
-        Ok(Err(e)) => Some(e.to_string()),
-        Err(_) => None,
+    let failure = match handshake(process, timeout, pid, tail.clone()).await {
+        Ok(connection) => return Ok(connection),
+        Err(failure) => failure,
     };
     // The child is gone or being killed: give its last stderr lines a moment to arrive.
     if let Some(task) = stderr_task {
@@ -198,7 +188,6 @@ async fn connect_http(
     server: &HttpServer,
     key: &str,
 ) -> Result<Connection, ConnectError> {
-    let side = ClientSide::new();
     let timeout = config.startup_timeout;
     let url = server.url.as_str();
     let headers = http_headers(&config.name, server, key)?;
@@ -208,20 +197,40 @@ async fn connect_http(
         .custom_headers(headers)
         .reinit_on_expired_session(true);
     let transport = StreamableHttpClientTransport::with_client(http, transport_config);
+    let handshake = handshake(transport, timeout, None, StderrTail::default()).await;
+    handshake.map_err(|failure| match failure {
+        Some(e) => ConnectError::Handshake(format!(
+            "cannot open an MCP session with `{url}`: {e}; check that the server runs and serves streamable HTTP there, or fix {key}.url"
+        )),
+        None => ConnectError::Timeout(format!(
+            "`{url}` did not complete the MCP handshake within {} s; check that the server runs, or raise {key}.startup_timeout_secs",
+            timeout.as_secs(),
+        )),
+    })
+}
+
+/// The MCP handshake within `timeout`. `Err(Some(why))`: the server failed it; `Err(None)`: it
+/// did not finish in time.
+async fn handshake<T, E, A>(
+    transport: T,
+    timeout: Duration,
+    pid: Option<u32>,
+    stderr: StderrTail,
+) -> Result<Connection, Option<String>>
+where
+    T: IntoTransport<RoleClient, E, A>,
+    E: std::error::Error + Send + Sync + 'static,
+{
+    let side = ClientSide::new();
     match tokio::time::timeout(timeout, side.clone().serve(transport)).await {
         Ok(Ok(client)) => Ok(Connection {
             client,
             tools_changed: side.tools_changed,
-            pid: None,
-            stderr: StderrTail::default(),
+            pid,
+            stderr,
         }),
-        Ok(Err(e)) => Err(ConnectError::Handshake(format!(
-            "cannot open an MCP session with `{url}`: {e}; check that the server runs and serves streamable HTTP there, or fix {key}.url"
-        ))),
-        Err(_) => Err(ConnectError::Timeout(format!(
-            "`{url}` did not complete the MCP handshake within {} s; check that the server runs, or raise {key}.startup_timeout_secs",
-            timeout.as_secs(),
-        ))),
+        Ok(Err(e)) => Err(Some(e.to_string())),
+        Err(_) => Err(None),
     }
 }
 
