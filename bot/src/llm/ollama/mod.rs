@@ -1,24 +1,19 @@
 //! The Ollama client: `/api/chat` streamed as NDJSON, `/api/tags`, `/api/show`, with retries
 //! before the first byte and metrics recorded as the stream is consumed.
-//!
-//! (Over 450 lines: request, retry, stream and metrics steps of one client, plus its tests.)
 
-use std::collections::VecDeque;
-use std::pin::Pin;
 use std::time::Duration;
 
 use bytes::Bytes;
-use futures::{Stream, StreamExt};
 use reqwest::StatusCode;
 use tokio::time::Instant;
 
+use self::stream::{Recorder, StreamState};
 use super::retry::{Backoff, retry_after};
-use super::wire::{ChatBody, LineDecoder, ShowResponse, TagsResponse, error_message};
-use super::{
-    ChatEvent, ChatModel, ChatRequest, ChatStream, LlmError, ModelDetails, ModelSummary, Usage,
-};
+use super::wire::{ChatBody, ShowResponse, TagsResponse, error_message};
+use super::{ChatModel, ChatRequest, ChatStream, LlmError, ModelDetails, ModelSummary};
 use crate::config::OllamaConfig;
-use crate::metrics::{ModelOutcomeLabels, metrics};
+
+mod stream;
 
 /// Ceiling of the time to open a TCP connection, separate from the whole-request timeout: a
 /// host that drops packets should fail fast and be retried, not eat the whole budget.
@@ -309,16 +304,12 @@ impl ChatModel for OllamaClient {
                 return Err(error);
             }
         };
-        let state = StreamState {
-            body: Box::pin(response.bytes_stream()),
-            decoder: LineDecoder::default(),
-            pending: VecDeque::new(),
-            error: None,
-            finished: false,
+        let state = StreamState::new(
+            Box::pin(response.bytes_stream()),
             deadline,
-            timeout: self.request_timeout,
+            self.request_timeout,
             recorder,
-        };
+        );
         Ok(Box::pin(futures::stream::unfold(state, StreamState::next)))
     }
 
@@ -367,238 +358,5 @@ impl OllamaClient {
     }
 }
 
-type BodyStream = Pin<Box<dyn Stream<Item = reqwest::Result<Bytes>> + Send>>;
-
-/// What the streamed reply needs between two events.
-struct StreamState {
-    body: BodyStream,
-    decoder: LineDecoder,
-    /// Decoded events not yet handed out (one network piece may hold many).
-    pending: VecDeque<ChatEvent>,
-    /// An error found while decoding; handed out after the events decoded before it.
-    error: Option<LlmError>,
-    finished: bool,
-    deadline: Instant,
-    timeout: Duration,
-    recorder: Recorder,
-}
-
-impl StreamState {
-    async fn next(mut self) -> Option<(Result<ChatEvent, LlmError>, Self)> {
-        loop {
-            if let Some(event) = self.pending.pop_front() {
-                self.recorder.event(&event);
-                if matches!(event, ChatEvent::Done { .. }) {
-                    // Anything after `done` is ignored: the reply is complete.
-                    self.finished = true;
-                }
-                return Some((Ok(event), self));
-            }
-            if self.finished {
-                return None;
-            }
-            if let Some(error) = self.error.take() {
-                self.finished = true;
-                self.recorder.failure(&error);
-                return Some((Err(error), self));
-            }
-            match tokio::time::timeout_at(self.deadline, self.body.next()).await {
-                Err(_) => {
-                    self.error = Some(LlmError::Timeout {
-                        after: self.timeout,
-                    })
-                }
-                Ok(Some(Ok(piece))) => {
-                    if let Err(e) = self.decoder.feed(&piece, &mut self.pending) {
-                        self.error = Some(e);
-                    }
-                }
-                Ok(Some(Err(e))) if e.is_timeout() => {
-                    self.error = Some(LlmError::Timeout {
-                        after: self.timeout,
-                    })
-                }
-                Ok(Some(Err(e))) => {
-                    self.error = Some(LlmError::Broken {
-                        reason: describe(&e),
-                    });
-                }
-                Ok(None) => {
-                    if let Err(e) = self.decoder.finish(&mut self.pending) {
-                        self.error = Some(e);
-                    }
-                }
-            }
-        }
-    }
-}
-
-/// Records one chat request's metrics as its stream is consumed: time to first token on the
-/// first content, thinking or tool-call event; tokens and speed on `Done`; the outcome once.
-struct Recorder {
-    model: String,
-    started: Instant,
-    first_token_seen: bool,
-    outcome_recorded: bool,
-    span: tracing::Span,
-}
-
-impl Recorder {
-    fn new(model: &str, span: tracing::Span) -> Self {
-        Self {
-            model: model.to_string(),
-            started: Instant::now(),
-            first_token_seen: false,
-            outcome_recorded: false,
-            span,
-        }
-    }
-
-    fn event(&mut self, event: &ChatEvent) {
-        match event {
-            ChatEvent::Content(_) | ChatEvent::Thinking(_) | ChatEvent::ToolCalls(_)
-                if !self.first_token_seen =>
-            {
-                self.first_token_seen = true;
-                metrics()
-                    .time_to_first_token
-                    .get_or_create(&metrics().model(&self.model))
-                    .observe(self.started.elapsed().as_secs_f64());
-            }
-            ChatEvent::Done { usage, done_reason } => self.success(usage, done_reason.as_deref()),
-            _ => {}
-        }
-    }
-
-    fn success(&mut self, usage: &Usage, done_reason: Option<&str>) {
-        let m = metrics();
-        let labels = m.model(&self.model);
-        m.prompt_tokens
-            .get_or_create(&labels)
-            .inc_by(u64::from(usage.prompt_tokens));
-        m.completion_tokens
-            .get_or_create(&labels)
-            .inc_by(u64::from(usage.completion_tokens));
-        if let Some(speed) = usage.tokens_per_second() {
-            m.tokens_per_second.get_or_create(&labels).observe(speed);
-        }
-        tracing::debug!(
-            parent: &self.span,
-            prompt_tokens = usage.prompt_tokens,
-            completion_tokens = usage.completion_tokens,
-            done_reason = done_reason.unwrap_or(""),
-            elapsed_ms = u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX),
-            "model reply complete"
-        );
-        self.finish("ok");
-    }
-
-    fn failure(&mut self, error: &LlmError) {
-        // Debug only: the error goes back to the caller, who tells the user once.
-        tracing::debug!(parent: &self.span, kind = error.kind(), error = %error, "model request failed");
-        self.finish(error.kind());
-    }
-
-    fn finish(&mut self, outcome: &str) {
-        if self.outcome_recorded {
-            return;
-        }
-        self.outcome_recorded = true;
-        let m = metrics();
-        m.model_requests
-            .get_or_create(&ModelOutcomeLabels {
-                model: self.model.clone(),
-                outcome: outcome.to_string(),
-            })
-            .inc();
-        m.model_request_duration
-            .get_or_create(&m.model(&self.model))
-            .observe(self.started.elapsed().as_secs_f64());
-    }
-}
-
-impl Drop for Recorder {
-    fn drop(&mut self) {
-        // The caller dropped the stream before `done` (e.g. the user cancelled the turn).
-        self.finish("cancelled");
-    }
-}
-
 #[cfg(test)]
-mod tests {
-    #![allow(clippy::unwrap_used, reason = "test code")]
-
-    use super::*;
-
-    #[test]
-    fn status_mapping() {
-        let e = status_error(StatusCode::NOT_FOUND, "whatever wording", Some("llama3.2"));
-        assert!(matches!(e, LlmError::ModelNotFound { ref model } if model == "llama3.2"));
-        assert!(e.to_string().contains("ollama pull llama3.2"));
-        let e = status_error(
-            StatusCode::BAD_REQUEST,
-            "registry.ollama.ai/library/gemma:latest Does Not Support Tools",
-            Some("gemma"),
-        );
-        assert!(matches!(e, LlmError::ToolsUnsupported { .. }));
-        let e = status_error(
-            StatusCode::BAD_REQUEST,
-            "\"gemma\" does not support thinking",
-            Some("gemma"),
-        );
-        assert!(
-            matches!(e, LlmError::Rejected { status: 400, ref message } if message.contains("thinking"))
-        );
-        let e = status_error(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "option \"num_ctx\" must be of type integer",
-            Some("gemma"),
-        );
-        assert!(matches!(e, LlmError::Rejected { status: 500, .. }), "{e:?}");
-        let e = status_error(
-            StatusCode::BAD_REQUEST,
-            "time: invalid duration \"forever\"",
-            Some("m"),
-        );
-        assert!(matches!(e, LlmError::Rejected { .. }), "{e:?}");
-        let e = status_error(StatusCode::SERVICE_UNAVAILABLE, "server busy", Some("m"));
-        assert!(matches!(e, LlmError::Server { status: 503, .. }), "{e:?}");
-        let e = status_error(StatusCode::NOT_FOUND, "404 page not found", None);
-        assert!(matches!(e, LlmError::Server { status: 404, .. }));
-    }
-
-    #[test]
-    fn retryable_statuses() {
-        assert!(is_retryable_status(StatusCode::TOO_MANY_REQUESTS));
-        assert!(is_retryable_status(StatusCode::INTERNAL_SERVER_ERROR));
-        assert!(is_retryable_status(StatusCode::SERVICE_UNAVAILABLE));
-        assert!(!is_retryable_status(StatusCode::BAD_REQUEST));
-        assert!(!is_retryable_status(StatusCode::NOT_FOUND));
-    }
-
-    #[test]
-    fn url_validation_and_redaction() {
-        let config = |url: &str| OllamaConfig {
-            url: url.into(),
-            ..OllamaConfig::default()
-        };
-        let c = OllamaClient::new(&config("http://user:s3cret@127.0.0.1:11434/")).unwrap();
-        assert_eq!(c.url(), "http://127.0.0.1:11434");
-        assert!(!format!("{c:?}").contains("s3cret"));
-        assert_eq!(redact_userinfo("http://u:p@h:1/x"), "http://h:1/x");
-        assert_eq!(redact_userinfo("http://h:1/a@b"), "http://h:1/a@b");
-        assert_eq!(
-            c.endpoint("/api/chat"),
-            "http://user:s3cret@127.0.0.1:11434/api/chat"
-        );
-        let c = OllamaClient::new(&config("https://gpu.example/ollama/")).unwrap();
-        assert_eq!(
-            c.endpoint("/api/tags"),
-            "https://gpu.example/ollama/api/tags"
-        );
-        for bad in ["127.0.0.1:11434", "ftp://x", "not a url"] {
-            let e = OllamaClient::new(&config(bad)).unwrap_err();
-            assert!(matches!(e, LlmError::Connect { .. }), "{bad}: {e}");
-        }
-    }
-}
+mod tests;
