@@ -9,7 +9,7 @@ use bytes::Bytes;
 use futures::{Stream, StreamExt};
 use tokio::time::Instant;
 
-use super::describe;
+use super::errors::describe;
 use crate::llm::wire::LineDecoder;
 use crate::llm::{ChatEvent, LlmError, Usage};
 use crate::metrics::{ModelOutcomeLabels, metrics};

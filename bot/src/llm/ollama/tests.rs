@@ -1,5 +1,7 @@
 #![allow(clippy::unwrap_used, reason = "test code")]
 
+use reqwest::StatusCode;
+
 use super::*;
 
 #[test]
