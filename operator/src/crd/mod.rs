@@ -7,10 +7,18 @@
 use std::collections::BTreeMap;
 
 use k8s_openapi::api::core::v1::{Affinity, EnvVar, ResourceRequirements, Toleration};
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use kube::{CustomResource, KubeSchema};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
+
+pub use self::mcp::*;
+pub use self::shared::SecretKeyRef;
+use self::shared::{optional_enum, preserve_unknown_object};
+pub use self::status::*;
+
+mod mcp;
+mod shared;
+mod status;
 
 /// API group of every resource the operator defines.
 pub const GROUP: &str = "ollama-mcp.io";
@@ -115,18 +123,6 @@ pub struct DiscordSpec {
     pub rate_limit: Option<RateLimitSpec>,
 }
 
-/// A key in a Secret in the BotDeployment's namespace.
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct SecretKeyRef {
-    /// Name of the Secret.
-    #[schemars(length(min = 1, max = 253))]
-    pub name: String,
-    /// Key in the Secret's data.
-    #[schemars(length(min = 1, max = 253))]
-    pub key: String,
-}
-
 /// Discord ids (as strings of digits) allowed or denied. Empty lists mean "no restriction".
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default, JsonSchema)]
 #[serde(rename_all = "camelCase")]
@@ -221,22 +217,6 @@ pub struct ModelSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 1, max = 3600))]
     pub request_timeout_seconds: Option<u32>,
-}
-
-/// An optional enum field: schemars lists `null` among the values of an `Option<Enum>`, which
-/// `kubectl` (client-side validation of a `v1 List`) refuses as `unknown object type "nil"`.
-/// `nullable: true` (from the type) still says that an explicit `null` means "not set".
-fn optional_enum(schema: &mut schemars::Schema) {
-    if let Some(serde_json::Value::Array(values)) = schema.get_mut("enum") {
-        values.retain(|v| !v.is_null());
-    }
-}
-
-fn preserve_unknown_object(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
-    schemars::json_schema!({
-        "type": "object",
-        "x-kubernetes-preserve-unknown-fields": true,
-    })
 }
 
 /// Where the Ollama server is.
@@ -340,163 +320,6 @@ impl PullPolicy {
     }
 }
 
-/// One MCP server: a `preset`, a container `image` (a sidecar in the bot's pod), or a remote
-/// `url` (no sidecar).
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default, KubeSchema)]
-#[serde(rename_all = "camelCase")]
-#[x_kube(validation = Rule::new("has(self.url) != (has(self.preset) || has(self.image))").message("give exactly one of preset or image (a sidecar) or url (a remote server)"))]
-#[x_kube(validation = Rule::new("!has(self.headers) || has(self.url)").message("headers apply only to remote servers (url)"))]
-pub struct McpServerSpec {
-    /// Name of the server: its tools are offered to the model as `<name>__<tool>` and its sidecar
-    /// container is `mcp-<name>`. Lower-case letters, digits and '-'.
-    #[schemars(length(min = 1, max = 40), pattern(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"))]
-    pub name: String,
-    /// A ready-made server: image, command, environment and network needs come from the
-    /// operator's preset table (see the README). `image`, `args`, `env` and `resources` refine it.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(transform = optional_enum)]
-    pub preset: Option<Preset>,
-    /// Container image of the server (for a preset: replaces the preset's image).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(length(min = 1, max = 512))]
-    pub image: Option<String>,
-    /// Command of the server (the image's entrypoint when empty). Not allowed with a preset.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub command: Vec<String>,
-    /// Arguments of the server (for a preset: appended to the preset's).
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub args: Vec<String>,
-    /// Environment of the server; use `valueFrom.secretKeyRef` for secrets.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub env: Vec<EnvVar>,
-    /// `stdio`: the server speaks MCP on stdin/stdout and the operator wraps it in the bot's
-    /// bridge (default). `http`: it serves streamable HTTP itself on `port` and `path`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(transform = optional_enum)]
-    pub transport: Option<Transport>,
-    /// Port the server listens on (`http` transport; required there).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(range(min = 1, max = 65535))]
-    pub port: Option<i32>,
-    /// Path of the MCP endpoint (`http` transport). Default `/mcp`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(length(min = 1, max = 256), pattern(r"^/.*$"))]
-    pub path: Option<String>,
-    /// URL of a remote streamable-HTTP MCP server; no sidecar runs.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(length(max = 512), pattern(r"^https?://[^/\s]+.*$"))]
-    pub url: Option<String>,
-    /// HTTP headers sent to a remote server; secret values come from Secrets.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub headers: Vec<HeaderSpec>,
-    /// CPU and memory of the sidecar.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub resources: Option<ResourceRequirements>,
-    /// Which tools the model sees and which need a person's approval.
-    #[serde(default, skip_serializing_if = "ToolFilterSpec::is_empty")]
-    pub tools: ToolFilterSpec,
-    /// Network destinations the server needs beyond the preset's (NetworkPolicy egress).
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub egress: Vec<EgressSpec>,
-    /// Seconds one tool call may take. Default 60.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(range(min = 1, max = 3600))]
-    pub call_timeout_seconds: Option<u32>,
-    /// Seconds the bot waits for the server to start and list its tools. Default 30.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(range(min = 1, max = 3600))]
-    pub startup_timeout_seconds: Option<u32>,
-}
-
-/// The MCP servers the operator knows how to run.
-#[derive(
-    Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, JsonSchema,
-)]
-#[serde(rename_all = "kebab-case")]
-pub enum Preset {
-    Memory,
-    Fetch,
-    Puppeteer,
-    SequentialThinking,
-    AwsDocumentation,
-}
-
-/// How the bot talks to a sidecar.
-#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Default, JsonSchema)]
-#[serde(rename_all = "lowercase")]
-pub enum Transport {
-    #[default]
-    Stdio,
-    Http,
-}
-
-impl Transport {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Stdio => "stdio",
-            Self::Http => "http",
-        }
-    }
-}
-
-/// An HTTP header for a remote MCP server.
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, KubeSchema)]
-#[serde(rename_all = "camelCase")]
-#[x_kube(validation = Rule::new("has(self.value) != has(self.valueFrom)").message("give exactly one of value or valueFrom"))]
-pub struct HeaderSpec {
-    /// Header name, e.g. `Authorization`.
-    #[schemars(length(min = 1, max = 128), pattern(r"^[A-Za-z0-9!#$%&'*+.^_`|~-]+$"))]
-    pub name: String,
-    /// A plain (not secret) value. It is written into the bot's ConfigMap.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub value: Option<String>,
-    /// A secret value: it reaches the bot as an environment variable from the Secret.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub value_from: Option<HeaderValueSource>,
-}
-
-/// Where a secret header value comes from.
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct HeaderValueSource {
-    /// A key of a Secret in the BotDeployment's namespace.
-    pub secret_key_ref: SecretKeyRef,
-}
-
-/// Tool filters of one server (tool names as the server gives them).
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default, JsonSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct ToolFilterSpec {
-    /// Only these tools; empty = all.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub allow: Vec<String>,
-    /// Never these tools (wins over allow).
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub deny: Vec<String>,
-    /// These tools run only after a person approves the call with a button in Discord.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub require_approval: Vec<String>,
-}
-
-impl ToolFilterSpec {
-    fn is_empty(&self) -> bool {
-        self == &Self::default()
-    }
-}
-
-/// A network destination an MCP server needs.
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, PartialOrd, Ord, JsonSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct EgressSpec {
-    /// TCP port.
-    #[schemars(range(min = 1, max = 65535))]
-    pub port: i32,
-    /// Destination network in CIDR notation; default anywhere (`0.0.0.0/0` and `::/0`).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(length(max = 64))]
-    pub cidr: Option<String>,
-}
-
 /// Metrics collection.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default, JsonSchema)]
 #[serde(rename_all = "camelCase")]
@@ -515,70 +338,4 @@ impl MetricsSpec {
     fn is_default(&self) -> bool {
         self == &Self::default()
     }
-}
-
-/// What the operator observed, written by the operator only.
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default, JsonSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct BotDeploymentStatus {
-    /// The `metadata.generation` this status describes.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub observed_generation: Option<i64>,
-    /// `Ready`, `Progressing`, `Degraded`, `ModelReady` (and `MonitoringReady` when a
-    /// ServiceMonitor is asked for), each with a reason and message.
-    #[serde(default)]
-    pub conditions: Vec<Condition>,
-    /// Bot pods that are ready (0 or 1).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub ready_replicas: Option<i32>,
-    /// Each MCP server: how the bot reaches it and whether its sidecar is ready.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub mcp_servers: Vec<McpServerStatus>,
-    /// The Ollama base URL the bot uses.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub ollama_url: Option<String>,
-    /// Each model: whether Ollama has it, its capabilities, and pull progress.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub models: Vec<ModelStatus>,
-    /// Hash of the rendered configuration (also the pod annotation `ollama-mcp.io/config-hash`).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub config_hash: Option<String>,
-}
-
-/// One MCP server as observed.
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default, JsonSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct McpServerStatus {
-    /// Name of the server (as in `spec.mcpServers`).
-    pub name: String,
-    /// `stdio` (bridged sidecar), `http` (sidecar) or `remote`.
-    pub transport: String,
-    /// The URL the bot connects to.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub url: Option<String>,
-    /// The sidecar is running and ready, and the bot is connected to the server (as the bot's
-    /// own `GET /status` reports it; remote servers without a report: true once configured).
-    pub ready: bool,
-    /// The tools the model may call on this server, as the bot discovered them.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub tools: Vec<String>,
-    /// What is wrong when the server is not ready.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub message: Option<String>,
-}
-
-/// One model as observed on the Ollama server.
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default, JsonSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct ModelStatus {
-    /// The model, as Ollama names it.
-    pub name: String,
-    /// Ollama has the model.
-    pub present: bool,
-    /// Capabilities from `/api/show` (`completion`, `tools`, `thinking`, `vision`, ...).
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub capabilities: Vec<String>,
-    /// Pull progress of a managed Ollama, e.g. `downloading 42%`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub pull: Option<String>,
 }
