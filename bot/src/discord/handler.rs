@@ -12,7 +12,7 @@ use super::admission::{Ask, Outcome, admit, record, refuse};
 use super::approval::{Press, answered};
 use super::bot::{Bot, Responded};
 use super::chain::{self, Visible};
-use super::commands::CommandError;
+use super::commands::error::CommandError;
 use super::reply::defer;
 use super::rest::{InteractionCallback, Target, allowed_mentions};
 use super::session::{

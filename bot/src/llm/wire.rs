@@ -1,5 +1,5 @@
 //! Ollama's HTTP wire types (`/api/chat`, `/api/tags`, `/api/show`) and the NDJSON line decoder.
-//! Over 450 lines: more than half of it is its unit and property tests of the decoder.
+//! Over 450 lines: half of it is its unit and property tests of the decoder.
 //!
 //! Ollama is written in Go and ignores unknown fields, and it adds fields between versions: the
 //! response types here read only what we use and never deny unknown fields.

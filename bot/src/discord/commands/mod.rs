@@ -6,44 +6,21 @@
 
 mod admin;
 mod conversation;
+pub(super) mod error;
 mod info;
 
 use std::sync::Arc;
 
+pub use self::error::CommandError;
 use super::access::Who;
 use super::admission::{Refusal, check_access, refuse};
 use super::bot::Bot;
 use super::reply;
-use super::rest::{RestError, Target};
+use super::rest::Target;
 use super::session::Place;
-use crate::conversation::TurnError;
-use crate::conversation::remember::RememberError;
-use crate::store::StoreError;
 
 pub type Ctx<'a> = poise::Context<'a, Arc<Bot>, CommandError>;
 type Command = poise::Command<Arc<Bot>, CommandError>;
-
-/// A command failure; its text is shown to the user.
-#[derive(Debug, thiserror::Error)]
-pub enum CommandError {
-    #[error("{0}")]
-    Discord(#[from] RestError),
-    #[error("{0}")]
-    Turn(#[from] TurnError),
-    #[error("{0}")]
-    Remember(#[from] RememberError),
-    #[error("{0}")]
-    Store(#[from] StoreError),
-    #[error(
-        "only the bot's admins can use this command (discord.access.admin_users / admin_roles)"
-    )]
-    NotAdmin,
-    /// Admission said no (access lists, direct messages off).
-    #[error("{}", .0.message(""))]
-    Refused(Refusal),
-    #[error("{0}")]
-    Usage(String),
-}
 
 /// The commands, in help order.
 pub fn all() -> Vec<Command> {
