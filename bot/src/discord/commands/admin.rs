@@ -156,59 +156,27 @@ async fn set_and_say(
     say(ctx, &text).await
 }
 
-/// Allow a user.
-#[poise::command(prefix_command, slash_command, rename = "user")]
-async fn allow_user(
-    ctx: Ctx<'_>,
-    #[description = "User"] user: serenity::UserId,
-) -> Result<(), CommandError> {
-    set_and_say(ctx, Subject::User, user.get(), true).await
+/// One `allow`/`deny` subcommand per kind of subject: poise needs a function for each, and they
+/// differ only in the subject and the verdict.
+macro_rules! access_subcommand {
+    ($name:ident, $doc:tt, $rename:tt, $param:ident: $ty:ty, $desc:tt, $subject:expr, $allow:expr) => {
+        #[doc = $doc]
+        #[poise::command(prefix_command, slash_command, rename = $rename)]
+        async fn $name(
+            ctx: Ctx<'_>,
+            #[description = $desc] $param: $ty,
+        ) -> Result<(), CommandError> {
+            set_and_say(ctx, $subject, $param.get(), $allow).await
+        }
+    };
 }
 
-/// Allow a role.
-#[poise::command(prefix_command, slash_command, rename = "role")]
-async fn allow_role(
-    ctx: Ctx<'_>,
-    #[description = "Role"] role: serenity::RoleId,
-) -> Result<(), CommandError> {
-    set_and_say(ctx, Subject::Role, role.get(), true).await
-}
-
-/// Allow a channel.
-#[poise::command(prefix_command, slash_command, rename = "channel")]
-async fn allow_channel(
-    ctx: Ctx<'_>,
-    #[description = "Channel"] channel: serenity::ChannelId,
-) -> Result<(), CommandError> {
-    set_and_say(ctx, Subject::Channel, channel.get(), true).await
-}
-
-/// Deny a user.
-#[poise::command(prefix_command, slash_command, rename = "user")]
-async fn deny_user(
-    ctx: Ctx<'_>,
-    #[description = "User"] user: serenity::UserId,
-) -> Result<(), CommandError> {
-    set_and_say(ctx, Subject::User, user.get(), false).await
-}
-
-/// Deny a role.
-#[poise::command(prefix_command, slash_command, rename = "role")]
-async fn deny_role(
-    ctx: Ctx<'_>,
-    #[description = "Role"] role: serenity::RoleId,
-) -> Result<(), CommandError> {
-    set_and_say(ctx, Subject::Role, role.get(), false).await
-}
-
-/// Deny a channel.
-#[poise::command(prefix_command, slash_command, rename = "channel")]
-async fn deny_channel(
-    ctx: Ctx<'_>,
-    #[description = "Channel"] channel: serenity::ChannelId,
-) -> Result<(), CommandError> {
-    set_and_say(ctx, Subject::Channel, channel.get(), false).await
-}
+access_subcommand!(allow_user, "Allow a user.", "user", user: serenity::UserId, "User", Subject::User, true);
+access_subcommand!(allow_role, "Allow a role.", "role", role: serenity::RoleId, "Role", Subject::Role, true);
+access_subcommand!(allow_channel, "Allow a channel.", "channel", channel: serenity::ChannelId, "Channel", Subject::Channel, true);
+access_subcommand!(deny_user, "Deny a user.", "user", user: serenity::UserId, "User", Subject::User, false);
+access_subcommand!(deny_role, "Deny a role.", "role", role: serenity::RoleId, "Role", Subject::Role, false);
+access_subcommand!(deny_channel, "Deny a channel.", "channel", channel: serenity::ChannelId, "Channel", Subject::Channel, false);
 
 /// Admin: set this server's default model.
 #[poise::command(prefix_command, slash_command, guild_only, check = "admin_check")]
