@@ -5,10 +5,8 @@
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{
     Container, ContainerPort, EnvVar, HTTPGetAction, PersistentVolumeClaim,
-    PersistentVolumeClaimSpec, PersistentVolumeClaimVolumeSource, PodSpec, Probe, Service,
-    ServicePort, ServiceSpec, Volume, VolumeResourceRequirements,
+    PersistentVolumeClaimVolumeSource, PodSpec, Probe, Service, ServicePort, ServiceSpec, Volume,
 };
-use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
 use super::labels::{OLLAMA_APP, Owner, image_version};
@@ -40,24 +38,9 @@ pub fn ollama(owner: &Owner, m: &ManagedOllamaSpec) -> OllamaChildren {
     let labels = owner.labels(OLLAMA_APP, "ollama", &version);
     let selector = owner.selector(OLLAMA_APP);
 
-    let pvc = m.storage.as_ref().map(|s| PersistentVolumeClaim {
-        metadata: owner.meta(name.clone(), owner.labels(OLLAMA_APP, "models", &version)),
-        spec: Some(PersistentVolumeClaimSpec {
-            access_modes: Some(vec!["ReadWriteOnce".into()]),
-            resources: Some(VolumeResourceRequirements {
-                requests: Some(
-                    [(
-                        "storage".to_string(),
-                        Quantity(s.size.clone().unwrap_or_else(|| "50Gi".into())),
-                    )]
-                    .into(),
-                ),
-                limits: None,
-            }),
-            storage_class_name: s.storage_class_name.clone(),
-            ..Default::default()
-        }),
-        status: None,
+    let pvc = m.storage.as_ref().map(|s| {
+        let meta = owner.meta(name.clone(), owner.labels(OLLAMA_APP, "models", &version));
+        workload::claim(meta, s, "50Gi")
     });
     let models_volume = match &pvc {
         Some(_) => Volume {

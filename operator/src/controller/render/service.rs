@@ -1,16 +1,15 @@
 //! The small children: ServiceAccount, metrics Service, the store's PVC, the ServiceMonitor.
 
 use k8s_openapi::api::core::v1::{
-    PersistentVolumeClaim, PersistentVolumeClaimSpec, Service, ServiceAccount, ServicePort,
-    ServiceSpec, VolumeResourceRequirements,
+    PersistentVolumeClaim, Service, ServiceAccount, ServicePort, ServiceSpec,
 };
-use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use kube::api::{ApiResource, DynamicObject, GroupVersionKind};
 use kube::core::TypeMeta;
 
 use super::BOT_METRICS_PORT;
 use super::labels::{BOT_APP, Owner};
+use super::workload::claim;
 use crate::crd::{MetricsSpec, PersistenceSpec};
 
 /// A ServiceAccount with no permissions and no token in the pod: the bot never calls the API.
@@ -57,28 +56,11 @@ pub fn data_pvc_name(bot: &str) -> String {
 
 /// PVC `<name>-data` for the bot's SQLite store (and the memory preset's graph).
 pub fn data_pvc(owner: &Owner, p: &PersistenceSpec, version: &str) -> PersistentVolumeClaim {
-    PersistentVolumeClaim {
-        metadata: owner.meta(
-            data_pvc_name(&owner.name),
-            owner.labels(BOT_APP, "data", version),
-        ),
-        spec: Some(PersistentVolumeClaimSpec {
-            access_modes: Some(vec!["ReadWriteOnce".into()]),
-            resources: Some(VolumeResourceRequirements {
-                requests: Some(
-                    [(
-                        "storage".to_string(),
-                        Quantity(p.size.clone().unwrap_or_else(|| "1Gi".into())),
-                    )]
-                    .into(),
-                ),
-                limits: None,
-            }),
-            storage_class_name: p.storage_class_name.clone(),
-            ..Default::default()
-        }),
-        status: None,
-    }
+    let meta = owner.meta(
+        data_pvc_name(&owner.name),
+        owner.labels(BOT_APP, "data", version),
+    );
+    claim(meta, p, "1Gi")
 }
 
 /// The Prometheus-operator ServiceMonitor kind.

@@ -1,17 +1,20 @@
 //! The Deployment skeleton the bot and a managed Ollama share: one replica, `Recreate`,
-//! restricted pod security, no service-account token or service links, the spec's placement.
+//! restricted pod security, no service-account token or service links, the spec's placement;
+//! and the volume claim both make.
 
 use std::collections::BTreeMap;
 
 use k8s_openapi::api::apps::v1::{Deployment, DeploymentSpec, DeploymentStrategy};
 use k8s_openapi::api::core::v1::{
-    Capabilities, PodSecurityContext, PodSpec, PodTemplateSpec, SeccompProfile, SecurityContext,
+    Capabilities, PersistentVolumeClaim, PersistentVolumeClaimSpec, PodSecurityContext, PodSpec,
+    PodTemplateSpec, SeccompProfile, SecurityContext, VolumeResourceRequirements,
 };
+use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
 
 use super::RUN_AS_ID;
 use super::labels::Owner;
-use crate::crd::PodPlacement;
+use crate::crd::{PodPlacement, StorageSpec};
 
 /// What differs between the two workloads.
 pub struct Workload<'a> {
@@ -99,5 +102,37 @@ pub fn restricted_container_security() -> SecurityContext {
             localhost_profile: None,
         }),
         ..Default::default()
+    }
+}
+
+/// A ReadWriteOnce claim of `storage`, `default_size` when it names none.
+pub fn claim(
+    metadata: ObjectMeta,
+    storage: &StorageSpec,
+    default_size: &str,
+) -> PersistentVolumeClaim {
+    PersistentVolumeClaim {
+        metadata,
+        spec: Some(PersistentVolumeClaimSpec {
+            access_modes: Some(vec!["ReadWriteOnce".into()]),
+            resources: Some(VolumeResourceRequirements {
+                requests: Some(
+                    [(
+                        "storage".to_string(),
+                        Quantity(
+                            storage
+                                .size
+                                .clone()
+                                .unwrap_or_else(|| default_size.to_string()),
+                        ),
+                    )]
+                    .into(),
+                ),
+                limits: None,
+            }),
+            storage_class_name: storage.storage_class_name.clone(),
+            ..Default::default()
+        }),
+        status: None,
     }
 }
