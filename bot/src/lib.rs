@@ -1,10 +1,12 @@
 //! ollama-mcp-bot: a Discord bot and terminal assistant that chats through Ollama models and
 //! calls tools on MCP servers.
 //!
-//! Without the default `runtime` feature only [`config`] is compiled: the operator renders the
-//! bot's configuration from it and needs nothing else.
+//! Without the default `runtime` feature only [`config`] and [`status`] are compiled: the
+//! operator renders the bot's configuration from one and reads the bot's `GET /status` with the
+//! other.
 
 pub mod config;
+pub mod status;
 
 #[cfg(feature = "runtime")]
 pub mod bridge;

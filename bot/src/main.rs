@@ -65,7 +65,7 @@ enum Command {
         #[arg(last = true, required = true)]
         command: Vec<String>,
     },
-    /// Validate the configuration and print it (it holds no secrets; their sources are listed).
+    /// Validate the configuration and print it (env and header values redacted; secret sources listed).
     CheckConfig {
         #[arg(long, short)]
         config: Option<PathBuf>,
@@ -253,19 +253,24 @@ async fn chat(config: BotConfig, options: terminal::ChatOptions) -> anyhow::Resu
 
 async fn run(config: BotConfig) -> anyhow::Result<ExitCode> {
     let ready = metrics::Readiness::default();
+    let status = metrics::StatusSource::default();
     if !config.metrics.listen.is_empty() {
-        let (addr, ready) = (config.metrics.listen.clone(), ready.clone());
+        let (addr, ready, status) = (config.metrics.listen.clone(), ready.clone(), status.clone());
         let listener = tokio::net::TcpListener::bind(&addr)
             .await
             .with_context(|| format!("binding the metrics server to {addr} (metrics.listen)"))?;
         tokio::spawn(async move {
-            if let Err(e) = axum::serve(listener, metrics::router(ready)).await {
+            if let Err(e) = axum::serve(listener, metrics::router(ready, status)).await {
                 tracing::error!(error = %e, "metrics server stopped");
             }
         });
     }
     let shutdown = shutdown::on_signal();
     let (engine, hub) = start_engine(&config).await?;
+    status.set_mcp({
+        let hub = hub.clone();
+        move || hub.report()
+    });
     // discord::run owns the order of shutdown: the gateway closes, then the MCP servers stop.
     let result = discord::run(config, engine, hub.clone(), ready, shutdown).await;
     hub.shutdown().await;

@@ -324,8 +324,28 @@ impl Readiness {
     }
 }
 
-/// The HTTP router: `/metrics`, `/healthz` (the process answers), `/readyz` (ready to serve).
-pub fn router(ready: Readiness) -> axum::Router {
+/// Where `GET /status` reads the MCP servers from; set once the hub runs (empty before).
+#[derive(Clone, Default)]
+pub struct StatusSource(Arc<OnceLock<McpReporter>>);
+
+type McpReporter = Box<dyn Fn() -> Vec<crate::status::McpServerReport> + Send + Sync>;
+
+impl StatusSource {
+    pub fn set_mcp(
+        &self,
+        report: impl Fn() -> Vec<crate::status::McpServerReport> + Send + Sync + 'static,
+    ) {
+        let _ = self.0.set(Box::new(report));
+    }
+
+    fn mcp(&self) -> Vec<crate::status::McpServerReport> {
+        self.0.get().map(|f| f()).unwrap_or_default()
+    }
+}
+
+/// The HTTP router: `/metrics`, `/healthz` (the process answers), `/readyz` (ready to serve),
+/// `/status` (JSON: each MCP server's state and tools, for the operator).
+pub fn router(ready: Readiness, status: StatusSource) -> axum::Router {
     use axum::http::{StatusCode, header};
     use axum::routing::get;
     axum::Router::new()
@@ -343,6 +363,19 @@ pub fn router(ready: Readiness) -> axum::Router {
         )
         .route("/healthz", get(|| async { "ok" }))
         .route(
+            "/status",
+            get({
+                let ready = ready.clone();
+                move || {
+                    let report = crate::status::BotStatus {
+                        ready: ready.get(),
+                        mcp_servers: status.mcp(),
+                    };
+                    async move { axum::Json(report) }
+                }
+            }),
+        )
+        .route(
             "/readyz",
             get(move || {
                 let ready = ready.clone();
@@ -358,10 +391,10 @@ pub fn router(ready: Readiness) -> axum::Router {
 }
 
 /// Serves [`router`] on `addr` until the process ends.
-pub async fn serve(addr: &str, ready: Readiness) -> std::io::Result<()> {
+pub async fn serve(addr: &str, ready: Readiness, status: StatusSource) -> std::io::Result<()> {
     let listener = tokio::net::TcpListener::bind(addr).await?;
     tracing::info!(addr = %listener.local_addr()?, "metrics server listening");
-    axum::serve(listener, router(ready)).await
+    axum::serve(listener, router(ready, status)).await
 }
 
 #[cfg(test)]

@@ -26,7 +26,9 @@ pub struct ChatOptions {
 /// How long a tool approval question waits for an answer before it counts as "no".
 const APPROVAL_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
 
-/// Standard input, shared by the prompt loop and approval questions (one reader at a time).
+/// Standard input, shared by the prompt loop and approval questions (one reader at a time). An
+/// async mutex on purpose: the reader itself is awaited while held, and the prompt loop never
+/// reads while a turn (and so a question) runs.
 type Input = Arc<tokio::sync::Mutex<Lines<BufReader<Stdin>>>>;
 
 /// Prints tool traces to stderr and, on a terminal, streams text to stdout.

@@ -556,11 +556,15 @@ pub struct McpServerStatus {
     /// The URL the bot connects to.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub url: Option<String>,
-    /// The sidecar is running and ready (remote servers: true once configured).
+    /// The sidecar is running and ready, and the bot is connected to the server (as the bot's
+    /// own `GET /status` reports it; remote servers without a report: true once configured).
     pub ready: bool,
-    /// Tools the bot discovered on the server (when the bot reports them).
+    /// The tools the model may call on this server, as the bot discovered them.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub tools: Vec<String>,
+    /// What is wrong when the server is not ready.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
 }
 
 /// One model as observed on the Ollama server.

@@ -1,5 +1,7 @@
 //! Test fixtures: BotDeployment builders, a mocked API server that asserts each request
 //! (kube-rs controller-rs' `ApiServerVerifier` pattern), and an Ollama double.
+//! Over ~450 lines: the fixtures, the mocked API server and the Ollama double every unit test
+//! shares.
 #![allow(clippy::unwrap_used, clippy::expect_used, reason = "test code")]
 
 use std::collections::BTreeMap;
@@ -24,54 +26,25 @@ pub const UID: &str = "6f1e0f4c-9a57-4b3c-8d3e-1d2c3b4a5f60";
 pub const BOT_IMAGE: &str = "ghcr.io/ollama-mcp/bot:0.1.0";
 pub const MANAGER: &str = "ollama-mcp-operator.ollama-mcp.io";
 
-/// A minimal valid BotDeployment `helper` in namespace `bots` (external Ollama, no servers).
-pub fn minimal() -> BotDeployment {
-    let mut bd = BotDeployment::new(
-        "helper",
-        BotDeploymentSpec {
-            discord: DiscordSpec {
-                token_secret_ref: SecretKeyRef {
-                    name: "helper-discord".into(),
-                    key: "token".into(),
-                },
-                api_base: None,
-                command_prefix: None,
-                triggers: vec![],
-                respond_to_mentions: None,
-                allow_dms: None,
-                show_tool_calls: None,
-                approval_timeout_seconds: None,
-                access: AccessSpec::default(),
-                rate_limit: None,
-            },
-            model: ModelSpec {
-                name: "llama3.2".into(),
-                allowed: vec![],
-                system_prompt: None,
-                options: None,
-                max_tool_rounds: None,
-                history_token_budget: None,
-                think: None,
-                keep_alive: None,
-                request_timeout_seconds: None,
-            },
-            ollama: OllamaSpec {
-                url: Some("http://ollama.ai.svc:11434".into()),
-                managed: None,
-            },
-            mcp_servers: vec![],
-            persistence: None,
-            image: None,
-            image_pull_policy: None,
-            placement: PodPlacement::default(),
-            pod_annotations: BTreeMap::new(),
-            metrics: MetricsSpec::default(),
-        },
-    );
-    bd.meta_mut().namespace = Some(NS.into());
+/// The BotDeployment of an example manifest, as the API server would give it (a uid, a
+/// generation, a resourceVersion).
+fn example(text: &str) -> BotDeployment {
+    let doc = serde_yaml::Deserializer::from_str(text)
+        .map(|d| <Value as serde::Deserialize>::deserialize(d).unwrap())
+        .find(|d| d["kind"] == json!("BotDeployment"))
+        .expect("the example holds a BotDeployment");
+    let mut bd: BotDeployment = serde_json::from_value(doc).unwrap();
     bd.meta_mut().uid = Some(UID.into());
     bd.meta_mut().generation = Some(1);
     bd.meta_mut().resource_version = Some("100".into());
+    bd
+}
+
+/// A minimal valid BotDeployment `helper` in namespace `bots` (external Ollama): the minimal
+/// example without its one MCP server, so that each test adds the servers it is about.
+pub fn minimal() -> BotDeployment {
+    let mut bd = example(include_str!("../../manifests/examples/minimal.yaml"));
+    bd.spec.mcp_servers.clear();
     bd
 }
 
@@ -90,194 +63,10 @@ pub fn secret_env(name: &str, secret: &str, key: &str) -> EnvVar {
     }
 }
 
-/// A server of every kind: each preset, a custom stdio image, a custom HTTP image, a remote.
-pub fn every_server() -> Vec<McpServerSpec> {
-    let preset = |name: &str, p: Preset| McpServerSpec {
-        name: name.into(),
-        preset: Some(p),
-        ..Default::default()
-    };
-    vec![
-        preset("memory", Preset::Memory),
-        McpServerSpec {
-            args: vec!["--ignore-robots-txt".into()],
-            ..preset("fetch", Preset::Fetch)
-        },
-        preset("browser", Preset::Puppeteer),
-        preset("thinking", Preset::SequentialThinking),
-        preset("aws-docs", Preset::AwsDocumentation),
-        McpServerSpec {
-            name: "tools".into(),
-            image: Some("ghcr.io/acme/tools-mcp:1.2".into()),
-            command: vec!["node".into(), "dist/index.js".into()],
-            args: vec!["--stdio".into()],
-            env: vec![
-                secret_env("API_KEY", "tools", "key"),
-                EnvVar {
-                    name: "MODE".into(),
-                    value: Some("fast".into()),
-                    value_from: None,
-                },
-            ],
-            tools: ToolFilterSpec {
-                allow: vec![],
-                deny: vec!["drop_table".into()],
-                require_approval: vec!["deploy".into()],
-            },
-            egress: vec![EgressSpec {
-                port: 5432,
-                cidr: Some("10.20.0.0/16".into()),
-            }],
-            call_timeout_seconds: Some(90),
-            startup_timeout_seconds: Some(45),
-            ..Default::default()
-        },
-        McpServerSpec {
-            name: "web".into(),
-            image: Some("ghcr.io/acme/web-mcp:2.0".into()),
-            transport: Some(Transport::Http),
-            port: Some(8100),
-            path: Some("/v1/mcp".into()),
-            ..Default::default()
-        },
-        McpServerSpec {
-            name: "remote".into(),
-            url: Some("https://mcp.example.com/mcp".into()),
-            headers: vec![
-                HeaderSpec {
-                    name: "Authorization".into(),
-                    value: None,
-                    value_from: Some(HeaderValueSource {
-                        secret_key_ref: SecretKeyRef {
-                            name: "remote".into(),
-                            key: "auth".into(),
-                        },
-                    }),
-                },
-                HeaderSpec {
-                    name: "X-Team".into(),
-                    value: Some("bots".into()),
-                    value_from: None,
-                },
-            ],
-            tools: ToolFilterSpec {
-                require_approval: vec!["send_email".into()],
-                ..Default::default()
-            },
-            ..Default::default()
-        },
-    ]
-}
-
-/// Every field of the spec set.
+/// Every field of the spec set: `manifests/examples/every-field.yaml` (a server of every kind:
+/// each preset, a custom stdio image, a custom HTTP image, a remote).
 pub fn full() -> BotDeployment {
-    let mut bd = minimal();
-    let s = &mut bd.spec;
-    s.discord.api_base = Some("https://discord.example.net:8443".into());
-    s.discord.command_prefix = Some("?".into());
-    s.discord.triggers = vec!["hey helper".into()];
-    s.discord.respond_to_mentions = Some(false);
-    s.discord.allow_dms = Some(true);
-    s.discord.show_tool_calls = Some(false);
-    s.discord.approval_timeout_seconds = Some(120);
-    let id = |s: &str| DiscordId(s.into());
-    s.discord.access = AccessSpec {
-        allowed_guilds: vec![id("111111111111111111")],
-        allowed_channels: vec![id("222222222222222222")],
-        allowed_roles: vec![id("333333333333333333")],
-        allowed_users: vec![id("444444444444444444")],
-        denied_users: vec![id("555555555555555555")],
-        admin_users: vec![id("666666666666666666")],
-        admin_roles: vec![id("777777777777777777")],
-    };
-    s.discord.rate_limit = Some(RateLimitSpec {
-        messages: Some(3),
-        per_seconds: Some(30),
-        max_concurrent_per_guild: Some(2),
-    });
-    s.model = ModelSpec {
-        name: "qwen3:8b".into(),
-        allowed: vec!["llama3.2".into(), "qwen3:8b".into()],
-        system_prompt: Some("You are Helper.".into()),
-        options: Some(
-            json!({"num_ctx": 16384, "temperature": 0.4})
-                .as_object()
-                .cloned()
-                .unwrap(),
-        ),
-        max_tool_rounds: Some(5),
-        history_token_budget: Some(4000),
-        think: Some(true),
-        keep_alive: Some("10m".into()),
-        request_timeout_seconds: Some(120),
-    };
-    s.ollama = OllamaSpec {
-        url: None,
-        managed: Some(ManagedOllamaSpec {
-            image: Some("ollama/ollama:0.12.6".into()),
-            models: vec!["qwen3:8b".into()],
-            storage: Some(StorageSpec {
-                size: Some("50Gi".into()),
-                storage_class_name: Some("fast".into()),
-            }),
-            placement: PodPlacement {
-                resources: Some(k8s_openapi::api::core::v1::ResourceRequirements {
-                    limits: Some(
-                        [(
-                            "nvidia.com/gpu".to_string(),
-                            k8s_openapi::apimachinery::pkg::api::resource::Quantity("1".into()),
-                        )]
-                        .into(),
-                    ),
-                    ..Default::default()
-                }),
-                node_selector: [("gpu".to_string(), "true".to_string())].into(),
-                tolerations: vec![k8s_openapi::api::core::v1::Toleration {
-                    key: Some("nvidia.com/gpu".into()),
-                    operator: Some("Exists".into()),
-                    effect: Some("NoSchedule".into()),
-                    ..Default::default()
-                }],
-                affinity: None,
-            },
-            runtime_class_name: Some("nvidia".into()),
-            env: vec![EnvVar {
-                name: "OLLAMA_NUM_PARALLEL".into(),
-                value: Some("2".into()),
-                value_from: None,
-            }],
-        }),
-    };
-    s.mcp_servers = every_server();
-    s.persistence = Some(StorageSpec {
-        size: Some("2Gi".into()),
-        storage_class_name: Some("".into()),
-    });
-    s.image = Some("registry.example/bot:1.2.3".into());
-    s.image_pull_policy = Some(PullPolicy::IfNotPresent);
-    s.placement.resources = Some(k8s_openapi::api::core::v1::ResourceRequirements {
-        requests: Some(
-            [(
-                "memory".to_string(),
-                k8s_openapi::apimachinery::pkg::api::resource::Quantity("128Mi".into()),
-            )]
-            .into(),
-        ),
-        ..Default::default()
-    });
-    s.placement.node_selector = [("kubernetes.io/os".to_string(), "linux".to_string())].into();
-    s.placement.tolerations = vec![k8s_openapi::api::core::v1::Toleration {
-        key: Some("bots".into()),
-        operator: Some("Exists".into()),
-        ..Default::default()
-    }];
-    s.placement.affinity = Some(k8s_openapi::api::core::v1::Affinity::default());
-    s.pod_annotations = [("example.com/team".to_string(), "bots".to_string())].into();
-    s.metrics = MetricsSpec {
-        service_monitor: true,
-        interval: Some("30s".into()),
-    };
-    bd
+    example(include_str!("../../manifests/examples/every-field.yaml"))
 }
 
 /// Every Secret the spec references exists, at resourceVersion "7".
@@ -539,7 +328,7 @@ impl ApiServerVerifier {
         assert_eq!(
             r.query.get("labelSelector").map(String::as_str),
             Some(
-                format!("app.kubernetes.io/name=ollama-mcp-bot,app.kubernetes.io/instance={name}")
+                format!("app.kubernetes.io/instance={name},app.kubernetes.io/managed-by=ollama-mcp-operator")
                     .as_str()
             )
         );

@@ -282,7 +282,15 @@ fn examples() -> Vec<(String, Vec<Value>)> {
 fn examples_are_valid_with_the_secrets_they_ship() {
     let examples = examples();
     let names: Vec<&str> = examples.iter().map(|(n, _)| n.as_str()).collect();
-    assert_eq!(names, ["full.yaml", "minimal.yaml", "remote-mcp.yaml"]);
+    assert_eq!(
+        names,
+        [
+            "every-field.yaml",
+            "full.yaml",
+            "minimal.yaml",
+            "remote-mcp.yaml"
+        ]
+    );
     for (file, docs) in examples {
         let secrets: SecretVersions = docs
             .iter()

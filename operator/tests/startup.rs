@@ -129,6 +129,19 @@ async fn the_operator_starts_when_its_crd_appears_and_stops_promptly() {
     api.set_crd_installed(false);
     let op = start(&api).await;
     eventually_readyz(&op, 503).await;
+    // Only once the operator has looked for the CRD and not found it.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !api
+        .requests()
+        .iter()
+        .any(|r| r.path.trim_end_matches('/') == "/apis/ollama-mcp.io/v1alpha1")
+    {
+        assert!(
+            Instant::now() < deadline,
+            "the operator never looked for its CRD"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     api.set_crd_installed(true);
     // The check repeats every 10 s.
     eventually_readyz(&op, 200).await;

@@ -476,7 +476,18 @@ fn network_policy_switch() {
                 .map(|p| p["port"].as_i64().unwrap())
         })
         .collect();
-    assert_eq!(egress_ports, BTreeSet::from([53, 443, 6443, 11434]));
+    assert_eq!(egress_ports, BTreeSet::from([53, 443, 6443, 9090, 11434]));
+    // 9090 only to bot pods (their GET /status), in any namespace.
+    let to_bots = np["spec"]["egress"]
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .find(|r| r["ports"][0]["port"] == 9090)
+        .unwrap();
+    assert_eq!(
+        to_bots["to"][0]["podSelector"]["matchLabels"]["app.kubernetes.io/name"],
+        "ollama-mcp-bot"
+    );
 
     let all = all_enabled_values();
     let docs = render(&["-f", all.path().to_str().unwrap()]);

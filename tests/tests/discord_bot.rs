@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use discord_support::*;
 use ollama_mcp_bot::llm::Role;
-use ollama_mcp_tests::discord_double::{DoubleConfig, Limit, World};
+use ollama_mcp_tests::discord_double::{DoubleConfig, Limit, Message, World};
 use ollama_mcp_tests::ollama_double::{OllamaDouble, Reply};
 use ollama_mcp_tests::servers;
 use serde_json::json;
@@ -23,6 +23,19 @@ async fn interaction_reply(h: &Harness, interaction: u64, done: impl Fn(&str) ->
                 .map(|m| m.content.clone())
         })
         .await
+}
+
+/// The second of two streamed answers was posted only after the first was complete.
+fn assert_one_after_another(answers: &mut [Message]) {
+    answers.sort_by_key(|r| r.created_at);
+    let first_done = *answers[0]
+        .edited_at
+        .last()
+        .unwrap_or(&answers[0].created_at);
+    assert!(
+        answers[1].created_at >= first_done,
+        "the second turn started before the first finished"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -288,15 +301,7 @@ async fn two_turns_of_one_thread_never_run_at_once() {
             (done.len() == 2).then_some(done)
         })
         .await;
-    answers.sort_by_key(|r| r.created_at);
-    let first_done = *answers[0]
-        .edited_at
-        .last()
-        .unwrap_or(&answers[0].created_at);
-    assert!(
-        answers[1].created_at >= first_done,
-        "the second turn of the thread started before the first finished"
-    );
+    assert_one_after_another(&mut answers);
     let last = h.ollama.chat_requests().last().unwrap().clone();
     assert_eq!(
         last.messages
@@ -952,14 +957,136 @@ async fn a_busy_guild_runs_one_turn_at_a_time_and_refuses_beyond_the_queue() {
         .into_iter()
         .filter(|r| r.content == "a slow answer arrives")
         .collect();
-    answers.sort_by_key(|r| r.created_at);
-    let first_done = *answers[0]
-        .edited_at
-        .last()
-        .unwrap_or(&answers[0].created_at);
+    assert_one_after_another(&mut answers);
+}
+
+/// Discord allows a bot 50 requests a second over all routes. A burst of questions, each answer
+/// streamed in several pieces, gets every answer complete without a global 429 and without more
+/// than 50 requests in any second: under pressure a reply is edited less often (or posted once,
+/// whole).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_burst_of_questions_stays_inside_discords_global_limit() {
+    let ollama = OllamaDouble::builder()
+        .model(MODEL, &["completion", "tools"])
+        .responder(|r| Reply::Slow {
+            per_chunk: Duration::from_millis(40),
+            text: format!(
+                "answer to {} with a few more words to stream",
+                r.last_user_message().unwrap_or_default()
+            ),
+        })
+        .start()
+        .await
+        .unwrap();
+    // Per-route limits relaxed (many channels at once); the global limit stays Discord's.
+    let mut double = DoubleConfig::new(TOKEN);
+    for route in ["create_message", "edit_message", "typing"] {
+        double
+            .limits
+            .insert(route, Limit::new(1000, Duration::from_secs(1)));
+    }
+    let mut h = Harness::prepare(double, ollama, |c, _| {
+        c.discord.rate_limit.messages = 1000;
+        c.discord.rate_limit.max_concurrent_per_guild = 100;
+    })
+    .await;
+    let p = h.p;
+    let channels: Vec<u64> = (0..20)
+        .map(|i| h.discord.add_text_channel(p.guild, &format!("c{i}")))
+        .collect();
+    h.start_bot().await;
+    let started = std::time::Instant::now();
+    let mut asked = Vec::new();
+    for (i, c) in channels.iter().enumerate() {
+        for u in [p.alice, p.bob, p.admin] {
+            let text = format!("q{i}u{u}");
+            asked.push((h.discord.user_says(u, *c, &h.mention(&text)), text));
+        }
+    }
+    h.discord
+        .wait_for("every answer, complete", WAIT, |w: &World| {
+            asked
+                .iter()
+                .all(|(m, text)| {
+                    w.replies_to(*m).iter().any(|r| {
+                        r.content == format!("answer to {text} with a few more words to stream")
+                    })
+                })
+                .then_some(())
+        })
+        .await;
+    h.discord.with(|w| {
+        let global: Vec<_> = w.rate_limited.iter().filter(|r| r.global).collect();
+        assert!(global.is_empty(), "global 429s: {global:?}");
+        // Interaction callbacks and webhooks do not count toward the global limit.
+        let counted: Vec<std::time::Instant> = w
+            .rest_calls
+            .iter()
+            .filter(|c| c.at >= started && !matches!(c.route, "interaction_callback" | "webhook"))
+            .map(|c| c.at)
+            .collect();
+        let busiest = counted
+            .iter()
+            .map(|t| {
+                counted
+                    .iter()
+                    .filter(|u| **u >= *t && **u < *t + Duration::from_secs(1))
+                    .count()
+            })
+            .max()
+            .unwrap_or(0);
+        assert!(busiest <= 50, "{busiest} requests in one second");
+    });
+}
+
+/// What the engine tells besides the reply (here: the model cannot use the configured tools) is
+/// a footer line under the reply, once per conversation.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_model_that_cannot_use_tools_is_said_once_in_a_footer() {
+    let ollama = OllamaDouble::builder()
+        .model(MODEL, &["completion"])
+        .start()
+        .await
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let memory = servers::memory(dir.path());
+    let h = Harness::start(ollama, |c, _| c.mcp.servers = vec![memory]).await;
+    let p = h.p;
+    let first = h.discord.user_says(p.alice, p.general, &h.mention("hello"));
+    let m = h.reply_containing(first, "cannot use tools").await;
     assert!(
-        answers[1].created_at >= first_done,
-        "the second turn started before the first finished"
+        m.content
+            .starts_with("echo: hello\n\n-# ⚠️ model llama3.2 cannot use tools"),
+        "{}",
+        m.content
+    );
+    h.ask(p.alice, p.general, "again", "echo: again").await;
+}
+
+/// An empty answer is a failed turn with a clear message, never an empty (or placeholder) reply.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_empty_answer_is_a_failed_turn_that_says_so() {
+    let h = Harness::start(echo_model().await, |_, _| {}).await;
+    let p = h.p;
+    h.ollama.push_reply(Reply::text(""));
+    let asked = h
+        .discord
+        .user_says(p.alice, p.general, &h.mention("say nothing"));
+    let m = h.reply_containing(asked, "empty answer").await;
+    assert!(
+        m.content.starts_with("⚠️ model `llama3.2`"),
+        "{}",
+        m.content
+    );
+    // Nothing was saved: the next turn does not see the failed one.
+    h.ask(p.alice, p.general, "next", "echo: next").await;
+    let last = h.ollama.chat_requests().last().unwrap().clone();
+    assert_eq!(
+        last.messages
+            .iter()
+            .filter(|m| m.role == Role::User)
+            .count(),
+        1
     );
 }
 

@@ -152,19 +152,23 @@ async fn sigterm_shuts_chat_down_cleanly() {
     assert!(gone, "the MCP server outlived the shut-down bot");
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn approval_is_refused_from_a_pipe_unless_approve_all() {
-    let dir = tempfile::tempdir().expect("dir");
+/// A model that calls `everything__echo` for a message starting with "call", and a config in
+/// which that tool needs approval.
+async fn echo_needs_approval(dir: &Path) -> (OllamaDouble, std::path::PathBuf) {
     let double = double_calling("everything__echo", json!({"message": "ran"})).await;
     let mut everything = servers::everything_stdio();
     everything.tools = ToolFilterConfig {
         require_approval: vec!["echo".into()],
         ..Default::default()
     };
-    let config = write_config(
-        dir.path(),
-        &test_config(dir.path(), &double.url(), vec![everything]),
-    );
+    let config = write_config(dir, &test_config(dir, &double.url(), vec![everything]));
+    (double, config)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn approval_is_refused_from_a_pipe_unless_approve_all() {
+    let dir = tempfile::tempdir().expect("dir");
+    let (_double, config) = echo_needs_approval(dir.path()).await;
     let mut chat = ChatProcess::spawn(&config, "refused", &[], &[]);
     chat.send("call echo").await;
     let reply = chat.next_reply(Duration::from_secs(90)).await;
@@ -456,7 +460,7 @@ async fn canary_secrets_never_leak() {
 }
 
 /// Runs `chat` on a pseudo-terminal, waits for its prompt, types Ctrl-C and reports whether it
-/// exited within 10 s (a blocking read of stdin used to hold it until Enter).
+/// exited within 20 s (a blocking read of stdin used to hold it until Enter).
 const CTRL_C_AT_PROMPT: &str = r#"
 import os, pty, select, signal, sys, time
 bot, config = sys.argv[1], sys.argv[2]
@@ -481,7 +485,7 @@ while b"you>" not in seen:
     seen += drain(0.5)
 os.write(fd, b"\x03")
 start = time.time()
-while time.time() - start < 10:
+while time.time() - start < 20:
     done, status = os.waitpid(pid, os.WNOHANG)
     if done:
         print("EXITED after %.1f s" % (time.time() - start))
@@ -519,4 +523,106 @@ async fn ctrl_c_at_the_prompt_exits_at_once() {
     // This test's own server: other tests run stubborn servers of their own meanwhile.
     let left = servers::my_descendants_running(&dir.path().display().to_string());
     assert!(left.is_empty(), "its MCP server was left running: {left:?}");
+}
+
+/// Drives `chat` on a pseudo-terminal through a script of (wait for this output, then type
+/// that); prints `DONE` when every step was seen, else what it was waiting for.
+const TTY_SCRIPT: &str = r#"
+import os, pty, select, signal, sys, time
+bot, config, steps = sys.argv[1], sys.argv[2], sys.argv[3:]
+pid, fd = pty.fork()
+if pid == 0:
+    os.execv(bot, [bot, "chat", "--config", config, "--session", "tty-approval"])
+seen = b""
+for i in range(0, len(steps), 2):
+    want, send = steps[i].encode(), steps[i + 1].encode().decode("unicode_escape").encode()
+    deadline = time.time() + 90
+    while want not in seen:
+        if time.time() > deadline:
+            os.kill(pid, signal.SIGKILL)
+            print("WAITING FOR", want, "SEEN", seen[-600:])
+            sys.exit(1)
+        r, _, _ = select.select([fd], [], [], 0.5)
+        if r:
+            try:
+                seen += os.read(fd, 4096)
+            except OSError:
+                print("EOF WAITING FOR", want, "SEEN", seen[-600:])
+                sys.exit(1)
+    seen = seen[seen.index(want) + len(want):]
+    os.write(fd, send)
+os.kill(pid, signal.SIGTERM)
+os.waitpid(pid, 0)
+print("DONE")
+"#;
+
+#[tokio::test(flavor = "multi_thread")]
+async fn approval_is_asked_on_a_terminal() {
+    let dir = tempfile::tempdir().expect("dir");
+    let (_double, config) = echo_needs_approval(dir.path()).await;
+    let steps = [
+        ("you>", "call echo\\r"),
+        ("run everything__echo {\"message\":\"ran\"}? [y/N]", "y\\r"),
+        ("Echo: ran", ""),
+        ("you>", "call echo again\\r"),
+        ("[y/N]", "n\\r"),
+        ("did not approve", ""),
+        ("you>", ""),
+    ];
+    let out = tokio::process::Command::new("python3")
+        .arg("-c")
+        .arg(TTY_SCRIPT)
+        .arg(bot_binary())
+        .arg(&config)
+        .args(steps.iter().flat_map(|(want, send)| [*want, *send]))
+        .env_remove("RUST_LOG")
+        .env_remove("OLLAMA_MCP_CONFIG")
+        .output()
+        .await
+        .expect("run python3 with a pty");
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(said.contains("DONE"), "{said}");
+}
+
+/// Issue 9: what a real Ollama refuses on every request is refused by `check-config` first, and
+/// OLLAMA_HOST is read as Ollama reads it.
+#[test]
+fn check_config_refuses_what_ollama_would_refuse() {
+    let dir = tempfile::tempdir().expect("dir");
+    let check = |toml: &str, host: Option<&str>| {
+        let path = dir.path().join("c.toml");
+        std::fs::write(&path, toml).expect("write");
+        let mut cmd = std::process::Command::new(bot_binary());
+        cmd.args(["check-config", "--config"])
+            .arg(&path)
+            .env_remove("OLLAMA_MCP_CONFIG")
+            .env_remove("OLLAMA_HOST");
+        if let Some(h) = host {
+            cmd.env("OLLAMA_HOST", h);
+        }
+        let out = cmd.output().expect("run check-config");
+        (
+            out.status.code(),
+            format!(
+                "{}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            ),
+        )
+    };
+    let (code, text) = check("[ollama.options]\nnum_ctx = \"8192\"\n", None);
+    assert_eq!(code, Some(2), "{text}");
+    assert!(
+        text.contains("ollama.options.num_ctx") && text.contains("integer"),
+        "{text}"
+    );
+    let (code, text) = check("[ollama]\nkeep_alive = \"forever\"\n", None);
+    assert_eq!(code, Some(2), "{text}");
+    assert!(
+        text.contains("time: invalid duration \"forever\""),
+        "{text}"
+    );
+    let (code, text) = check("", Some("110.0.0.0"));
+    assert_eq!(code, Some(0), "{text}");
+    assert!(text.contains("url = \"http://110.0.0.0:11434\""), "{text}");
 }

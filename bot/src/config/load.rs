@@ -103,10 +103,7 @@ impl EnvVar {
         let dotted = name[ENV_PREFIX.len()..]
             .to_ascii_lowercase()
             .replace("__", ".");
-        // Lenient parsing, as figment's own Env provider does: `5` is a number, `[a, b]` a list.
-        let value: figment::value::Value = value
-            .parse()
-            .unwrap_or_else(|_| figment::value::Value::from(value.to_string()));
+        let value = lenient_value(value);
         Self {
             name: name.to_string(),
             dict: figment::util::nest(&dotted, value)
@@ -114,6 +111,22 @@ impl EnvVar {
                 .unwrap_or_default(),
         }
     }
+}
+
+/// Lenient parsing, as figment's own Env provider does: `5` is a number, `[a, b]` a list, and
+/// anything else the string itself.
+fn lenient_value(raw: &str) -> figment::value::Value {
+    use figment::value::Value;
+    // figment 0.10's parser slices a quoted string by CHARACTER index at its first backslash and
+    // panics when non-ASCII text comes before it; such values go through the TOML parser instead.
+    if raw.is_ascii() || !raw.contains('\\') {
+        return raw.parse().unwrap_or_else(|_| Value::from(raw.to_string()));
+    }
+    toml::from_str::<toml::Table>(&format!("v = {raw}"))
+        .ok()
+        .and_then(|mut t| t.remove("v"))
+        .and_then(|v| Value::serialize(v).ok())
+        .unwrap_or_else(|| Value::from(raw.to_string()))
 }
 
 impl figment::Provider for EnvVar {

@@ -259,3 +259,15 @@ fn shown_configuration_redacts_env_and_header_values() {
         "{shown}"
     );
 }
+
+/// Found by `any_environment_loads_or_says_why`: figment's own value parser panicked on a quoted
+/// value with non-ASCII text before a backslash escape.
+#[test]
+fn a_quoted_env_value_with_non_ascii_and_an_escape_loads() {
+    let env = vec![(
+        "OLLAMA_MCP__CHAT__SYSTEM_PROMPT".to_string(),
+        r#""Grüße \"Freund\" ☕""#.to_string(),
+    )];
+    let c = BotConfig::load_from(None, env).expect("loads");
+    assert_eq!(c.chat.system_prompt, r#"Grüße "Freund" ☕"#);
+}

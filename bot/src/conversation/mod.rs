@@ -3,7 +3,7 @@
 //! and the terminal chat both drive it; it knows nothing of either.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
@@ -21,8 +21,8 @@ mod models;
 mod notice;
 mod plan;
 pub mod recover;
-mod round;
 pub mod remember;
+mod round;
 pub mod tool_search;
 pub mod trim;
 
@@ -193,7 +193,7 @@ impl Engine {
     /// Forgets the session's history.
     pub async fn reset(&self, session: &str) -> Result<(), TurnError> {
         self.inner.store.clear_history(session).await?;
-        plan::lock(&self.inner.sessions).remove(session);
+        lock(&self.inner.sessions).remove(session);
         Ok(())
     }
 
@@ -227,7 +227,7 @@ impl Engine {
     ) -> Result<TurnResult, TurnError> {
         self.touch_session(&request.session);
         let plan = TurnPlan::new(self, &request, &model).await?;
-        let mut notices = self.notices(&request.session, &plan, observer).await;
+        let mut notices = self.notices(&request.session, &model, observer).await;
         let history = self.read_history(&request.session, &plan).await?;
 
         // Messages of this turn: the user's, then each round's assistant and tool messages.
@@ -257,7 +257,7 @@ impl Engine {
             // Recover calls written as text.
             let calls = self.recover_calls(&plan, &round, observer).await;
             if calls.is_empty() {
-                let cut = plan.cut(&round);
+                let cut = plan.window.cut(round.done_reason.as_deref(), &round.usage);
                 if round.content.trim().is_empty() {
                     return Err(TurnError::EmptyReply {
                         model,
@@ -333,7 +333,7 @@ impl Engine {
         plan: &TurnPlan,
     ) -> Result<Vec<StoredMessage>, TurnError> {
         let mut cut = trim::HistoryCut::new(&plan.budget);
-        let start = plan::lock(&self.inner.sessions)
+        let start = lock(&self.inner.sessions)
             .get(session)
             .map_or(i64::MIN, |s| s.history_start);
         let mut history = self
@@ -350,7 +350,7 @@ impl Engine {
 
     fn touch_session(&self, session: &str) {
         let now = Instant::now();
-        let mut recent = self.inner.recent.lock().unwrap_or_else(|p| p.into_inner());
+        let mut recent = lock(&self.inner.recent);
         recent.insert(session.to_string(), now);
         recent.retain(|_, t| now.duration_since(*t) < ACTIVE_WINDOW);
         self.forget_idle(&recent);
@@ -358,6 +358,11 @@ impl Engine {
             .active_sessions
             .set(i64::try_from(recent.len()).unwrap_or(i64::MAX));
     }
+}
+
+/// Locks a mutex whose data stays consistent even if a holder panicked.
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 fn message_chars(m: &ChatMessage) -> usize {

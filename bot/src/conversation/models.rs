@@ -4,8 +4,7 @@
 use tracing::debug;
 
 use super::notice::Notice;
-use super::plan::{TurnPlan, lock};
-use super::{Engine, TurnError, TurnObserver};
+use super::{Engine, TurnError, TurnObserver, lock};
 use crate::llm::{LlmError, ModelDetails};
 
 /// What a model can do and how much context it gets, from `/api/show`.
@@ -121,6 +120,14 @@ impl Engine {
         }
     }
 
+    /// Remembers that Ollama refused tools for `model` although `/api/show` did not say so.
+    pub(super) fn mark_without_tools(&self, model: &str) {
+        lock(&self.inner.profiles)
+            .entry(model.to_string())
+            .or_insert_with(ModelProfile::unknown)
+            .tools = false;
+    }
+
     /// What `session` has not yet been told about `model`: it cannot use tools (while tools are
     /// configured), or cannot think (while thinking is on). Each is said once per session.
     pub async fn model_notices(&self, session: &str, model: &str) -> Vec<Notice> {
@@ -158,10 +165,10 @@ impl Engine {
     pub(super) async fn notices(
         &self,
         session: &str,
-        plan: &TurnPlan,
+        model: &str,
         observer: &dyn TurnObserver,
     ) -> Vec<Notice> {
-        let notices = self.model_notices(session, &plan.model).await;
+        let notices = self.model_notices(session, model).await;
         for n in &notices {
             observer.on_notice(n).await;
         }

@@ -6,15 +6,12 @@
 //! catalog that never changes and loaded tools that are only ever appended), and history is
 //! append-only between compactions that drop enough at once for several turns to follow.
 
-use std::collections::{HashMap, HashSet};
-use std::sync::{Mutex, MutexGuard};
-
 use serde_json::Value;
+use std::collections::{HashMap, HashSet};
 
-use super::round::Round;
-use super::{Engine, ModelProfile, TurnError, TurnRequest, tool_search, trim};
+use super::{Engine, ModelProfile, TurnError, TurnRequest, lock, tool_search, trim};
 use crate::config::ToolLoading;
-use crate::llm::{ChatMessage, ChatRequest};
+use crate::llm::{ChatMessage, ChatRequest, Usage};
 use crate::store::StoredMessage;
 use crate::tool::ToolSpec;
 
@@ -28,11 +25,6 @@ const DEFAULT_NUM_CTX: u32 = 4096;
 const REPLY_RESERVE: u32 = 1024;
 /// Tokens of the chat template around the tool definitions and the system prompt.
 const FIXED_OVERHEAD: u32 = 16;
-
-/// Locks a mutex whose data stays consistent even if a holder panicked.
-pub(super) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
-}
 
 /// What keeps a session's prompt prefix stable between requests (kept in memory: after a
 /// restart Ollama's cache is cold anyway).
@@ -99,13 +91,13 @@ impl Window {
     }
 
     /// Why Ollama cut a reply that ended with `done_reason: "length"`.
-    fn cut(&self, round: &Round) -> Option<Cut> {
-        if round.done_reason.as_deref() != Some("length") {
+    pub fn cut(&self, done_reason: Option<&str>, usage: &Usage) -> Option<Cut> {
+        if done_reason != Some("length") {
             return None;
         }
-        let used = u64::from(round.usage.prompt_tokens) + u64::from(round.usage.completion_tokens);
+        let used = u64::from(usage.prompt_tokens) + u64::from(usage.completion_tokens);
         Some(match self.num_predict {
-            Some(limit) if round.usage.completion_tokens >= limit => Cut::NumPredict { limit },
+            Some(limit) if usage.completion_tokens >= limit => Cut::NumPredict { limit },
             _ if used >= u64::from(self.num_ctx) => Cut::ContextWindow {
                 window: self.num_ctx,
             },
@@ -202,10 +194,6 @@ impl TurnPlan {
         }
         names
     }
-
-    pub fn cut(&self, round: &Round) -> Option<Cut> {
-        self.window.cut(round)
-    }
 }
 
 /// One request, ready to send.
@@ -228,8 +216,9 @@ impl Engine {
     ) -> Result<Prompt, TurnError> {
         let tokens_per_char = self.tokens_per_char(&plan.model);
         let tools = self.offered_tools(plan, session, history, current);
-        let fixed_chars = tools.iter().map(tool_chars).sum::<usize>() + plan.system.len();
-        let fixed = trim::tokens_for_chars(fixed_chars, tokens_per_char) + FIXED_OVERHEAD;
+        let tool_chars: usize = tools.iter().map(tool_chars).sum();
+        let fixed = trim::tokens_for_chars(tool_chars + plan.system.len(), tokens_per_char)
+            + FIXED_OVERHEAD;
         let room = plan
             .window
             .num_ctx
@@ -251,22 +240,23 @@ impl Engine {
             tokens_per_char,
             ..plan.budget
         };
-        let start = {
-            let mut sessions = lock(&self.inner.sessions);
-            let state = sessions.entry(session.to_string()).or_default();
-            let kept = from_turn(history, state.history_start);
-            if !trim::fits(kept, &budget) {
-                state.history_start = trim::compaction_start(kept, &budget);
-                tracing::debug!(
-                    start = state.history_start,
-                    "history compacted to leave room for the next turns"
-                );
-            }
-            state.history_start
-        };
-        let messages =
-            trim::build_prompt(&plan.system, from_turn(history, start), current, &budget);
-        let chars = fixed_chars + messages.iter().map(super::message_chars).sum::<usize>();
+        let start = lock(&self.inner.sessions)
+            .get(session)
+            .map_or(i64::MIN, |s| s.history_start);
+        let (messages, new_start) = trim::compose(&plan.system, history, start, current, &budget);
+        if new_start != start {
+            tracing::debug!(
+                start = new_start,
+                "history compacted to leave room for the next turns"
+            );
+            lock(&self.inner.sessions)
+                .entry(session.to_string())
+                .or_default()
+                .history_start = new_start;
+        }
+        // Ollama counts the offered tools in prompt_eval_count too; leaving them out of the
+        // characters would make every message look several times its real token cost.
+        let chars = tool_chars + messages.iter().map(super::message_chars).sum::<usize>();
         Ok(Prompt {
             request: ChatRequest {
                 model: plan.model.clone(),
@@ -347,12 +337,6 @@ impl Engine {
     pub(super) fn forget_idle(&self, active: &HashMap<String, std::time::Instant>) {
         lock(&self.inner.sessions).retain(|s, _| active.contains_key(s));
     }
-}
-
-/// The turns from `start` on.
-fn from_turn(history: &[StoredMessage], start: i64) -> &[StoredMessage] {
-    let at = history.partition_point(|m| m.turn < start);
-    &history[at..]
 }
 
 /// Characters a tool definition adds to the prompt (its name, description and schema).

@@ -6,7 +6,7 @@ use tracing::debug;
 
 use super::plan::TurnPlan;
 use super::{Engine, TurnError, TurnObserver, recover};
-use crate::llm::{ChatEvent, ChatRequest, ToolCall, Usage};
+use crate::llm::{ChatEvent, ChatRequest, LlmError, ToolCall, Usage};
 
 /// What one model request produced.
 #[derive(Default)]
@@ -28,7 +28,16 @@ impl Engine {
         observer: &dyn TurnObserver,
     ) -> Result<Round, TurnError> {
         let tools_offered = !request.tools.is_empty();
-        let mut stream = self.inner.model.chat(request).await?;
+        let model = request.model.clone();
+        let mut stream = match self.inner.model.chat(request).await {
+            Ok(stream) => stream,
+            Err(e @ LlmError::ToolsUnsupported { .. }) => {
+                // `/api/show` did not say (an older server): the next turns go without tools.
+                self.mark_without_tools(&model);
+                return Err(e.into());
+            }
+            Err(e) => return Err(e.into()),
+        };
         let mut round = Round::default();
         while let Some(event) = stream.next().await {
             match event? {

@@ -124,24 +124,34 @@ fn total(kept: &[Kept]) -> u64 {
     kept.iter().map(|k| u64::from(k.tokens)).sum()
 }
 
-/// Whether these earlier turns fit the budget as they are.
-pub fn fits(history: &[StoredMessage], budget: &Budget) -> bool {
-    total(&kept_turns(history, budget)) <= u64::from(budget.tokens)
-}
-
-/// The first turn to keep after a compaction: the oldest turns go until the rest takes at most
-/// half the budget. Past every turn when not even the latest fits that.
-pub fn compaction_start(history: &[StoredMessage], budget: &Budget) -> i64 {
-    let kept = kept_turns(history, budget);
-    let target = (f64::from(budget.tokens) * COMPACT_TO) as u64;
-    let mut start = 0;
-    while start < kept.len() && total(&kept[start..]) > target {
-        start += 1;
+/// The messages to send and the first turn of history they hold: the system prompt, earlier
+/// turns from `start` on, then this turn's messages. When the turns from `start` no longer fit
+/// the budget, a compaction moves `start` forward at once until the rest takes at most half of
+/// it (past every turn when not even the latest fits that).
+pub fn compose(
+    system: &str,
+    history: &[StoredMessage],
+    start: i64,
+    current: &[ChatMessage],
+    budget: &Budget,
+) -> (Vec<ChatMessage>, i64) {
+    let from = history.partition_point(|m| m.turn < start);
+    let mut kept = kept_turns(&history[from..], budget);
+    let mut start = start;
+    if total(&kept) > u64::from(budget.tokens) {
+        let target = (f64::from(budget.tokens) * COMPACT_TO) as u64;
+        let mut left = total(&kept);
+        let mut drop = 0;
+        while drop < kept.len() && left > target {
+            left -= u64::from(kept[drop].tokens);
+            drop += 1;
+        }
+        start = kept
+            .get(drop)
+            .map_or_else(|| history.last().map_or(start, |m| m.turn + 1), |k| k.turn);
+        kept.drain(..drop);
     }
-    kept.get(start).map_or_else(
-        || history.last().map_or(i64::MIN, |m| m.turn + 1),
-        |k| k.turn,
-    )
+    (assemble(system, kept, current, budget), start)
 }
 
 /// Fits this turn's messages into `room` tokens: when they do not fit, tool results of earlier
@@ -216,7 +226,17 @@ pub fn build_prompt(
     current: &[ChatMessage],
     budget: &Budget,
 ) -> Vec<ChatMessage> {
-    let mut kept = kept_turns(history, budget);
+    assemble(system, kept_turns(history, budget), current, budget)
+}
+
+/// The prompt from earlier turns as kept: over budget, their tool results are shortened, then
+/// the oldest turns dropped until the rest fits.
+fn assemble(
+    system: &str,
+    mut kept: Vec<Kept>,
+    current: &[ChatMessage],
+    budget: &Budget,
+) -> Vec<ChatMessage> {
     let limit = u64::from(budget.tokens);
     if total(&kept) > limit {
         // Then, when over budget: those of every turn but the latest.
@@ -508,9 +528,88 @@ mod tests {
     }
 
     #[test]
+    fn a_compaction_halves_history_once_then_turns_append() {
+        let turn = |t: i64| plain_turn(t, &format!("message {t:02} {}", "x".repeat(80)));
+        let per_turn: u32 = turn(1).iter().map(|m| m.tokens).sum();
+        let b = budget(per_turn * 6);
+        let now = [ChatMessage::user("now")];
+        let mut history: Vec<StoredMessage> = (1..=6).flat_map(turn).collect();
+        let (first, start) = compose("sys", &history, i64::MIN, &now, &b);
+        assert_eq!(
+            (first.len(), start),
+            (1 + 12 + 1, i64::MIN),
+            "six turns fit"
+        );
+        history.extend(turn(7));
+        let (second, start) = compose("sys", &history, start, &now, &b);
+        assert_eq!(start, 5, "down to half the budget: turns 5 to 7");
+        assert_eq!(second.len(), 1 + 6 + 1);
+        // The next turns append to that prefix until the budget is full again.
+        let mut previous = second;
+        for t in 8..=10 {
+            history.extend(turn(t));
+            let (next, s) = compose("sys", &history, start, &now, &b);
+            assert_eq!(s, start, "turn {t}: no compaction");
+            assert!(
+                next.starts_with(&previous[..previous.len() - 1]),
+                "turn {t}"
+            );
+            previous = next;
+        }
+    }
+
+    #[test]
     fn estimates_use_the_learned_ratio() {
         let m = ChatMessage::user("a".repeat(400));
         assert_eq!(estimate_tokens(&m, 0.25), 104);
         assert_eq!(estimate_tokens(&m, 0.5), 204);
+    }
+}
+
+#[cfg(test)]
+mod properties {
+    use super::*;
+    use crate::llm::ToolCall;
+    use proptest::prelude::*;
+
+    proptest! {
+        /// Whatever the current turn holds, it is fitted into the room (counted again after
+        /// fitting) or refused; the user's message is never changed, and a turn that fits is
+        /// left as it is.
+        #[test]
+        fn the_current_turn_fits_or_is_refused(
+            user in 1usize..4000,
+            rounds in prop::collection::vec(prop::collection::vec(0usize..20_000, 1..4), 0..6),
+            room in 0u32..4000,
+            tokens_per_char in 0.1f64..1.0,
+        ) {
+            let mut current = vec![ChatMessage::user("u".repeat(user))];
+            for results in &rounds {
+                let mut call = ChatMessage::assistant("");
+                call.tool_calls = results
+                    .iter()
+                    .map(|_| ToolCall::new("kv__get", serde_json::json!({"key": "k"})))
+                    .collect();
+                current.push(call);
+                for &chars in results {
+                    current.push(ChatMessage::tool("kv__get", "r".repeat(chars)));
+                }
+            }
+            let before = current.clone();
+            let count = |c: &[ChatMessage]| -> u32 {
+                c.iter().map(|m| estimate_tokens(m, tokens_per_char)).sum()
+            };
+            match fit_current(&mut current, room, tokens_per_char, 400) {
+                Ok(tokens) => {
+                    prop_assert_eq!(tokens, count(&current));
+                    prop_assert!(tokens <= room);
+                    if count(&before) <= room {
+                        prop_assert_eq!(&current, &before);
+                    }
+                }
+                Err(_) => prop_assert!(count(&before) > room),
+            }
+            prop_assert_eq!(&current[0], &before[0]);
+        }
     }
 }

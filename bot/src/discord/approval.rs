@@ -73,7 +73,10 @@ impl Approvals {
         // In a channel the question replies to the asker's message, which notifies them; for a
         // slash command it is a follow-up of the interaction.
         let as_reply = matches!(target, Target::Channel { .. });
-        let posted = match rest.post(target, as_reply, &text, Some(&components)).await {
+        let posted = match rest
+            .post(target, as_reply, &text, Some(&components), None)
+            .await
+        {
             Ok(p) => p,
             Err(e) => {
                 tracing::warn!(error = %e, tool, "could not post the approval question; refusing the call");
@@ -136,7 +139,8 @@ async fn edit_posted(
     posted: Posted,
     text: &str,
 ) -> Result<(), super::rest::RestError> {
-    rest.edit(target, posted, text, Some(&json!([]))).await
+    rest.edit(target, posted, text, Some(&json!([])), None)
+        .await
 }
 
 fn buttons(nonce: &str) -> Value {

@@ -6,7 +6,6 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use poise::serenity_prelude as serenity;
 use tracing::warn;
 
 use super::access::{Lists, Who};
@@ -127,13 +126,7 @@ impl Bot {
     }
 
     /// Where a message was written: a DM, a thread (looked up once per channel), or a channel.
-    pub async fn place(
-        &self,
-        http: &serenity::Http,
-        guild: Option<u64>,
-        channel: serenity::ChannelId,
-        user: u64,
-    ) -> Place {
+    pub async fn place(&self, guild: Option<u64>, channel: u64, user: u64) -> Place {
         if guild.is_none() {
             return Place::Dm { user };
         }
@@ -141,36 +134,25 @@ impl Bot {
             .threads
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .get(&channel.get())
+            .get(&channel)
             .copied();
         let parent = match known {
             Some(p) => p,
-            None => {
-                let parent = match http.get_channel(channel).await {
-                    Ok(serenity::Channel::Guild(c)) if is_thread(c.kind) => {
-                        c.parent_id.map(|p| p.get())
-                    }
-                    Ok(_) => None,
-                    Err(e) => {
-                        warn!(error = %e, channel = channel.get(), "looking up the channel failed; treating it as a plain channel");
-                        return Place::Channel {
-                            channel: channel.get(),
-                            user,
-                        };
-                    }
-                };
-                self.remember_channel(channel.get(), parent);
-                parent
-            }
+            None => match self.rest.get_channel(channel).await {
+                Ok(c) => {
+                    let parent = thread_parent(&c);
+                    self.remember_channel(channel, parent);
+                    parent
+                }
+                Err(e) => {
+                    warn!(error = %e, channel, "looking up the channel failed; treating it as a plain channel");
+                    None
+                }
+            },
         };
         match parent {
-            Some(_) => Place::Thread {
-                thread: channel.get(),
-            },
-            None => Place::Channel {
-                channel: channel.get(),
-                user,
-            },
+            Some(_) => Place::Thread { thread: channel },
+            None => Place::Channel { channel, user },
         }
     }
 
@@ -243,11 +225,31 @@ impl Interactions {
     }
 }
 
-fn is_thread(kind: serenity::ChannelType) -> bool {
-    matches!(
-        kind,
-        serenity::ChannelType::PublicThread
-            | serenity::ChannelType::PrivateThread
-            | serenity::ChannelType::NewsThread
-    )
+/// A thread's parent channel (0 when Discord does not say), from a channel as the REST API
+/// writes it; `None` for anything but a thread.
+fn thread_parent(channel: &serde_json::Value) -> Option<u64> {
+    // 10, 11, 12: announcement, public and private threads.
+    let is_thread = matches!(channel["type"].as_u64(), Some(10..=12));
+    is_thread.then(|| {
+        channel["parent_id"]
+            .as_str()
+            .and_then(|p| p.parse().ok())
+            .unwrap_or(0)
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn threads_are_told_by_their_type() {
+        assert_eq!(
+            thread_parent(&json!({"type": 11, "parent_id": "5"})),
+            Some(5)
+        );
+        assert_eq!(thread_parent(&json!({"type": 12})), Some(0));
+        assert_eq!(thread_parent(&json!({"type": 0, "parent_id": "5"})), None);
+    }
 }

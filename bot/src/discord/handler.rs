@@ -28,7 +28,6 @@ pub async fn on_event(
     event: &serenity::FullEvent,
 ) -> Result<(), CommandError> {
     let bot = framework.user_data;
-    let ctx = framework.serenity_context;
     match event {
         serenity::FullEvent::Ready { data_about_bot } => {
             bot.set_bot_id(data_about_bot.user.id.get());
@@ -62,7 +61,7 @@ pub async fn on_event(
             );
         }
         serenity::FullEvent::Message { new_message } => {
-            on_message(ctx, bot, new_message).await;
+            on_message(bot, new_message).await;
         }
         serenity::FullEvent::InteractionCreate {
             interaction: serenity::Interaction::Component(c),
@@ -91,7 +90,7 @@ pub fn visible(m: &serenity::Message) -> Visible {
 }
 
 /// A message arrived: answer it if it is for the bot.
-async fn on_message(ctx: &serenity::Context, bot: &Arc<Bot>, msg: &serenity::Message) {
+async fn on_message(bot: &Arc<Bot>, msg: &serenity::Message) {
     let bot_id = bot.bot_id();
     if msg.author.bot || msg.author.id.get() == bot_id || msg.webhook_id.is_some() {
         return;
@@ -134,7 +133,7 @@ async fn on_message(ctx: &serenity::Context, bot: &Arc<Bot>, msg: &serenity::Mes
     let span = info_span!("message", message = msg.id.get(), channel = msg.channel_id.get(), addressed = ?why);
     async {
         let place = bot
-            .place(&ctx.http, guild, msg.channel_id, msg.author.id.get())
+            .place(guild, msg.channel_id.get(), msg.author.id.get())
             .await;
         let roles = msg
             .member

@@ -15,7 +15,7 @@ pub async fn say(bot: &Bot, target: &Target, text: &str) -> Result<(), RestError
     for (i, piece) in split_message(text, DISCORD_LIMIT).iter().enumerate() {
         match target {
             Target::Channel { .. } => {
-                bot.rest.post(target, i == 0, piece, None).await?;
+                bot.rest.post(target, i == 0, piece, None, None).await?;
             }
             Target::Interaction { id, token } => {
                 match bot.interactions.advance(*id, Responded::Answered) {
@@ -32,10 +32,10 @@ pub async fn say(bot: &Bot, target: &Target, text: &str) -> Result<(), RestError
                             .await?;
                     }
                     Responded::Deferred => {
-                        bot.rest.post(target, true, piece, None).await?;
+                        bot.rest.post(target, true, piece, None, None).await?;
                     }
                     Responded::Answered => {
-                        bot.rest.post(target, false, piece, None).await?;
+                        bot.rest.post(target, false, piece, None, None).await?;
                     }
                 }
             }

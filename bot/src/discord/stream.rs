@@ -1,6 +1,7 @@
 //! A streamed reply: one message posted on the first tokens, then edited as tokens arrive, at the
 //! pace Discord's rate-limit headers allow; split at 2000 characters without breaking code blocks;
-//! a typing indicator while tools run; tool use shown as "🔧 server__tool" lines (optional).
+//! a typing indicator while tools run; tool use shown as "🔧 server__tool" lines (optional); the
+//! engine's notices (a cut reply, a model without tools or thinking) as footer lines.
 //!
 //! The model side ([`TurnObserver`]) only appends to a buffer; a pump task owns all Discord
 //! traffic, so a slow or rate-limited Discord never slows the model down, and many tokens
@@ -15,9 +16,9 @@ use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 
 use super::approval::Approvals;
-use super::rest::{DiscordRest, Posted, RestError, Target};
+use super::rest::{DiscordRest, Paid, Posted, RestError, Spend, Target};
 use super::split::{DISCORD_LIMIT, split_message};
-use crate::conversation::TurnObserver;
+use crate::conversation::{Notice, TurnObserver};
 use crate::mcp::ToolOutcome;
 
 /// Discord shows "typing…" for about 10 s after each typing request.
@@ -57,6 +58,8 @@ pub struct Approver {
 /// One streamed reply; hand it to `Engine::turn` as the observer, then call [`StreamedReply::finish`].
 pub struct StreamedReply {
     shared: Arc<Shared>,
+    /// What the engine told besides the reply; shown as footer lines once the reply is done.
+    notices: Mutex<Vec<String>>,
     pump: Mutex<Option<Pump>>,
     show_tool_calls: bool,
     approver: Option<Approver>,
@@ -81,6 +84,7 @@ impl StreamedReply {
         let pump = tokio::spawn(pump(shared.clone()));
         Self {
             shared,
+            notices: Mutex::new(Vec::new()),
             pump: Mutex::new(Some(pump)),
             show_tool_calls,
             approver,
@@ -105,6 +109,15 @@ impl StreamedReply {
             } else if b.text.trim().is_empty() {
                 b.text
                     .push_str("(The model returned an empty reply. Try rephrasing.)");
+            }
+            // Discord's "-#" line: small grey text under the reply.
+            for n in self
+                .notices
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .iter()
+            {
+                b.text.push_str(&format!("\n\n-# ⚠️ {n}"));
             }
             b.finished = true;
         }
@@ -159,6 +172,13 @@ impl TurnObserver for StreamedReply {
             .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| n.checked_sub(1));
     }
 
+    async fn on_notice(&self, notice: &Notice) {
+        self.notices
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(notice.to_string());
+    }
+
     async fn approve_tool(&self, name: &str, arguments: &Value) -> bool {
         match &self.approver {
             Some(a) => {
@@ -198,11 +218,17 @@ async fn typing(shared: Arc<Shared>) {
     }
 }
 
-/// Posts and edits until the buffer is finished and Discord shows all of it.
+/// Posts and edits until the buffer is finished and Discord shows all of it. Each request first
+/// waits for its place in Discord's global budget and only then takes the text as it is by
+/// then: under pressure a reply is edited less often, and one that completed before its first
+/// POST was due goes out whole in that POST.
 async fn pump(shared: Arc<Shared>) -> Result<Vec<Posted>, RestError> {
     let rest = shared.rest.clone();
     let mut posted: Vec<(Posted, String)> = Vec::new();
     let mut next_edit = Instant::now();
+    let mut paid: Option<Paid> = None;
+    // Interaction responses do not count toward the global limit.
+    let counted = matches!(shared.target, Target::Channel { .. });
     loop {
         let notified = shared.changed.notified();
         tokio::pin!(notified);
@@ -216,34 +242,125 @@ async fn pump(shared: Arc<Shared>) -> Result<Vec<Posted>, RestError> {
             continue;
         }
         let pieces = split_message(&text, DISCORD_LIMIT);
-        for (i, piece) in pieces.iter().enumerate() {
-            let last = i + 1 == pieces.len();
-            if i >= posted.len() {
-                let p = rest.post(&shared.target, i == 0, piece, None).await?;
-                posted.push((p, piece.clone()));
+        match next_step(&posted, &pieces, finished, Instant::now() >= next_edit) {
+            Step::Done => return Ok(posted.into_iter().map(|(p, _)| p).collect()),
+            Step::Post(i) | Step::Edit(i) if counted && paid.is_none() => {
+                let spend = if i < posted.len() {
+                    Spend::Edit
+                } else {
+                    Spend::First
+                };
+                paid = Some(rest.pay(spend).await);
+            }
+            Step::Post(i) => {
+                let p = rest
+                    .post(&shared.target, i == 0, &pieces[i], None, paid.take())
+                    .await?;
+                posted.push((p, pieces[i].clone()));
                 next_edit =
                     Instant::now() + rest.spacing(&DiscordRest::edit_bucket(&shared.target, p));
-            } else if posted[i].1 != *piece && (!last || finished || Instant::now() >= next_edit) {
+            }
+            Step::Edit(i) => {
                 let p = posted[i].0;
-                rest.edit(&shared.target, p, piece, None).await?;
-                posted[i].1 = piece.clone();
+                rest.edit(&shared.target, p, &pieces[i], None, paid.take())
+                    .await?;
+                posted[i].1 = pieces[i].clone();
                 next_edit =
                     Instant::now() + rest.spacing(&DiscordRest::edit_bucket(&shared.target, p));
             }
-        }
-        let synced = posted.len() == pieces.len()
-            && posted.iter().zip(&pieces).all(|((_, shown), p)| shown == p);
-        if synced && finished {
-            return Ok(posted.into_iter().map(|(p, _)| p).collect());
-        }
-        if synced {
-            notified.await;
-        } else {
-            // The last piece waits for its edit slot; finishing skips the wait.
-            tokio::select! {
-                () = tokio::time::sleep_until(next_edit.into()) => {}
-                () = &mut notified => {}
+            Step::Wait => {
+                // The last piece waits for its edit slot; finishing skips the wait.
+                tokio::select! {
+                    () = tokio::time::sleep_until(next_edit.into()) => {}
+                    () = &mut notified => {}
+                }
             }
+            Step::Idle => notified.await,
         }
+    }
+}
+
+/// What the pump does next.
+#[derive(Debug, PartialEq, Eq)]
+enum Step {
+    /// Post piece i (a new message).
+    Post(usize),
+    /// Edit piece i to its new text.
+    Edit(usize),
+    /// The last piece changed but its edit slot has not come.
+    Wait,
+    /// Discord shows everything so far; more text is coming.
+    Idle,
+    /// Discord shows the finished reply.
+    Done,
+}
+
+/// The first piece Discord does not show as it is now. Finished pieces are edited at once; the
+/// last one when its edit slot has come (or the reply is finished).
+fn next_step(posted: &[(Posted, String)], pieces: &[String], finished: bool, slot: bool) -> Step {
+    for (i, piece) in pieces.iter().enumerate() {
+        let Some((_, shown)) = posted.get(i) else {
+            return Step::Post(i);
+        };
+        if shown != piece {
+            let last = i + 1 == pieces.len();
+            return if !last || finished || slot {
+                Step::Edit(i)
+            } else {
+                Step::Wait
+            };
+        }
+    }
+    if finished { Step::Done } else { Step::Idle }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn shown(texts: &[&str]) -> Vec<(Posted, String)> {
+        texts
+            .iter()
+            .enumerate()
+            .map(|(i, t)| {
+                (
+                    Posted::Channel {
+                        channel: 1,
+                        id: i as u64,
+                    },
+                    t.to_string(),
+                )
+            })
+            .collect()
+    }
+
+    fn pieces(texts: &[&str]) -> Vec<String> {
+        texts.iter().map(|t| t.to_string()).collect()
+    }
+
+    #[test]
+    fn steps_post_then_edit_at_the_pace_allowed() {
+        assert_eq!(next_step(&[], &pieces(&["a"]), false, false), Step::Post(0));
+        let one = shown(&["a"]);
+        assert_eq!(next_step(&one, &pieces(&["a"]), false, false), Step::Idle);
+        assert_eq!(next_step(&one, &pieces(&["a"]), true, false), Step::Done);
+        assert_eq!(next_step(&one, &pieces(&["ab"]), false, false), Step::Wait);
+        assert_eq!(
+            next_step(&one, &pieces(&["ab"]), false, true),
+            Step::Edit(0)
+        );
+        assert_eq!(
+            next_step(&one, &pieces(&["ab"]), true, false),
+            Step::Edit(0)
+        );
+        // A piece followed by another is final: its edit does not wait for the slot.
+        assert_eq!(
+            next_step(&one, &pieces(&["ab", "c"]), false, false),
+            Step::Edit(0)
+        );
+        assert_eq!(
+            next_step(&one, &pieces(&["a", "c"]), false, false),
+            Step::Post(1)
+        );
     }
 }

@@ -12,9 +12,9 @@ use tokio::sync::watch;
 pub const TOKEN_ENV: &str = "DISCORD_TOKEN";
 pub const TOKEN_FILE_ENV: &str = "DISCORD_TOKEN_FILE";
 
-/// How often the token file is re-read. Kubernetes updates mounted Secrets within about a minute;
-/// a stat and a small read every few seconds costs nothing.
-pub const WATCH_INTERVAL: Duration = Duration::from_secs(2);
+/// How often the token file is re-read. Kubernetes updates mounted Secrets within about a minute
+/// anyway; a rare check keeps an idle bot asleep (issue 13: idle wake-ups).
+pub const WATCH_INTERVAL: Duration = Duration::from_secs(10);
 
 /// A Discord bot token. Its value leaves this type only through [`Token::expose`].
 #[derive(Clone, PartialEq, Eq)]

@@ -39,6 +39,26 @@ pub struct ServerStatus {
     pub tools: Vec<String>,
 }
 
+impl ServerStatus {
+    /// The wire form of `GET /status`.
+    pub fn report(self) -> crate::status::McpServerReport {
+        use crate::status::ServerStateName as N;
+        let (state, last_error) = match self.state {
+            ServerState::Starting => (N::Starting, None),
+            ServerState::Ready => (N::Ready, None),
+            ServerState::Restarting { reason, .. } => (N::Restarting, Some(reason)),
+            ServerState::Failed { reason } => (N::Failed, Some(reason)),
+        };
+        crate::status::McpServerReport {
+            name: self.name,
+            transport: self.transport.to_string(),
+            state,
+            last_error,
+            tools: self.tools,
+        }
+    }
+}
+
 /// What the conversation engine needs from the tool side. [`McpHub`] is the real one.
 #[async_trait::async_trait]
 pub trait ToolHost: Send + Sync {

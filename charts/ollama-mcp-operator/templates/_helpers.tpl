@@ -75,10 +75,12 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 {{- end }}
 
 {{/*
-The namespaced permissions of the operator: the least it needs to keep BotDeployments. It reads
-Secrets only to see that they exist and to hash their resourceVersion (metadata-only watches);
-RBAC cannot grant metadata alone, so get/list/watch are needed, never create or update. Pods are
-only read, to report the bot's and its MCP sidecars' readiness in the status.
+The namespaced permissions of the operator: exactly the API calls it makes (operator/tests/rbac.rs
+derives them and compares with manifests/install/rbac.yaml; tests/tests/chart.rs holds these rules
+equal to that file). It reads Secrets only to see that they exist and to hash their
+resourceVersion (metadata-only watches); RBAC cannot grant metadata alone, so get/list/watch are
+needed, never create or update. Pods are only listed and watched: readiness and failures for the
+status, and the Ready pod's IP for the bot's GET /status.
 */}}
 {{- define "ollama-mcp-operator.namespacedRules" -}}
 - apiGroups: ["ollama-mcp.io"]

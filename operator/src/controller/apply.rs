@@ -26,6 +26,8 @@ const DISCOVERY_TTL: Duration = Duration::from_secs(300);
 pub struct Applied {
     /// The bot Deployment as the API server returned it.
     pub deployment: Deployment,
+    /// The managed Ollama's Deployment as the API server returned it (with its status).
+    pub ollama_deployment: Option<Deployment>,
     pub service_monitor: ServiceMonitorState,
     /// Number of children applied, by kind (for the managed-objects metric).
     pub counts: Vec<(&'static str, i64)>,
@@ -117,7 +119,7 @@ pub async fn apply(
     }
     ssa(client, ns, metrics_service).await?;
     counts.push(("Service", 1));
-    match ollama {
+    let ollama_deployment = match ollama {
         Some(o) => {
             match &o.pvc {
                 Some(pvc) => {
@@ -130,16 +132,18 @@ pub async fn apply(
                 }
             }
             ssa(client, ns, &o.service).await?;
-            ssa(client, ns, &o.deployment).await?;
+            let applied = ssa(client, ns, &o.deployment).await?;
             counts.extend([("Service", 1), ("Deployment", 1)]);
+            Some(applied)
         }
         None => {
             let name = ollama_name(&bot);
             delete_owned::<Deployment>(client, ns, &name, owner_uid).await?;
             delete_owned::<Service>(client, ns, &name, owner_uid).await?;
             delete_owned::<PersistentVolumeClaim>(client, ns, &name, owner_uid).await?;
+            None
         }
-    }
+    };
     let deployment = ssa(client, ns, deployment).await?;
     ssa(client, ns, network_policy).await?;
     counts.extend([("Deployment", 1), ("NetworkPolicy", 1)]);
@@ -178,6 +182,7 @@ pub async fn apply(
     };
     Ok(Applied {
         deployment,
+        ollama_deployment,
         service_monitor,
         counts,
     })

@@ -2,39 +2,35 @@
 //! validate (pure) → render (pure) → apply (server-side apply) → status.
 
 pub mod apply;
+pub mod bot_report;
+mod context;
 pub mod model_check;
+pub mod problems;
 pub mod render;
 pub mod status;
 pub mod validate;
+mod watch;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures::StreamExt;
-use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::api::core::v1::{
-    ConfigMap, PersistentVolumeClaim, Pod, Secret, Service, ServiceAccount,
-};
-use k8s_openapi::api::networking::v1::NetworkPolicy;
+use k8s_openapi::api::core::v1::{Pod, Secret};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::api::{Api, ListParams};
-use kube::core::PartialObjectMeta;
-use kube::runtime::controller::{Action, Controller};
-use kube::runtime::events::{Event, EventType, Recorder, Reporter};
-use kube::runtime::reflector::{ObjectRef, Store};
-use kube::runtime::{WatchStreamExt, predicates, watcher};
+use kube::runtime::controller::Action;
+use kube::runtime::events::{Event, EventType};
 use kube::{Client, Resource, ResourceExt};
 use tracing::{Instrument, field};
 
-use self::apply::DiscoveryCache;
-use self::model_check::{CheckRequest, CheckTiming, ModelChecker};
+pub use self::context::{Context, ControllerOptions};
+use self::model_check::CheckRequest;
 use self::render::Children;
 use self::render::labels::{BOT_APP, INSTANCE, MANAGED_BY, MANAGED_BY_VALUE, NAME, Owner};
 use self::status::Observed;
 use self::validate::{SecretVersions, ValidatedBot};
+pub use self::watch::{referencing, run};
 use crate::crd::{BotDeployment, BotDeploymentStatus};
-use crate::metrics::Metrics;
 
 /// The one field manager of everything the operator writes.
 pub const FIELD_MANAGER: &str = "ollama-mcp-operator.ollama-mcp.io";
@@ -84,70 +80,7 @@ impl Error {
     }
 }
 
-/// How the controller runs (command-line flags of the operator).
-#[derive(Debug, Clone, Default)]
-pub struct ControllerOptions {
-    /// Default bot image (`--bot-image`).
-    pub bot_image: Option<String>,
-    /// Talk to this Ollama URL instead of the one in the spec or the managed Service (tests, or
-    /// an operator outside the cluster).
-    pub ollama_url_override: Option<String>,
-    /// How often model checks repeat.
-    pub model_check: CheckTiming,
-    /// `reportingInstance` of events (the pod name).
-    pub instance: Option<String>,
-    /// BotDeployments reconciled at once (0: the default, 16). Bounds the operator's memory
-    /// when many objects change together.
-    pub concurrency: u16,
-}
-
-/// Shared state of every reconciliation.
-pub struct Context {
-    pub client: Client,
-    pub options: ControllerOptions,
-    pub recorder: Recorder,
-    pub metrics: Arc<Metrics>,
-    pub models: ModelChecker,
-    discovery: DiscoveryCache,
-    /// The status this process last wrote, per BotDeployment: fresher than the watch cache, which
-    /// may not have seen the write yet (a status-only change never triggers a reconcile, so a
-    /// write skipped against a stale copy would wait for the next requeue).
-    written: std::sync::Mutex<std::collections::HashMap<String, BotDeploymentStatus>>,
-}
-
 impl Context {
-    pub fn new(client: Client, options: ControllerOptions, metrics: Arc<Metrics>) -> Self {
-        let reporter = Reporter {
-            controller: "ollama-mcp-operator".into(),
-            instance: options.instance.clone(),
-        };
-        Self {
-            recorder: Recorder::new(client.clone(), reporter),
-            models: ModelChecker::new(options.model_check),
-            discovery: DiscoveryCache::default(),
-            written: std::sync::Mutex::default(),
-            client,
-            options,
-            metrics,
-        }
-    }
-}
-
-impl Context {
-    /// Forgets a BotDeployment that is gone: its model check (a pull in progress stops) and its
-    /// share of the `managed_objects` / `bot_deployments` gauges.
-    pub fn forget(&self, key: &str) {
-        self.models.forget(key);
-        self.metrics.set_children(key, Vec::new());
-        self.written_status().remove(key);
-    }
-
-    fn written_status(
-        &self,
-    ) -> std::sync::MutexGuard<'_, std::collections::HashMap<String, BotDeploymentStatus>> {
-        self.written.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
     /// The status as the API server has it: the one this process last wrote, else the
     /// object's own (written by an earlier run).
     fn current_status(&self, bd: &BotDeployment) -> Option<BotDeploymentStatus> {
@@ -223,12 +156,14 @@ async fn reconcile_inner(bd: &BotDeployment, ctx: &Context) -> Result<Action, Er
     // 3. Apply them: server-side apply, then deletion of those switched off.
     let applied = apply_children(bd, ctx, &bds, &owner, &children).await?;
     // 4. Observe the bot's pods and the model check.
-    let pods = list_pods(&ctx.client, ns, &owner.name).await?;
+    let (pods, ollama_pods) = list_pods(&ctx.client, ns, &owner.name).await?;
     let request = model_request(ctx, &bot);
     if let Some(known) = status::known_model_state(bd.status.as_ref(), &request.models) {
         ctx.models.remember(&key(bd), &request, known);
     }
     let model = ctx.models.observe(&key(bd), &request);
+    let pod_url = bot_report::ready_pod_url(&pods);
+    let report = ctx.reports.observe(&key(bd), pod_url.as_deref()).await;
     // 5. Report: the status when it changed, a Warning event when a problem is new.
     let observed = Observed {
         generation: bd.metadata.generation,
@@ -236,14 +171,26 @@ async fn reconcile_inner(bd: &BotDeployment, ctx: &Context) -> Result<Action, Er
         children: &children,
         deployment: &applied.deployment,
         pods: &pods,
+        ollama_deployment: applied.ollama_deployment.as_ref(),
+        ollama_pods: &ollama_pods,
         model: &model,
+        report: report.as_ref(),
         service_monitor: applied.service_monitor,
     };
     write_status(bd, ctx, &bds, &observed).await?;
 
-    // Pods and children report through watches; only the model check needs polling.
+    // Pods and children report through watches; the model check and the bot's own report of
+    // its MCP servers (while one is not up yet) need polling.
+    let servers_settling = pod_url.is_some()
+        && report.as_ref().is_none_or(|r| {
+            r.mcp_servers
+                .iter()
+                .any(|s| s.state != ollama_mcp_bot::status::ServerStateName::Ready)
+        });
     Ok(if model.checking {
         Action::requeue(REQUEUE_MODEL_CHECK)
+    } else if servers_settling {
+        Action::requeue(bot_report::REFRESH)
     } else if model.ready != Some(true) {
         Action::requeue(REQUEUE_MODEL_RETRY)
     } else {
@@ -424,10 +371,16 @@ async fn secret_versions(
     Ok(out)
 }
 
-async fn list_pods(client: &Client, ns: &str, name: &str) -> Result<Vec<Pod>, Error> {
+/// The pods of the bot and of its managed Ollama (both carry the instance label).
+async fn list_pods(client: &Client, ns: &str, name: &str) -> Result<(Vec<Pod>, Vec<Pod>), Error> {
     let api: Api<Pod> = Api::namespaced(client.clone(), ns);
-    let lp = ListParams::default().labels(&format!("{NAME}={BOT_APP},{INSTANCE}={name}"));
-    Ok(api.list(&lp).await.map_err(Error::ListPods)?.items)
+    let lp = ListParams::default().labels(&format!(
+        "{INSTANCE}={name},{MANAGED_BY}={MANAGED_BY_VALUE}"
+    ));
+    let pods = api.list(&lp).await.map_err(Error::ListPods)?.items;
+    Ok(pods
+        .into_iter()
+        .partition(|p| p.labels().get(NAME).map(String::as_str) == Some(BOT_APP)))
 }
 
 /// What to do after a failed reconciliation: log, count, retry with a pause.
@@ -435,131 +388,6 @@ pub fn error_policy(bd: Arc<BotDeployment>, error: &Error, ctx: Arc<Context>) ->
     tracing::warn!(bot = %key(&bd), step = error.step(), error = %error, "reconcile failed");
     ctx.metrics.reconcile_failed(error.step());
     Action::requeue(Duration::from_secs(15))
-}
-
-/// The BotDeployments in `store` that reference Secret `secret` in namespace `ns`.
-pub fn referencing(
-    store: &Store<BotDeployment>,
-    ns: &str,
-    secret: &str,
-) -> Vec<ObjectRef<BotDeployment>> {
-    store
-        .state()
-        .iter()
-        .filter(|bd| bd.namespace().as_deref() == Some(ns))
-        .filter(|bd| validate::referenced_secrets(&bd.spec).contains(secret))
-        .map(|bd| ObjectRef::from_obj(bd.as_ref()))
-        .collect()
-}
-
-/// Runs the controller until shutdown is signalled. `namespace` limits it to one namespace.
-pub async fn run(
-    ctx: Arc<Context>,
-    namespace: Option<String>,
-    shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static,
-) {
-    let client = ctx.client.clone();
-    fn api<K>(client: &Client, ns: Option<&str>) -> Api<K>
-    where
-        K: Resource<DynamicType = ()> + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
-        K: Resource<Scope = k8s_openapi::NamespaceResourceScope>,
-    {
-        match ns {
-            Some(ns) => Api::namespaced(client.clone(), ns),
-            None => Api::all(client.clone()),
-        }
-    }
-    let ns = namespace.as_deref();
-    let owned = watcher::Config::default().labels(&format!("{MANAGED_BY}={MANAGED_BY_VALUE}"));
-
-    // Reconcile on spec changes only: our own status writes must not trigger another round.
-    let (reader, writer) = kube::runtime::reflector::store();
-    let gone = Arc::clone(&ctx);
-    let bd_stream = kube::runtime::reflector(
-        writer,
-        watcher(
-            api::<BotDeployment>(&client, ns),
-            watcher::Config::default(),
-        ),
-    )
-    .default_backoff()
-    // A deleted BotDeployment is never reconciled again: forget it here.
-    .inspect(move |event| {
-        if let Ok(watcher::Event::Delete(bd)) = event {
-            gone.forget(&key(bd));
-        }
-    })
-    .applied_objects()
-    .predicate_filter(predicates::generation, Default::default());
-
-    let secrets_store = reader.clone();
-    // Metadata only: the API server never sends the operator a Secret's data.
-    let secrets = watcher(
-        api::<PartialObjectMeta<Secret>>(&client, ns),
-        watcher::Config::default(),
-    )
-    .default_backoff()
-    .touched_objects()
-    .predicate_filter(predicates::resource_version, Default::default());
-    // Children and pods only trigger reconciles: their metadata is all the controller needs
-    // from a watch (the owner reference, the instance label), which keeps memory and traffic low.
-    let pods = watcher(api::<PartialObjectMeta<Pod>>(&client, ns), owned.clone())
-        .default_backoff()
-        .touched_objects();
-    fn children<K>(
-        client: &Client,
-        ns: Option<&str>,
-        cfg: &watcher::Config,
-    ) -> impl futures::Stream<Item = Result<PartialObjectMeta<K>, watcher::Error>> + Send + 'static
-    where
-        K: Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
-            + Clone
-            + serde::de::DeserializeOwned
-            + std::fmt::Debug
-            + Send
-            + Sync
-            + 'static,
-    {
-        watcher(api::<PartialObjectMeta<K>>(client, ns), cfg.clone())
-            .default_backoff()
-            .touched_objects()
-    }
-
-    Controller::for_stream(bd_stream, reader)
-        .owns_stream(children::<ConfigMap>(&client, ns, &owned))
-        .owns_stream(children::<ServiceAccount>(&client, ns, &owned))
-        .owns_stream(children::<Service>(&client, ns, &owned))
-        .owns_stream(children::<PersistentVolumeClaim>(&client, ns, &owned))
-        .owns_stream(children::<Deployment>(&client, ns, &owned))
-        .owns_stream(children::<NetworkPolicy>(&client, ns, &owned))
-        .watches_stream(secrets, move |s| {
-            let ns = s.metadata.namespace.clone().unwrap_or_default();
-            referencing(
-                &secrets_store,
-                &ns,
-                &s.metadata.name.clone().unwrap_or_default(),
-            )
-        })
-        .watches_stream(pods, |p: PartialObjectMeta<Pod>| {
-            // Pods belong to ReplicaSets; the instance label names the BotDeployment.
-            let name = p.labels().get(INSTANCE).cloned();
-            let ns = p.namespace();
-            name.zip(ns).map(|(n, ns)| ObjectRef::new(&n).within(&ns))
-        })
-        .with_config(kube::runtime::controller::Config::default().concurrency(
-            match ctx.options.concurrency {
-                0 => DEFAULT_CONCURRENCY,
-                n => n,
-            },
-        ))
-        .graceful_shutdown_on(shutdown)
-        .run(reconcile, error_policy, ctx)
-        .for_each(|res| async move {
-            if let Err(e) = res {
-                tracing::debug!(error = %e, "controller event");
-            }
-        })
-        .await;
 }
 
 #[cfg(test)]

@@ -4,6 +4,8 @@
 //!
 //! Checks run in the background (a pull can take an hour): reconcile starts one, reads how far it
 //! got, and requeues; it never waits on Ollama.
+//! Over ~450 lines: the check, the pull and their progress share one state machine per bot;
+//! split, the locking rules would be spread over files.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};

@@ -6,11 +6,12 @@ use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use kube::api::{Api, Patch, PatchParams};
 
-use super::FIELD_MANAGER;
 use super::model_check::ModelReport;
 use super::render::{Children, sidecars::container_name};
-use super::validate::{EndpointKind, ValidatedBot};
+use super::validate::{EndpointKind, McpEndpoint, ValidatedBot};
+use super::{FIELD_MANAGER, problems};
 use crate::crd::{BotDeployment, BotDeploymentStatus, McpServerStatus};
+use ollama_mcp_bot::status::{BotStatus, McpServerReport, ServerStateName};
 
 pub const READY: &str = "Ready";
 pub const PROGRESSING: &str = "Progressing";
@@ -43,8 +44,14 @@ pub struct Observed<'a> {
     pub children: &'a Children,
     /// The bot Deployment as the API server returned it from the apply (with its status).
     pub deployment: &'a Deployment,
+    /// The bot's pods.
     pub pods: &'a [Pod],
+    /// The managed Ollama's Deployment as apply returned it (with its status), and its pods.
+    pub ollama_deployment: Option<&'a Deployment>,
+    pub ollama_pods: &'a [Pod],
     pub model: &'a ModelReport,
+    /// What the bot's Ready pod says about its MCP servers (`GET /status`), if read.
+    pub report: Option<&'a BotStatus>,
     pub service_monitor: ServiceMonitorState,
 }
 
@@ -122,58 +129,6 @@ pub fn deployment_ready(d: &Deployment) -> bool {
     rolled_out && s.updated_replicas.unwrap_or(0) >= 1 && s.ready_replicas.unwrap_or(0) >= 1
 }
 
-/// Problems the bot's pods report that a person must fix (bad image, missing Secret key, crash
-/// loop, unschedulable), one line each.
-pub fn pod_problems(pods: &[Pod]) -> Vec<String> {
-    const FATAL: &[&str] = &[
-        "CreateContainerConfigError",
-        "CreateContainerError",
-        "ErrImagePull",
-        "ImagePullBackOff",
-        "InvalidImageName",
-        "CrashLoopBackOff",
-        "RunContainerError",
-    ];
-    let mut out = Vec::new();
-    for pod in pods
-        .iter()
-        .filter(|p| p.metadata.deletion_timestamp.is_none())
-    {
-        let Some(status) = &pod.status else { continue };
-        for cond in status.conditions.iter().flatten() {
-            if cond.type_ == "PodScheduled"
-                && cond.status == "False"
-                && cond.reason.as_deref() == Some("Unschedulable")
-            {
-                out.push(format!(
-                    "the bot's pod cannot be scheduled: {}",
-                    cond.message.as_deref().unwrap_or("no reason given")
-                ));
-            }
-        }
-        let all = status
-            .init_container_statuses
-            .iter()
-            .flatten()
-            .chain(status.container_statuses.iter().flatten());
-        for cs in all {
-            if let Some(w) = cs.state.as_ref().and_then(|s| s.waiting.as_ref())
-                && let Some(reason) = w.reason.as_deref().filter(|r| FATAL.contains(r))
-            {
-                let msg = w
-                    .message
-                    .as_deref()
-                    .map(|m| format!(": {m}"))
-                    .unwrap_or_default();
-                out.push(format!("container `{}` is {reason}{msg}", cs.name));
-            }
-        }
-    }
-    out.sort();
-    out.dedup();
-    out
-}
-
 /// Whether container `name` (a sidecar, i.e. an init container) is ready in a live pod.
 fn sidecar_ready(pods: &[Pod], name: &str) -> bool {
     pods.iter()
@@ -196,7 +151,11 @@ pub fn observed_status(
         .and_then(|s| s.ready_replicas)
         .unwrap_or(0);
     let deploy_ready = deployment_ready(o.deployment);
-    let problems = pod_problems(o.pods);
+    let mut problems = problems::pod_problems(o.pods, "the bot's pod");
+    problems.extend(problems::ollama_problems(
+        o.ollama_deployment,
+        o.ollama_pods,
+    ));
 
     let (degraded, degraded_reason, degraded_message) = if problems.is_empty() {
         (
@@ -204,6 +163,8 @@ pub fn observed_status(
             "AsExpected",
             "nothing needs a person's attention".to_string(),
         )
+    } else if problems.iter().all(|p| p.starts_with(problems::OLLAMA)) {
+        (true, "OllamaFailing", problems.join("; "))
     } else {
         (true, "PodFailing", problems.join("; "))
     };
@@ -299,18 +260,12 @@ pub fn observed_status(
         .bot
         .endpoints
         .iter()
-        .map(|e| McpServerStatus {
-            name: e.name.clone(),
-            transport: e.kind.transport().into(),
-            url: Some(e.url.clone()),
-            ready: match e.kind {
-                EndpointKind::Remote => true,
-                _ => sidecar_ready(o.pods, &container_name(&e.name)),
-            },
-            tools: prev
-                .and_then(|p| p.mcp_servers.iter().find(|s| s.name == e.name))
-                .map(|s| s.tools.clone())
-                .unwrap_or_default(),
+        .map(|e| {
+            let previous = prev.and_then(|p| p.mcp_servers.iter().find(|s| s.name == e.name));
+            let reported = o
+                .report
+                .and_then(|r| r.mcp_servers.iter().find(|s| s.name == e.name));
+            server_status(e, o.pods, reported, previous)
         })
         .collect();
 
@@ -322,6 +277,49 @@ pub fn observed_status(
         ollama_url: Some(o.bot.ollama_url.clone()),
         models: model.models.clone(),
         config_hash: Some(o.children.config_hash.clone()),
+    }
+}
+
+/// One MCP server: how the bot reaches it, whether its sidecar and the bot's connection are up,
+/// its tools as the bot reported them (the last known ones while no report comes), and what is
+/// wrong when it is not ready.
+pub(super) fn server_status(
+    e: &McpEndpoint,
+    pods: &[Pod],
+    reported: Option<&McpServerReport>,
+    previous: Option<&McpServerStatus>,
+) -> McpServerStatus {
+    let container = container_name(&e.name);
+    let sidecar_up = match e.kind {
+        EndpointKind::Remote => true,
+        _ => sidecar_ready(pods, &container),
+    };
+    let connected = reported.is_none_or(|r| r.state == ServerStateName::Ready);
+    let message = if !sidecar_up {
+        Some(format!("the sidecar container `{container}` is not ready"))
+    } else {
+        reported.and_then(|r| {
+            let why = r.last_error.as_deref().unwrap_or("no reason given");
+            match r.state {
+                ServerStateName::Ready => None,
+                ServerStateName::Starting => Some("the bot is connecting to it".to_string()),
+                ServerStateName::Restarting => Some(format!("restarting after: {why}")),
+                ServerStateName::Failed => Some(format!("the bot could not start it: {why}")),
+            }
+        })
+    };
+    let tools = match reported {
+        Some(r) if r.state == ServerStateName::Ready => r.tools.clone(),
+        Some(_) => Vec::new(),
+        None => previous.map(|p| p.tools.clone()).unwrap_or_default(),
+    };
+    McpServerStatus {
+        name: e.name.clone(),
+        transport: e.kind.transport().into(),
+        url: Some(e.url.clone()),
+        ready: sidecar_up && connected,
+        tools,
+        message,
     }
 }
 

@@ -1,5 +1,6 @@
 //! Reconcile against a mocked API server: every request is asserted in order (method, path,
 //! field manager, force, body), then answered as the API server would.
+//! Over ~450 lines: every reconcile scenario against one mocked API server script vocabulary.
 #![allow(clippy::unwrap_used, clippy::expect_used, reason = "test code")]
 
 use std::sync::Arc;
@@ -622,7 +623,8 @@ async fn a_failing_pod_says_which_container_and_why() {
     );
     assert_eq!(
         status["mcpServers"],
-        json!([{"name": "memory", "transport": "stdio", "url": "http://127.0.0.1:8100/mcp", "ready": false}])
+        json!([{"name": "memory", "transport": "stdio", "url": "http://127.0.0.1:8100/mcp", "ready": false,
+                "message": "the sidecar container `mcp-memory` is not ready"}])
     );
     assert_eq!(event["note"], json!(message));
     drop(ctx);
@@ -855,6 +857,140 @@ async fn a_change_is_written_even_when_the_cached_object_is_stale() {
         .expect("reconcile");
     let (v, again) = api.await.unwrap();
     assert_condition(&again, "Ready", "True", "Ready");
+    drop(ctx);
+    v.expect_done().await;
+}
+
+#[test]
+fn mcp_server_status_comes_from_the_bots_report() {
+    use ollama_mcp_bot::status::{McpServerReport, ServerStateName};
+
+    use super::validate::{EndpointKind, McpEndpoint};
+    use crate::crd::McpServerStatus;
+
+    let endpoint = McpEndpoint {
+        name: "memory".into(),
+        kind: EndpointKind::Bridged {
+            port: 8100,
+            health_port: 9100,
+        },
+        url: "http://127.0.0.1:8100/mcp".into(),
+    };
+    let pod: k8s_openapi::api::core::v1::Pod =
+        serde_json::from_value(running_pod(&["mcp-memory"])).unwrap();
+    let pods = [pod];
+    let report = |state, error: Option<&str>, tools: &[&str]| McpServerReport {
+        name: "memory".into(),
+        transport: "stdio".into(),
+        state,
+        last_error: error.map(str::to_string),
+        tools: tools.iter().map(|t| t.to_string()).collect(),
+    };
+    let previous = McpServerStatus {
+        name: "memory".into(),
+        tools: vec!["read_graph".into()],
+        ..Default::default()
+    };
+
+    let up = report(
+        ServerStateName::Ready,
+        None,
+        &["read_graph", "search_nodes"],
+    );
+    let s = status::server_status(&endpoint, &pods, Some(&up), Some(&previous));
+    assert!(s.ready && s.message.is_none(), "{s:?}");
+    assert_eq!(s.tools, ["read_graph", "search_nodes"]);
+
+    let failed = report(ServerStateName::Failed, Some("npx: not found"), &[]);
+    let s = status::server_status(&endpoint, &pods, Some(&failed), Some(&previous));
+    assert!(!s.ready && s.tools.is_empty(), "{s:?}");
+    assert_eq!(
+        s.message.as_deref(),
+        Some("the bot could not start it: npx: not found")
+    );
+
+    // No report (the pod is not Ready, or the read failed): the last known tools stay.
+    let s = status::server_status(&endpoint, &pods, None, Some(&previous));
+    assert!(s.ready, "{s:?}");
+    assert_eq!(s.tools, ["read_graph"]);
+
+    // The sidecar itself is down: said first.
+    let s = status::server_status(&endpoint, &[], Some(&up), Some(&previous));
+    assert!(!s.ready);
+    assert_eq!(
+        s.message.as_deref(),
+        Some("the sidecar container `mcp-memory` is not ready")
+    );
+}
+
+#[tokio::test]
+async fn a_managed_ollama_that_cannot_start_says_why() {
+    let (ctx, mut v) = fixtures::context(fixtures::options(None));
+    let mut bd = minimal();
+    bd.spec.ollama = crate::crd::OllamaSpec {
+        url: None,
+        managed: Some(crate::crd::ManagedOllamaSpec {
+            runtime_class_name: Some("nvidia".into()),
+            ..Default::default()
+        }),
+    };
+    // The API server refuses the pod (no pod exists; the Deployment says why), and a second
+    // pod from an earlier attempt waits for its volume.
+    let refused = json!({"status": {"observedGeneration": 1, "replicas": 0, "conditions": [
+        {"type": "ReplicaFailure", "status": "True", "reason": "FailedCreate",
+         "message": "pods \"helper-ollama-7d9f-\" is forbidden: pod rejected: RuntimeClass \"nvidia\" not found"}]}});
+    let pending = json!({
+        "metadata": {"name": "helper-ollama-7d9f-xyz", "namespace": NS,
+                     "labels": {"app.kubernetes.io/name": "ollama", "app.kubernetes.io/instance": "helper"}},
+        "spec": {"containers": [{"name": "ollama", "image": "x"}]},
+        "status": {"phase": "Pending", "conditions": [{"type": "PodScheduled", "status": "False",
+            "reason": "Unschedulable", "message": "0/3 nodes are available: pod has unbound immediate PersistentVolumeClaims."}]}
+    });
+    let api = tokio::spawn(async move {
+        v.expect_secret_metadata("helper-discord", true).await;
+        apply_ok(&mut v, &format!("{CORE}/configmaps/helper-config")).await;
+        apply_ok(&mut v, &format!("{CORE}/serviceaccounts/helper")).await;
+        absent(
+            &mut v,
+            &format!("{CORE}/persistentvolumeclaims/helper-data"),
+        )
+        .await;
+        apply_ok(&mut v, &format!("{CORE}/services/helper-metrics")).await;
+        absent(
+            &mut v,
+            &format!("{CORE}/persistentvolumeclaims/helper-ollama"),
+        )
+        .await;
+        apply_ok(&mut v, &format!("{CORE}/services/helper-ollama")).await;
+        let r = v
+            .expect_apply(&format!("{APPS}/deployments/helper-ollama"))
+            .await;
+        r.respond_applied(Some(refused));
+        apply_ok(&mut v, &format!("{APPS}/deployments/helper")).await;
+        apply_ok(
+            &mut v,
+            "/apis/networking.k8s.io/v1/namespaces/bots/networkpolicies/helper",
+        )
+        .await;
+        v.expect_discovery(false).await;
+        v.expect_list_pods("helper", vec![pending]).await;
+        let status = v.expect_status("helper").await;
+        let event = v.expect_event().await;
+        (v, status, event)
+    });
+    run_reconcile(bd, &ctx).await.expect("reconcile");
+    let (v, status, event) = api.await.unwrap();
+    assert_condition(&status, "Degraded", "True", "OllamaFailing");
+    assert_condition(&status, "Ready", "False", "OllamaFailing");
+    let message = condition(&status, "Degraded")["message"].as_str().unwrap();
+    assert!(
+        message.contains("the managed Ollama: its pod cannot be created: ")
+            && message.contains("RuntimeClass \"nvidia\" not found")
+            && message.contains("its pod cannot be scheduled")
+            && message.contains("unbound immediate PersistentVolumeClaims"),
+        "{message}"
+    );
+    assert_eq!(event["reason"], json!("OllamaFailing"));
     drop(ctx);
     v.expect_done().await;
 }

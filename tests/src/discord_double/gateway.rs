@@ -72,7 +72,12 @@ async fn connection(
     loop {
         tokio::select! {
             incoming = socket.recv() => match incoming {
-                None | Some(Err(_)) | Some(Ok(WsMessage::Close(_))) => break,
+                Some(Ok(WsMessage::Close(frame))) => {
+                    let code = frame.map_or(1005, |f| f.code);
+                    shared.update(|i| i.world.client_closes.push(code));
+                    break;
+                }
+                None | Some(Err(_)) => break,
                 Some(Ok(WsMessage::Text(text))) => {
                     let result = shared.update(|i| on_frame(i, conn_id, &tx, text.as_str(), &mut authenticated));
                     if let Err((code, reason)) = result {

@@ -266,6 +266,8 @@ pub struct World {
     pub attached: bool,
     /// Dispatches sent on the gateway: (seq, event name), in order, across connections.
     pub dispatched: Vec<(u64, String)>,
+    /// Close codes of the close frames the bot sent (1000: a clean shutdown).
+    pub client_closes: Vec<u16>,
 }
 
 impl World {

@@ -400,3 +400,53 @@ async fn history_is_append_only_between_compactions() {
         "earlier turns are still sent"
     );
 }
+
+/// A server whose `/api/show` lists no capabilities (before Ollama 0.6) is trusted with tools;
+/// when Ollama then refuses them, that turn fails with the reason and the next ones go without.
+#[tokio::test]
+async fn tools_refused_by_a_server_that_did_not_say_are_not_offered_again() {
+    struct Old(Mutex<Vec<ChatRequest>>);
+    #[async_trait::async_trait]
+    impl ChatModel for Old {
+        async fn chat(&self, r: ChatRequest) -> Result<ChatStream, LlmError> {
+            let with_tools = !r.tools.is_empty();
+            let model = r.model.clone();
+            self.0.lock().expect("lock").push(r);
+            if with_tools {
+                return Err(LlmError::ToolsUnsupported { model });
+            }
+            Ok(Box::pin(futures::stream::iter(
+                text("fine").into_iter().map(Ok),
+            )))
+        }
+        async fn list_models(&self) -> Result<Vec<ModelSummary>, LlmError> {
+            Ok(vec![])
+        }
+        async fn show(&self, m: &str) -> Result<ModelDetails, LlmError> {
+            Ok(details(m, &[]))
+        }
+    }
+    let model = Arc::new(Old(Mutex::new(Vec::new())));
+    let e = Engine::new(
+        model.clone(),
+        Arc::new(KvTools::default()),
+        Store::open(":memory:").expect("store"),
+        &BotConfig::default(),
+    );
+    let err = e
+        .turn(TurnRequest::new("s", "one"), &Silent)
+        .await
+        .expect_err("refused");
+    assert!(err.to_string().contains("does not support tools"), "{err}");
+    let r = e
+        .turn(TurnRequest::new("s", "two"), &Silent)
+        .await
+        .expect("turn 2");
+    assert_eq!(r.reply, "fine");
+    assert!(
+        matches!(&r.notices[..], [Notice::NoTools { .. }]),
+        "{:?}",
+        r.notices
+    );
+    assert_eq!(model.0.lock().expect("lock").len(), 2);
+}

@@ -92,9 +92,8 @@ async fn defer(ctx: Ctx<'_>) {
 async fn place_of(ctx: Ctx<'_>) -> Place {
     ctx.data()
         .place(
-            &ctx.serenity_context().http,
             ctx.guild_id().map(|g| g.get()),
-            ctx.channel_id(),
+            ctx.channel_id().get(),
             ctx.author().id.get(),
         )
         .await

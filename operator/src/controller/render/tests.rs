@@ -1,3 +1,5 @@
+//! Render tests. Over ~450 lines: one test per child kind over the same fixtures; splitting
+//! would copy the fixture helpers.
 #![allow(clippy::unwrap_used, clippy::expect_used, reason = "test code")]
 
 use k8s_openapi::api::core::v1::{Container, PodSpec};

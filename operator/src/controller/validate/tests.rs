@@ -1,3 +1,4 @@
+//! Validation tests. Over ~450 lines: one test per field group of the spec, sharing helpers.
 #![allow(clippy::unwrap_used, clippy::expect_used, reason = "test code")]
 use super::*;
 use crate::crd::*;

@@ -6,7 +6,11 @@
 //! answer and the 429 body's `retry_after`: requests of one bucket (route and channel, or
 //! interaction token) go one at a time, wait when the bucket is exhausted, and retry after a 429.
 //! [`DiscordRest::spacing`] tells the streamed reply how far apart to put its edits so that the
-//! bucket lasts until it resets.
+//! bucket lasts until it resets. Beside the buckets, [`budget`] keeps the bot inside Discord's
+//! global limit; [`endpoints`] are the requests the bot makes.
+
+pub mod budget;
+pub mod endpoints;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -14,11 +18,14 @@ use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
 use reqwest::Method;
-use serde_json::{Value, json};
+use serde_json::Value;
 use tokio::sync::Semaphore;
 
 use super::token::Token;
 use crate::metrics::metrics;
+pub use budget::{Budget, Paid, Spend};
+
+pub use endpoints::{InteractionCallback, Posted, Target, allowed_mentions};
 
 /// Attempts per request when Discord answers 429.
 const MAX_ATTEMPTS: u32 = 6;
@@ -70,57 +77,12 @@ struct Bucket {
     state: Mutex<BucketState>,
 }
 
-/// Where a reply goes.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Target {
-    /// A channel message, the first replying to `reply_to`.
-    Channel { channel: u64, reply_to: Option<u64> },
-    /// A slash command's interaction: the first piece fills its deferred original response, the
-    /// rest are follow-ups.
-    Interaction { id: u64, token: String },
-}
-
-/// The `type` of an interaction response.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum InteractionCallback {
-    /// Answer with a message.
-    Message,
-    /// Show "thinking…" now; the answer fills the original response later.
-    DeferredMessage,
-    /// Replace the message that holds the pressed button.
-    UpdateMessage,
-}
-
-impl InteractionCallback {
-    fn code(self) -> u8 {
-        match self {
-            InteractionCallback::Message => 4,
-            InteractionCallback::DeferredMessage => 5,
-            InteractionCallback::UpdateMessage => 7,
-        }
-    }
-}
-
-/// A message the bot posted, to edit later.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Posted {
-    Channel { channel: u64, id: u64 },
-    Original { id: u64 },
-    Followup { id: u64 },
-}
-
-impl Posted {
-    pub fn id(&self) -> u64 {
-        match *self {
-            Posted::Channel { id, .. } | Posted::Original { id } | Posted::Followup { id } => id,
-        }
-    }
-}
-
-/// `allowed_mentions` for everything the bot writes: model output can never ping @everyone,
-/// @here, roles or users; only the person replied to is notified.
-pub fn allowed_mentions(ping_replied: bool) -> Value {
-    json!({"parse": [], "replied_user": ping_replied})
+/// How a request counts against Discord's global limit.
+enum Charge {
+    /// Interaction callbacks and webhooks: not counted, and sent without the bot token.
+    Exempt,
+    /// Counted: waits for the budget, unless a place was paid for already.
+    Bot(Spend, Option<Paid>),
 }
 
 pub struct DiscordRest {
@@ -130,6 +92,7 @@ pub struct DiscordRest {
     application_id: AtomicU64,
     buckets: Mutex<HashMap<String, Arc<Bucket>>>,
     global_until: Mutex<Option<Instant>>,
+    budget: Budget,
 }
 
 impl DiscordRest {
@@ -158,7 +121,14 @@ impl DiscordRest {
             application_id: AtomicU64::new(0),
             buckets: Mutex::new(HashMap::new()),
             global_until: Mutex::new(None),
+            budget: Budget::default(),
         })
+    }
+
+    /// Waits for a place in Discord's global budget, to spend on the next request (for a body
+    /// that should be as fresh as possible once the request may go).
+    pub async fn pay(&self, spend: Spend) -> Paid {
+        self.budget.pay(spend).await
     }
 
     /// Uses a new token from now on (token rotation).
@@ -214,8 +184,9 @@ impl DiscordRest {
         method: Method,
         path: &str,
         body: Option<&Value>,
-        authenticated: bool,
+        mut charge: Charge,
     ) -> Result<Option<Value>, RestError> {
+        let authenticated = !matches!(charge, Charge::Exempt);
         let bucket = self.bucket(bucket_key);
         let _turn = bucket
             .turn
@@ -243,6 +214,12 @@ impl DiscordRest {
                     "waiting for the Discord rate limit"
                 );
                 tokio::time::sleep(wait).await;
+            }
+            if let Charge::Bot(spend, paid) = &mut charge
+                && paid.take().is_none()
+            {
+                // Every attempt counts; a prepaid place covers the first.
+                self.budget.pay(*spend).await;
             }
             let mut request = self
                 .http
@@ -361,263 +338,6 @@ impl DiscordRest {
             attempts: MAX_ATTEMPTS,
         })
     }
-
-    fn message_id(route: &'static str, v: Option<Value>) -> Result<u64, RestError> {
-        v.as_ref()
-            .and_then(|v| v["id"].as_str())
-            .and_then(|s| s.parse().ok())
-            .ok_or_else(|| RestError::Decode {
-                route,
-                reason: "the message has no id".into(),
-            })
-    }
-
-    /// `GET /users/@me`: the bot's user id and name (also checks the token).
-    pub async fn current_user(&self) -> Result<(u64, String), RestError> {
-        let v = self
-            .send(
-                "current_user",
-                "current_user",
-                Method::GET,
-                "/users/@me",
-                None,
-                true,
-            )
-            .await?;
-        let id = Self::message_id("current_user", v.clone())?;
-        let name = v
-            .as_ref()
-            .and_then(|v| v["username"].as_str())
-            .unwrap_or("bot")
-            .to_string();
-        Ok((id, name))
-    }
-
-    /// `GET /oauth2/applications/@me`: the application id (for interaction webhooks).
-    pub async fn application(&self) -> Result<u64, RestError> {
-        let v = self
-            .send(
-                "application",
-                "application",
-                Method::GET,
-                "/oauth2/applications/@me",
-                None,
-                true,
-            )
-            .await?;
-        Self::message_id("application", v)
-    }
-
-    pub async fn create_message(&self, channel: u64, body: &Value) -> Result<u64, RestError> {
-        let v = self
-            .send(
-                "create_message",
-                &format!("create:{channel}"),
-                Method::POST,
-                &format!("/channels/{channel}/messages"),
-                Some(body),
-                true,
-            )
-            .await?;
-        Self::message_id("create_message", v)
-    }
-
-    pub async fn edit_message(&self, channel: u64, id: u64, body: &Value) -> Result<(), RestError> {
-        self.send(
-            "edit_message",
-            &format!("edit:{channel}"),
-            Method::PATCH,
-            &format!("/channels/{channel}/messages/{id}"),
-            Some(body),
-            true,
-        )
-        .await?;
-        Ok(())
-    }
-
-    /// `GET /channels/{channel}/messages/{id}`: a message the bot reads (a reply chain).
-    pub async fn get_message(&self, channel: u64, id: u64) -> Result<Value, RestError> {
-        self.send(
-            "get_message",
-            &format!("get:{channel}"),
-            Method::GET,
-            &format!("/channels/{channel}/messages/{id}"),
-            None,
-            true,
-        )
-        .await?
-        .ok_or_else(|| RestError::Decode {
-            route: "get_message",
-            reason: "no message in the answer".into(),
-        })
-    }
-
-    pub async fn typing(&self, channel: u64) -> Result<(), RestError> {
-        self.send(
-            "typing",
-            &format!("typing:{channel}"),
-            Method::POST,
-            &format!("/channels/{channel}/typing"),
-            None,
-            true,
-        )
-        .await?;
-        Ok(())
-    }
-
-    /// `POST /interactions/{id}/{token}/callback`.
-    pub async fn interaction_callback(
-        &self,
-        id: u64,
-        token: &str,
-        kind: InteractionCallback,
-        data: Option<Value>,
-    ) -> Result<(), RestError> {
-        let mut body = json!({"type": kind.code()});
-        if let Some(d) = data {
-            body["data"] = d;
-        }
-        self.send(
-            "interaction",
-            &format!("callback:{id}"),
-            Method::POST,
-            &format!("/interactions/{id}/{token}/callback"),
-            Some(&body),
-            false,
-        )
-        .await?;
-        Ok(())
-    }
-
-    pub async fn edit_original(&self, token: &str, body: &Value) -> Result<u64, RestError> {
-        let path = format!(
-            "/webhooks/{}/{token}/messages/@original",
-            self.application_id()
-        );
-        let v = self
-            .send(
-                "webhook",
-                &format!("webhook:{token}"),
-                Method::PATCH,
-                &path,
-                Some(body),
-                false,
-            )
-            .await?;
-        Self::message_id("webhook", v)
-    }
-
-    pub async fn followup(&self, token: &str, body: &Value) -> Result<u64, RestError> {
-        let path = format!("/webhooks/{}/{token}", self.application_id());
-        let v = self
-            .send(
-                "webhook",
-                &format!("webhook:{token}"),
-                Method::POST,
-                &path,
-                Some(body),
-                false,
-            )
-            .await?;
-        Self::message_id("webhook", v)
-    }
-
-    pub async fn edit_followup(&self, token: &str, id: u64, body: &Value) -> Result<(), RestError> {
-        let path = format!("/webhooks/{}/{token}/messages/{id}", self.application_id());
-        self.send(
-            "webhook",
-            &format!("webhook:{token}"),
-            Method::PATCH,
-            &path,
-            Some(body),
-            false,
-        )
-        .await?;
-        Ok(())
-    }
-
-    /// Posts a reply piece: the first piece of a channel reply replies to the asking message; the
-    /// first piece of an interaction fills its (deferred) original response.
-    pub async fn post(
-        &self,
-        target: &Target,
-        first: bool,
-        content: &str,
-        components: Option<&Value>,
-    ) -> Result<Posted, RestError> {
-        let mut body = json!({"content": content});
-        if let Some(c) = components {
-            body["components"] = c.clone();
-        }
-        match target {
-            Target::Channel { channel, reply_to } => {
-                let reply = if first { *reply_to } else { None };
-                body["allowed_mentions"] = allowed_mentions(reply.is_some());
-                if let Some(r) = reply {
-                    body["message_reference"] =
-                        json!({"message_id": r.to_string(), "fail_if_not_exists": false});
-                }
-                let id = self.create_message(*channel, &body).await?;
-                Ok(Posted::Channel {
-                    channel: *channel,
-                    id,
-                })
-            }
-            Target::Interaction { token, .. } => {
-                body["allowed_mentions"] = allowed_mentions(false);
-                if first {
-                    Ok(Posted::Original {
-                        id: self.edit_original(token, &body).await?,
-                    })
-                } else {
-                    Ok(Posted::Followup {
-                        id: self.followup(token, &body).await?,
-                    })
-                }
-            }
-        }
-    }
-
-    /// Edits a posted piece.
-    pub async fn edit(
-        &self,
-        target: &Target,
-        posted: Posted,
-        content: &str,
-        components: Option<&Value>,
-    ) -> Result<(), RestError> {
-        let mut body = json!({"content": content});
-        if let Some(c) = components {
-            body["components"] = c.clone();
-        }
-        match (target, posted) {
-            (_, Posted::Channel { channel, id }) => {
-                body["allowed_mentions"] = allowed_mentions(true);
-                self.edit_message(channel, id, &body).await
-            }
-            (Target::Interaction { token, .. }, Posted::Original { .. }) => {
-                body["allowed_mentions"] = allowed_mentions(false);
-                self.edit_original(token, &body).await.map(|_| ())
-            }
-            (Target::Interaction { token, .. }, Posted::Followup { id }) => {
-                body["allowed_mentions"] = allowed_mentions(false);
-                self.edit_followup(token, id, &body).await
-            }
-            (Target::Channel { .. }, _) => Err(RestError::Decode {
-                route: "edit_message",
-                reason: "a channel reply has no interaction message".into(),
-            }),
-        }
-    }
-
-    /// The bucket edits of `posted` go through (for [`DiscordRest::spacing`]).
-    pub fn edit_bucket(target: &Target, posted: Posted) -> String {
-        match (target, posted) {
-            (_, Posted::Channel { channel, .. }) => format!("edit:{channel}"),
-            (Target::Interaction { token, .. }, _) => format!("webhook:{token}"),
-            (Target::Channel { channel, .. }, _) => format!("edit:{channel}"),
-        }
-    }
 }
 
 /// reqwest's error text without the URL (which may name a proxy; never the token, but keep it short).
@@ -647,15 +367,6 @@ mod tests {
         };
         assert_eq!(s.wait(now), Duration::ZERO);
         assert_eq!(BucketState::default().wait(now), Duration::ZERO);
-    }
-
-    #[test]
-    fn mentions_never_parse_anything() {
-        assert_eq!(
-            allowed_mentions(true),
-            json!({"parse": [], "replied_user": true})
-        );
-        assert_eq!(allowed_mentions(false)["parse"], json!([]));
     }
 
     #[test]
