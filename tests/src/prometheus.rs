@@ -429,9 +429,7 @@ fn config_yaml(targets: &[ScrapeTarget]) -> String {
 }
 
 fn free_port() -> std::io::Result<u16> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
-        .local_addr()?
-        .port())
+    Ok(crate::servers::free_port())
 }
 
 #[derive(Deserialize)]

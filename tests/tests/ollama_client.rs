@@ -13,6 +13,7 @@ use ollama_mcp_bot::llm::{
     Usage,
 };
 use ollama_mcp_tests::ollama_double::{ModelSpec, OllamaDouble, Reply, prompt_tokens};
+use ollama_mcp_tests::servers::free_port;
 use serde_json::{Value, json};
 
 fn install_crypto() {
@@ -547,11 +548,6 @@ async fn no_retries_when_max_retries_is_zero() {
         "{error:?}"
     );
     assert_eq!(double.chat_requests().len(), 1);
-}
-
-fn free_port() -> u16 {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-    listener.local_addr().expect("addr").port()
 }
 
 #[tokio::test]
