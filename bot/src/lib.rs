@@ -1,11 +1,12 @@
 //! ollama-mcp-bot: a Discord bot and terminal assistant that chats through Ollama models and
 //! calls tools on MCP servers.
 //!
-//! Without the default `runtime` feature only [`config`] and [`status`] are compiled: the
-//! operator renders the bot's configuration from one and reads the bot's `GET /status` with the
-//! other.
+//! Without the default `runtime` feature only [`config`], [`model_info`] and [`status`] are
+//! compiled: the operator renders the bot's configuration, reads `/api/show` as the bot does, and
+//! reads the bot's `GET /status` with them.
 
 pub mod config;
+pub mod model_info;
 pub mod status;
 
 #[cfg(feature = "runtime")]

@@ -12,6 +12,7 @@ pub mod retry;
 mod wire;
 pub use ollama::OllamaClient;
 // Tools offered to the model are part of the shared tool vocabulary.
+pub use crate::model_info::ModelDetails;
 pub use crate::tool::ToolSpec;
 
 /// Who said a message, as Ollama's `/api/chat` names it.
@@ -166,27 +167,6 @@ pub struct ModelSummary {
     pub size: u64,
     #[serde(default)]
     pub parameter_size: Option<String>,
-}
-
-/// What `/api/show` says a model can do.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct ModelDetails {
-    pub name: String,
-    /// e.g. "completion", "tools", "thinking", "vision", "embedding". Empty when the server
-    /// does not say (Ollama before 0.6).
-    pub capabilities: Vec<String>,
-    /// `model_info["<arch>.context_length"]`: the most context the model takes (Ollama caps a
-    /// larger `num_ctx` at it without a word).
-    pub context_length: Option<u64>,
-    /// The `num_ctx` of the model's own parameters (its Modelfile), used when none is configured.
-    #[serde(default)]
-    pub num_ctx: Option<u32>,
-}
-
-impl ModelDetails {
-    pub fn supports(&self, capability: &str) -> bool {
-        self.capabilities.iter().any(|c| c == capability)
-    }
 }
 
 /// Why a model request failed; each message says what to do about it.

@@ -9,9 +9,10 @@ use tokio::time::Instant;
 use self::errors::{describe, is_retryable_status, status_error};
 use self::stream::{Recorder, StreamState};
 use super::retry::{Backoff, retry_after};
-use super::wire::{ChatBody, ShowResponse, TagsResponse, error_message};
+use super::wire::{ChatBody, TagsResponse, error_message};
 use super::{ChatModel, ChatRequest, ChatStream, LlmError, ModelDetails, ModelSummary};
 use crate::config::OllamaConfig;
+use crate::model_info::ShowResponse;
 
 mod errors;
 mod stream;

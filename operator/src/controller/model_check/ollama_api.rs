@@ -3,13 +3,8 @@
 
 use std::time::Duration;
 
+use ollama_mcp_bot::model_info::ShowResponse;
 use serde::Deserialize;
-
-#[derive(Deserialize)]
-struct ShowResponse {
-    #[serde(default)]
-    capabilities: Option<Vec<String>>,
-}
 
 #[derive(Deserialize)]
 struct PullLine {
@@ -60,7 +55,12 @@ pub(super) async fn show(
         .json()
         .await
         .map_err(|e| format!("/api/show answered unreadable JSON: {e}"))?;
-    Ok(ShowResult::Found(body.capabilities))
+    // Every model of Ollama 0.6.4 and later has at least `completion` (or `embedding`): an empty
+    // list is a server that does not say.
+    let capabilities = body.into_details(model).capabilities;
+    Ok(ShowResult::Found(
+        (!capabilities.is_empty()).then_some(capabilities),
+    ))
 }
 
 pub(super) async fn pull(
