@@ -189,33 +189,51 @@ async fn approval_is_refused_from_a_pipe_unless_approve_all() {
     );
 }
 
-/// An IPv4 address of this machine that is not loopback: a global one if there is one, else
-/// one on a dummy interface made for the test (needs root and iproute2).
+/// A non-loopback IPv4 address that the test makes itself: one end of a veth pair whose other end
+/// is a test host in a network namespace of its own (needs root and iproute2, as CI has; this
+/// machine's kernel has no dummy interfaces). Traffic to it never leaves the machine, and no
+/// address of a real network interface is used.
 fn non_loopback_address() -> Ipv4Addr {
-    let listed = std::process::Command::new("ip")
-        .args(["-4", "-o", "addr", "show", "scope", "global"])
-        .output()
-        .expect("run `ip` (iproute2; scripts/setup-test-deps.sh installs it)");
-    let text = String::from_utf8_lossy(&listed.stdout);
-    if let Some(ip) = text
-        .split_whitespace()
-        .skip_while(|w| *w != "inet")
-        .nth(1)
-        .and_then(|cidr| cidr.split('/').next()?.parse().ok())
-    {
-        return ip;
+    let ip = Ipv4Addr::new(10, 231, 77, 1);
+    if std::net::TcpListener::bind((ip, 0)).is_ok() {
+        return ip; // made by an earlier test
     }
-    let ip = Ipv4Addr::new(198, 18, 77, 1);
     for args in [
-        vec!["link", "add", "omcp-test0", "type", "dummy"],
-        vec!["addr", "add", "198.18.77.1/32", "dev", "omcp-test0"],
+        vec!["netns", "add", "omcp-test"],
+        vec![
+            "link",
+            "add",
+            "omcp-test0",
+            "type",
+            "veth",
+            "peer",
+            "name",
+            "omcp-test1",
+        ],
+        vec!["link", "set", "omcp-test1", "netns", "omcp-test"],
+        vec!["addr", "add", "10.231.77.1/30", "dev", "omcp-test0"],
         vec!["link", "set", "omcp-test0", "up"],
+        vec![
+            "-n",
+            "omcp-test",
+            "addr",
+            "add",
+            "10.231.77.2/30",
+            "dev",
+            "omcp-test1",
+        ],
+        vec!["-n", "omcp-test", "link", "set", "omcp-test1", "up"],
     ] {
-        let _ = std::process::Command::new("ip").args(&args).status();
+        // Another test may be making it at the same moment: the bind below decides.
+        let _ = std::process::Command::new("ip")
+            .args(&args)
+            .stderr(Stdio::null())
+            .status()
+            .expect("run `ip` (iproute2; scripts/setup-test-deps.sh installs it)");
     }
     assert!(
         std::net::TcpListener::bind((ip, 0)).is_ok(),
-        "this machine has no non-loopback IPv4 address and a dummy one could not be added (needs root)"
+        "could not make the veth pair omcp-test0/omcp-test1 with {ip} (needs root and iproute2)"
     );
     ip
 }
