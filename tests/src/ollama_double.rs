@@ -50,6 +50,7 @@ pub use go::parse_duration as parse_go_duration;
 pub use models::{DEFAULT_NUM_CTX, ModelSpec};
 pub use prompt::{PromptCache, PromptEval, prompt_tokens};
 pub use render::{estimate_tokens, words};
+pub use validate::json_kind;
 
 /// The version `/api/version` reports: the one the recordings were made with.
 pub const OLLAMA_VERSION: &str = "0.24.0";

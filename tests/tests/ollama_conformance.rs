@@ -16,7 +16,7 @@
 
 use std::path::{Path, PathBuf};
 
-use ollama_mcp_tests::ollama_double::{ModelSpec, OllamaDouble, PromptEval, Reply};
+use ollama_mcp_tests::ollama_double::{ModelSpec, OllamaDouble, PromptEval, Reply, json_kind};
 use serde_json::{Value, json};
 
 /// `<repo>/../shared/ollama-0.24/exchanges` as CI lays it out, or the nearest `shared/` above
@@ -121,17 +121,6 @@ fn parse_exchange(text: &str) -> Result<Exchange, String> {
     })
 }
 
-fn kind(v: &Value) -> &'static str {
-    match v {
-        Value::Null => "null",
-        Value::Bool(_) => "bool",
-        Value::Number(_) => "number",
-        Value::String(_) => "string",
-        Value::Array(_) => "array",
-        Value::Object(_) => "object",
-    }
-}
-
 /// Fields whose values are compared, not only their types.
 const EXACT: &[&str] = &[
     "error",
@@ -150,11 +139,11 @@ const EXACT: &[&str] = &[
 
 /// Differences in shape between a recorded JSON value and the double's.
 fn compare(path: &str, want: &Value, got: &Value, out: &mut Vec<String>) {
-    if kind(want) != kind(got) {
+    if json_kind(want) != json_kind(got) {
         out.push(format!(
             "{path}: {} recorded, {} from the double",
-            kind(want),
-            kind(got)
+            json_kind(want),
+            json_kind(got)
         ));
         return;
     }

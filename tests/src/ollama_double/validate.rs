@@ -5,7 +5,7 @@
 use serde_json::{Map, Value};
 
 /// Go's name for the JSON type of `v`, as `json.UnmarshalTypeError` prints it.
-fn json_kind(v: &Value) -> &'static str {
+pub fn json_kind(v: &Value) -> &'static str {
     match v {
         Value::Null => "null",
         Value::Bool(_) => "bool",
