@@ -9,9 +9,19 @@ use ollama_mcp_bot::config::{BotConfig, McpServer};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader, Lines};
 use tokio::process::{Child, ChildStderr, ChildStdin, ChildStdout, Command};
 
-/// `target/<profile>/ollama-mcp-bot`, next to the test executable's `deps/` folder.
-/// `scripts/test.sh` builds it before the tests run.
+/// `target/<profile>/ollama-mcp-bot`, next to the test executable's `deps/` folder
+/// (`scripts/test.sh` builds it before the tests run), or `$OLLAMA_MCP_BOT_BINARY`: the memory
+/// benchmarks measure the `dist` build the images ship (docs/BENCHMARKS.md).
 pub fn bot_binary() -> PathBuf {
+    if let Some(bin) = std::env::var_os("OLLAMA_MCP_BOT_BINARY") {
+        let bin = PathBuf::from(bin);
+        assert!(
+            bin.is_file(),
+            "OLLAMA_MCP_BOT_BINARY={} is not a file: build it first (`cargo build --profile dist -p ollama-mcp-bot`)",
+            bin.display()
+        );
+        return bin;
+    }
     binary("ollama-mcp-bot")
 }
 
