@@ -75,13 +75,12 @@ impl Store {
                     .transaction_with_behavior(TransactionBehavior::Immediate)
                     .map_err(sql("starting the turn write"))?;
                 let turn: i64 = tx
-                    .query_row(
+                    .prepare_cached(
                         // Turns grow with ids: the newest row's turn, found through the index
                         // (MAX(turn) would scan the whole session).
                         "SELECT turn FROM messages WHERE session = ?1 ORDER BY id DESC LIMIT 1",
-                        params![session],
-                        |r| r.get::<_, i64>(0),
                     )
+                    .and_then(|mut stmt| stmt.query_row(params![session], |r| r.get::<_, i64>(0)))
                     .optional()
                     .map_err(sql("numbering the turn"))?
                     .map_or(1, |last| last + 1);
@@ -96,11 +95,11 @@ impl Store {
                         stmt.execute(params![session, turn, body, tokens, now]).map_err(sql("writing the turn"))?;
                     }
                 }
-                tx.execute(
+                tx.prepare_cached(
                     "INSERT INTO sessions (session, updated_at) VALUES (?1, ?2)
                      ON CONFLICT(session) DO UPDATE SET updated_at = excluded.updated_at",
-                    params![session, now],
                 )
+                .and_then(|mut stmt| stmt.execute(params![session, now]))
                 .map_err(sql("touching the session"))?;
                 tx.commit().map_err(sql("committing the turn"))
             })
@@ -126,14 +125,13 @@ impl Store {
     pub async fn session_model(&self, session: &str) -> Result<Option<String>, StoreError> {
         let session = session.to_string();
         self.with(move |c| {
-            c.query_row(
-                "SELECT model FROM sessions WHERE session = ?1",
-                params![session],
-                |r| r.get::<_, Option<String>>(0),
-            )
-            .optional()
-            .map(Option::flatten)
-            .map_err(sql("reading the session's model"))
+            c.prepare_cached("SELECT model FROM sessions WHERE session = ?1")
+                .and_then(|mut stmt| {
+                    stmt.query_row(params![session], |r| r.get::<_, Option<String>>(0))
+                })
+                .optional()
+                .map(Option::flatten)
+                .map_err(sql("reading the session's model"))
         })
         .await
     }
