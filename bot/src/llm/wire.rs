@@ -538,7 +538,7 @@ mod tests {
             tools: vec![ToolSpec {
                 name: "memory__read_graph".into(),
                 description: "Read".into(),
-                parameters: json!({"type": "object", "properties": {}}),
+                parameters: json!({"type": "object", "properties": {}}).into(),
             }],
             options: Map::new(),
             think: None,
@@ -590,7 +590,7 @@ mod tests {
         let tool = |name: &str, description: &str, parameters: Value| ToolSpec {
             name: name.into(),
             description: description.into(),
-            parameters,
+            parameters: parameters.into(),
         };
         let mut options = Map::new();
         options.insert("num_ctx".into(), json!(8192));

@@ -25,11 +25,15 @@ const MAX_ERRORS: usize = 5;
 const MAX_SCHEMA_CHARS: usize = 1500;
 
 impl ArgumentValidator {
-    pub fn new(tool: &str, input_schema: &Arc<Map<String, Value>>, parameters: &Value) -> Self {
+    pub fn new(
+        tool: &str,
+        input_schema: &Arc<Map<String, Value>>,
+        parameters: &Arc<Value>,
+    ) -> Self {
         Self {
             tool: tool.into(),
             input_schema: input_schema.clone(),
-            parameters: Arc::new(parameters.clone()),
+            parameters: parameters.clone(),
             compiled: Arc::new(OnceLock::new()),
         }
     }
@@ -131,7 +135,7 @@ mod tests {
 
     fn validator(schema: Value) -> ArgumentValidator {
         let map = Arc::new(schema.as_object().cloned().expect("object schema"));
-        ArgumentValidator::new("t", &map, &schema)
+        ArgumentValidator::new("t", &map, &Arc::new(schema))
     }
 
     #[test]

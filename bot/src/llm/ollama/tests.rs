@@ -82,7 +82,7 @@ fn rendered_tools_follow_the_tool_list() {
     let spec = |name: &str| ToolSpec {
         name: name.into(),
         description: format!("does {name}"),
-        parameters: serde_json::json!({"type": "object"}),
+        parameters: serde_json::json!({"type": "object"}).into(),
     };
     let render = |tools: &[ToolSpec]| {
         client
@@ -98,7 +98,7 @@ fn rendered_tools_follow_the_tool_list() {
     let a = vec![spec("kv__get"), spec("kv__set")];
     let mut b = a.clone();
     b[1].parameters =
-        serde_json::json!({"type": "object", "properties": {"k": {"type": "string"}}});
+        serde_json::json!({"type": "object", "properties": {"k": {"type": "string"}}}).into();
     assert_eq!(render(&a), fresh(&a));
     assert_eq!(render(&a), fresh(&a), "the kept rendering");
     assert_eq!(render(&b), fresh(&b), "a changed schema is rendered again");
