@@ -10,10 +10,11 @@
 //! `/proc/<pid>/task/*/schedstat` (nanoseconds; `/proc/<pid>/stat` counts 10 ms ticks, too coarse
 //! for a block of 100 turns at under 1 ms, so it is only the whole session's cross-check).
 
-use anyhow::{Context as _, ensure};
+use anyhow::ensure;
 
 use super::support::{
-    Chat, DoubleProcess, cpu_between, four_servers, ms, process_cpu, table, threads_cpu,
+    Chat, DoubleProcess, cpu_between, four_servers, loadavg, ms, pin, process_cpu, table,
+    threads_cpu,
 };
 
 const BLOCK: usize = 100;
@@ -38,17 +39,6 @@ fn check(i: usize, reply: &str) -> anyhow::Result<()> {
         reply.starts_with("echo: Tell me") && reply.contains(&i.to_string())
     };
     ensure!(ok, "turn {i}: unexpected reply {reply:?}");
-    Ok(())
-}
-
-/// Pins every thread of `pid` (and the threads they start later) to CPU 1, as the issue did.
-fn pin(pid: u32) -> anyhow::Result<()> {
-    let status = std::process::Command::new("taskset")
-        .args(["-a", "-p", "-c", "1", &pid.to_string()])
-        .stdout(std::process::Stdio::null())
-        .status()
-        .context("running taskset")?;
-    ensure!(status.success(), "taskset failed: {status}");
     Ok(())
 }
 
@@ -113,13 +103,4 @@ pub async fn run(turns: usize) -> anyhow::Result<()> {
         &rows,
     );
     Ok(())
-}
-
-fn loadavg() -> String {
-    std::fs::read_to_string("/proc/loadavg")
-        .unwrap_or_default()
-        .split_whitespace()
-        .take(3)
-        .collect::<Vec<_>>()
-        .join(" ")
 }

@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
 
-use anyhow::{Context as _, bail};
+use anyhow::{Context as _, bail, ensure};
 use ollama_mcp_bot::config::{BotConfig, McpServer, McpTransport};
 use ollama_mcp_tests::bot_process::{bot_binary, test_config, write_config};
 use ollama_mcp_tests::servers;
@@ -85,6 +85,27 @@ pub fn cpu_between(
         "thread(s) {lost:?} exited during the measurement: their CPU would be missing"
     );
     Ok(after.0.saturating_sub(before.0))
+}
+
+/// Pins every thread of `pid` (and the threads they start later) to CPU 1, as the issue did.
+pub fn pin(pid: u32) -> anyhow::Result<()> {
+    let status = std::process::Command::new("taskset")
+        .args(["-a", "-p", "-c", "1", &pid.to_string()])
+        .stdout(std::process::Stdio::null())
+        .status()
+        .context("running taskset")?;
+    ensure!(status.success(), "taskset failed: {status}");
+    Ok(())
+}
+
+/// The load average now (1, 5 and 15 minutes), for the report.
+pub fn loadavg() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .unwrap_or_default()
+        .split_whitespace()
+        .take(3)
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 fn clock_ticks() -> u64 {
