@@ -4,8 +4,8 @@
 //! Measured in this process with getrusage(RUSAGE_SELF) deltas around batches of turns driven
 //! through `Engine::turn` (every thread counted: runtime workers and the blocking pool that runs
 //! SQLite). The double and the MCP servers are other processes. The headline (issue 13) comes
-//! first: the release binary, whole process, from `/proc/<pid>/task/*/schedstat`. Then one tool call through the hub against one raw
-//! rmcp call to another instance of the same server.
+//! first: the release binary, whole process, from `/proc/<pid>/task/*/schedstat`. Then one tool
+//! call through the hub against one raw rmcp call to another instance of the same server.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
