@@ -3,14 +3,15 @@
 //! ```text
 //! cargo build --release -p ollama-mcp-bot
 //! cargo bench -p ollama-mcp-tests --bench engine                 # everything (~5 min)
-//! cargo bench -p ollama-mcp-tests --bench engine -- cpu prompt   # some sections
+//! cargo bench -p ollama-mcp-tests --bench engine -- cpu session  # some sections
 //! cargo bench -p ollama-mcp-tests --bench engine -- --quick      # fewer repetitions
 //! cargo bench -p ollama-mcp-tests --bench engine -- --reply-words=5 cpu   # shorter replies
 //! ```
 //!
-//! Sections: `startup` (target 1), `cpu` (target 2), `session` (issue 13: CPU per turn by block
-//! of 100 turns over one 1000-turn session of the release `chat`), `prompt` (target 3: fresh tokens per
-//! request with Ollama's prompt cache, issue 9), `memory` (target 4).
+//! Sections: `startup` (target 1), `cpu` (target 2; whole-process `chat` CPU per plain and
+//! one-tool turn first, issue 13), `session` (issue 13: CPU per turn by block of 100 turns over
+//! one 1000-turn session of the release `chat`), `prompt` (target 3: fresh tokens per request
+//! with Ollama's prompt cache, issue 9), `memory` (target 4).
 //! The Ollama double runs as its own process (`ollama-double`), the MCP servers are the real
 //! ones installed by scripts/setup-test-deps.sh, and `chat` is the release binary. A figure that
 //! misses its target is reported, not hidden; a broken measurement (wrong reply, a tool result
