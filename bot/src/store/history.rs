@@ -11,7 +11,8 @@ use crate::metrics::metrics;
 impl Store {
     /// The session's history, oldest first.
     pub async fn history(&self, session: &str) -> Result<Vec<StoredMessage>, StoreError> {
-        self.recent_history(session, |_| true).await
+        // Whole sessions are not kept: only the bounded reads of turns are.
+        self.read_recent(session, |_| true, false).await
     }
 
     /// The session's latest turns, oldest first, read newest first until `more_needed` (given
@@ -26,12 +27,25 @@ impl Store {
     pub async fn recent_history(
         &self,
         session: &str,
+        more_needed: impl FnMut(&[StoredMessage]) -> bool + Send + 'static,
+    ) -> Result<Vec<StoredMessage>, StoreError> {
+        self.read_recent(session, more_needed, true).await
+    }
+
+    async fn read_recent(
+        &self,
+        session: &str,
         mut more_needed: impl FnMut(&[StoredMessage]) -> bool + Send + 'static,
+        keep: bool,
     ) -> Result<Vec<StoredMessage>, StoreError> {
         let session = session.to_string();
         let recent = self.recent.clone();
         self.with(move |c| {
-            let kept = Self::lock(&recent).remove(&session);
+            let kept = if keep {
+                Self::lock(&recent).remove(&session)
+            } else {
+                None
+            };
             let kept = match kept {
                 Some(kept) if kept.still_there(c, &session)? => Some(kept),
                 _ => None,
@@ -70,6 +84,9 @@ impl Store {
                 }
             }
             let read = taker.finish();
+            if !keep {
+                return Ok(read.rows.into_iter().rev().map(|r| r.1).collect());
+            }
             let out: Vec<StoredMessage> = read.rows.iter().rev().map(|r| r.1.clone()).collect();
             let mut recent = Self::lock(&recent);
             if recent.len() >= MAX_KEPT_SESSIONS {
@@ -186,7 +203,7 @@ impl Store {
 
 /// Sessions whose last history read is kept; past it, all are forgotten at once (a bot in many
 /// channels reads them again, as it always did).
-const MAX_KEPT_SESSIONS: usize = 256;
+const MAX_KEPT_SESSIONS: usize = 64;
 
 /// The rows the last history read of a session returned, newest first, with their ids.
 pub(super) struct Recent {
