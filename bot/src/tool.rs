@@ -11,8 +11,9 @@ use serde::{Deserialize, Serialize};
 pub struct ToolSpec {
     pub name: String,
     pub description: String,
-    /// JSON Schema of the arguments (an object schema).
-    pub parameters: serde_json::Value,
+    /// JSON Schema of the arguments (an object schema). Shared: the tool list is copied into
+    /// every turn and request, and deep copies of the schemas were most of a turn's cost.
+    pub parameters: std::sync::Arc<serde_json::Value>,
 }
 
 /// Separates server and tool in the names the model sees: `memory__create_entities`.

@@ -3,13 +3,15 @@
 //! ```text
 //! cargo build --release -p ollama-mcp-bot
 //! cargo bench -p ollama-mcp-tests --bench engine                 # everything (~5 min)
-//! cargo bench -p ollama-mcp-tests --bench engine -- cpu prompt   # some sections
+//! cargo bench -p ollama-mcp-tests --bench engine -- cpu session  # some sections
 //! cargo bench -p ollama-mcp-tests --bench engine -- --quick      # fewer repetitions
 //! cargo bench -p ollama-mcp-tests --bench engine -- --reply-words=5 cpu   # shorter replies
 //! ```
 //!
-//! Sections: `startup` (target 1), `cpu` (target 2), `prompt` (target 3: fresh tokens per
-//! request with Ollama's prompt cache, issue 9), `memory` (target 4).
+//! Sections: `startup` (target 1), `cpu` (target 2; whole-process `chat` CPU per plain and
+//! one-tool turn first, issue 13), `session` (issue 13: CPU per turn by block of 100 turns over
+//! one 1000-turn session of the release `chat`), `prompt` (target 3: fresh tokens per request
+//! with Ollama's prompt cache, issue 9), `memory` (target 4).
 //! The Ollama double runs as its own process (`ollama-double`), the MCP servers are the real
 //! ones installed by scripts/setup-test-deps.sh, and `chat` is the release binary. A figure that
 //! misses its target is reported, not hidden; a broken measurement (wrong reply, a tool result
@@ -25,12 +27,14 @@ mod cpu;
 mod memory;
 #[path = "engine/prompt.rs"]
 mod prompt;
+#[path = "engine/session.rs"]
+mod session;
 #[path = "engine/startup.rs"]
 mod startup;
 #[path = "engine/support.rs"]
 mod support;
 
-const SECTIONS: [&str; 4] = ["startup", "cpu", "prompt", "memory"];
+const SECTIONS: [&str; 5] = ["startup", "cpu", "session", "prompt", "memory"];
 
 fn main() -> anyhow::Result<()> {
     // reqwest and rmcp's HTTP client share rustls; it needs one process-wide provider.
@@ -92,6 +96,10 @@ fn main() -> anyhow::Result<()> {
             }
         };
         cpu::run(&sizes)?;
+    }
+    if wanted("session") {
+        // One long session, whole `chat` process, CPU per block of 100 turns (issue 13).
+        support::chat_runtime()?.block_on(session::run(if quick { 200 } else { 1000 }))?;
     }
     if wanted("prompt") {
         // The 100-turn conversation of the target; fewer turns for a quick look.

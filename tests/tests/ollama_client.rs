@@ -72,11 +72,11 @@ fn memory_tool() -> ToolSpec {
     ToolSpec {
         name: "memory__create_entities".into(),
         description: "Create entities in the knowledge graph".into(),
-        parameters: json!({
+        parameters: std::sync::Arc::new(json!({
             "type": "object",
             "properties": {"entities": {"type": "array", "items": {"type": "object"}}},
             "required": ["entities"]
-        }),
+        })),
     }
 }
 
@@ -283,7 +283,7 @@ async fn tool_calls_round_trip_with_arguments_intact() {
     assert_eq!(offered.tools[0]["type"], "function");
     assert_eq!(
         offered.tools[0]["function"]["parameters"],
-        memory_tool().parameters
+        *memory_tool().parameters
     );
 
     // Second round: the assistant's call and the tool result go back; Ollama accepts them.

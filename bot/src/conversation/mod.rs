@@ -146,6 +146,8 @@ struct Inner {
     sessions: Mutex<HashMap<String, SessionState>>,
     /// Last turn per session, for the active-sessions gauge.
     recent: Mutex<HashMap<String, Instant>>,
+    /// The last tool list a turn offered and its characters (`plan::tool_chars` summed).
+    tools_chars: Mutex<(Vec<crate::tool::ToolSpec>, usize)>,
 }
 
 /// The engine; cheap to clone.
@@ -174,6 +176,7 @@ impl Engine {
                 profiles: Mutex::new(HashMap::new()),
                 sessions: Mutex::new(HashMap::new()),
                 recent: Mutex::new(HashMap::new()),
+                tools_chars: Mutex::new((Vec::new(), 0)),
             }),
         }
     }

@@ -113,6 +113,8 @@ pub(super) struct TurnPlan {
     /// Every tool this user may use, schemas compacted, in the hub's fixed order. Empty when the
     /// model cannot use tools.
     pub tools: Vec<ToolSpec>,
+    /// Characters of all of `tools` ([`tool_chars`] summed).
+    pub tools_chars: usize,
     /// `find_tools` and the loaded tools instead of all of them.
     pub on_demand: bool,
     pub window: Window,
@@ -151,6 +153,7 @@ impl TurnPlan {
         };
         let window = Window::new(&inner.ollama.options, &profile);
         let tokens_per_char = engine.tokens_per_char(model);
+        let tools_chars = engine.tools_chars(&tools);
         let on_demand = {
             let mut sessions = lock(&inner.sessions);
             let state = sessions.entry(request.session.clone()).or_default();
@@ -164,8 +167,7 @@ impl TurnPlan {
                     ToolLoading::All => false,
                     ToolLoading::OnDemand => true,
                     ToolLoading::Auto => {
-                        let chars: usize = tools.iter().map(tool_chars).sum();
-                        chars as f64 * tokens_per_char
+                        tools_chars as f64 * tokens_per_char
                             > f64::from(window.num_ctx) * inner.chat.tool_context_share
                     }
                 })
@@ -174,6 +176,7 @@ impl TurnPlan {
             model: model.to_string(),
             system,
             tools,
+            tools_chars,
             on_demand,
             window,
             budget: trim::Budget {
@@ -216,7 +219,11 @@ impl Engine {
     ) -> Result<Prompt, TurnError> {
         let tokens_per_char = self.tokens_per_char(&plan.model);
         let tools = self.offered_tools(plan, session, history, current);
-        let tool_chars: usize = tools.iter().map(tool_chars).sum();
+        let tool_chars: usize = if plan.on_demand {
+            tools.iter().map(tool_chars).sum()
+        } else {
+            plan.tools_chars
+        };
         let fixed = trim::tokens_for_chars(tool_chars + plan.system.len(), tokens_per_char)
             + FIXED_OVERHEAD;
         let room = plan
@@ -303,6 +310,17 @@ impl Engine {
                 .cloned(),
         );
         out
+    }
+
+    /// [`tool_chars`] of all `tools`, remembered for the last list asked about: every turn of
+    /// a session offers the same tools, and rendering each schema to count it was a large part
+    /// of a turn's cost.
+    fn tools_chars(&self, tools: &[ToolSpec]) -> usize {
+        let mut last = lock(&self.inner.tools_chars);
+        if last.0 != tools {
+            *last = (tools.to_vec(), tools.iter().map(tool_chars).sum());
+        }
+        last.1
     }
 
     pub(super) fn tokens_per_char(&self, model: &str) -> f64 {

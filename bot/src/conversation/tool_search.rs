@@ -41,7 +41,8 @@ pub fn find_tools_spec(tools: &[&ToolSpec]) -> ToolSpec {
             "type": "object",
             "properties": {"query": {"type": "string", "description": "tool names or keywords"}},
             "required": ["query"]
-        }),
+        })
+        .into(),
     }
 }
 
@@ -198,7 +199,7 @@ mod tests {
         ToolSpec {
             name: name.into(),
             description: description.into(),
-            parameters: json!({"type": "object"}),
+            parameters: json!({"type": "object"}).into(),
         }
     }
 

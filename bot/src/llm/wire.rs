@@ -8,6 +8,7 @@ use std::collections::VecDeque;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 
 use super::{
@@ -19,8 +20,10 @@ use super::{
 pub(crate) struct ChatBody<'a> {
     pub model: &'a str,
     pub messages: Vec<WireMessage<'a>>,
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub tools: Vec<WireTool<'a>>,
+    /// The tools as [`tools_json`] rendered them (the client keeps the last rendering: a
+    /// session offers the same tools in every request).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tools: Option<&'a RawValue>,
     pub stream: bool,
     #[serde(skip_serializing_if = "Map::is_empty")]
     pub options: &'a Map<String, Value>,
@@ -31,11 +34,12 @@ pub(crate) struct ChatBody<'a> {
 }
 
 impl<'a> ChatBody<'a> {
-    pub fn new(request: &'a ChatRequest) -> Self {
+    /// The body of `request`, whose tools `tools` holds as [`tools_json`] rendered them.
+    pub fn new(request: &'a ChatRequest, tools: Option<&'a RawValue>) -> Self {
         Self {
             model: &request.model,
             messages: request.messages.iter().map(WireMessage::from).collect(),
-            tools: request.tools.iter().map(WireTool::from).collect(),
+            tools,
             stream: true,
             options: &request.options,
             think: request.think,
@@ -113,6 +117,15 @@ fn arguments_object(arguments: &Value) -> Value {
         },
         other => other.clone(),
     }
+}
+
+/// The `tools` array of a request as JSON, `None` when there are no tools (the field is left out).
+pub(crate) fn tools_json(tools: &[ToolSpec]) -> Result<Option<Box<RawValue>>, serde_json::Error> {
+    if tools.is_empty() {
+        return Ok(None);
+    }
+    let wire: Vec<WireTool<'_>> = tools.iter().map(WireTool::from).collect();
+    serde_json::value::to_raw_value(&wire).map(Some)
 }
 
 /// `{"type": "function", "function": {"name", "description", "parameters"}}`.
@@ -242,21 +255,29 @@ impl LineDecoder {
                 ),
             });
         }
+        // Lines are decoded where they lie and the buffer is shifted once per piece.
+        let mut start = 0;
+        let mut result = Ok(());
         while !self.done {
-            let Some(newline) = self.buf.iter().position(|&b| b == b'\n') else {
+            let Some(newline) = self.buf[start..].iter().position(|&b| b == b'\n') else {
                 break;
             };
-            let line: Vec<u8> = self.buf.drain(..=newline).collect();
-            self.line(&line[..newline], out)?;
+            let end = start + newline;
+            result = Self::line(&mut self.done, &self.buf[start..end], out);
+            start = end + 1;
+            if result.is_err() {
+                break;
+            }
         }
-        Ok(())
+        self.buf.drain(..start);
+        result
     }
 
     /// The body ended: a last line without a newline still counts; no `done` line is an error.
     pub fn finish(&mut self, out: &mut VecDeque<ChatEvent>) -> Result<(), LlmError> {
         if !self.done && !self.buf.is_empty() {
             let rest = std::mem::take(&mut self.buf);
-            self.line(&rest, out)?;
+            Self::line(&mut self.done, &rest, out)?;
         }
         if self.done {
             Ok(())
@@ -267,7 +288,7 @@ impl LineDecoder {
         }
     }
 
-    fn line(&mut self, line: &[u8], out: &mut VecDeque<ChatEvent>) -> Result<(), LlmError> {
+    fn line(done: &mut bool, line: &[u8], out: &mut VecDeque<ChatEvent>) -> Result<(), LlmError> {
         let trimmed = line.trim_ascii();
         if trimmed.is_empty() {
             return Ok(());
@@ -286,7 +307,7 @@ impl LineDecoder {
                 ),
             });
         }
-        self.done = chunk.done;
+        *done = chunk.done;
         chunk.into_events(out);
         Ok(())
     }
@@ -517,13 +538,14 @@ mod tests {
             tools: vec![ToolSpec {
                 name: "memory__read_graph".into(),
                 description: "Read".into(),
-                parameters: json!({"type": "object", "properties": {}}),
+                parameters: json!({"type": "object", "properties": {}}).into(),
             }],
             options: Map::new(),
             think: None,
             keep_alive: None,
         };
-        let body = serde_json::to_value(ChatBody::new(&request)).unwrap();
+        let tools = tools_json(&request.tools).unwrap();
+        let body = serde_json::to_value(ChatBody::new(&request, tools.as_deref())).unwrap();
         assert_eq!(
             body,
             json!({
@@ -546,6 +568,73 @@ mod tests {
         );
     }
 
+    /// The body as it was built before the tools were rendered once per tool list: every byte
+    /// of the prompt must stay the same (Ollama's prompt cache keys on them).
+    #[derive(Serialize)]
+    struct InlineBody<'a> {
+        model: &'a str,
+        messages: Vec<WireMessage<'a>>,
+        #[serde(skip_serializing_if = "Vec::is_empty")]
+        tools: Vec<WireTool<'a>>,
+        stream: bool,
+        #[serde(skip_serializing_if = "Map::is_empty")]
+        options: &'a Map<String, Value>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        think: Option<bool>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        keep_alive: Option<&'a str>,
+    }
+
+    #[test]
+    fn prerendered_tools_give_the_same_bytes_as_inline_tools() {
+        let tool = |name: &str, description: &str, parameters: Value| ToolSpec {
+            name: name.into(),
+            description: description.into(),
+            parameters: parameters.into(),
+        };
+        let mut options = Map::new();
+        options.insert("num_ctx".into(), json!(8192));
+        for tools in [
+            vec![],
+            vec![
+                tool(
+                    "everything__echo",
+                    "Echoes \"quotes\", back\\slashes, tabs\t and é ☃ \u{1}",
+                    json!({"type": "object", "properties": {"message": {"type": "string", "description": "<b>&"}}, "required": ["message"]}),
+                ),
+                tool("memory__read_graph", "", json!({"type": "object"})),
+            ],
+        ] {
+            let request = ChatRequest {
+                model: "llama3.2".into(),
+                messages: vec![
+                    ChatMessage::system("sys"),
+                    ChatMessage::user("hi \"there\""),
+                ],
+                tools,
+                options: options.clone(),
+                think: Some(false),
+                keep_alive: Some("5m".into()),
+            };
+            let rendered = tools_json(&request.tools).unwrap();
+            let ours = serde_json::to_vec(&ChatBody::new(&request, rendered.as_deref())).unwrap();
+            let inline = serde_json::to_vec(&InlineBody {
+                model: &request.model,
+                messages: request.messages.iter().map(WireMessage::from).collect(),
+                tools: request.tools.iter().map(WireTool::from).collect(),
+                stream: true,
+                options: &request.options,
+                think: request.think,
+                keep_alive: request.keep_alive.as_deref(),
+            })
+            .unwrap();
+            assert_eq!(
+                String::from_utf8(ours).unwrap(),
+                String::from_utf8(inline).unwrap()
+            );
+        }
+    }
+
     #[test]
     fn request_body_optional_fields() {
         let mut options = Map::new();
@@ -558,7 +647,9 @@ mod tests {
             think: Some(false),
             keep_alive: Some("5m".into()),
         };
-        let body = serde_json::to_value(ChatBody::new(&request)).unwrap();
+        let tools = tools_json(&request.tools).unwrap();
+        assert!(tools.is_none());
+        let body = serde_json::to_value(ChatBody::new(&request, tools.as_deref())).unwrap();
         assert_eq!(body["options"], json!({"num_ctx": 8192}));
         assert_eq!(body["think"], json!(false));
         assert_eq!(body["keep_alive"], json!("5m"));

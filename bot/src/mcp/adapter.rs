@@ -18,7 +18,7 @@ pub fn tool_spec(server: &str, tool: &Tool) -> ToolSpec {
     ToolSpec {
         name: namespaced(server, &tool.name),
         description,
-        parameters: parameters(&tool.input_schema),
+        parameters: parameters(&tool.input_schema).into(),
     }
 }
 
@@ -209,7 +209,7 @@ mod tests {
         assert_eq!(spec.name, "everything__get-sum");
         assert_eq!(spec.description, "Adds");
         assert_eq!(
-            spec.parameters,
+            *spec.parameters,
             json!({"type": "object", "properties": {"a": {"type": "number"}}, "required": ["a"]})
         );
     }
@@ -262,7 +262,7 @@ mod tests {
     fn empty_schema_becomes_object_schema() {
         let t = tool(json!({}));
         assert_eq!(
-            tool_spec("s", &t).parameters,
+            *tool_spec("s", &t).parameters,
             json!({"type": "object", "properties": {}})
         );
     }

@@ -1,17 +1,22 @@
 //! Checks a model's tool arguments against the tool's input schema before the server sees them,
 //! so that the model gets a precise message it can act on.
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use serde_json::{Map, Value};
 
-/// A compiled input schema. `None` inside when the schema cannot be compiled (e.g. a remote
-/// `$ref`): such a tool is called unchecked and the server judges the arguments.
+/// A tool's input schema, compiled on the tool's first call (most tools of a session are never
+/// called: compiling all of them at start-up cost time and memory for nothing). Cheap to clone;
+/// clones share the compiled validator.
 #[derive(Clone)]
 pub struct ArgumentValidator {
-    validator: Option<Arc<jsonschema::Validator>>,
+    tool: Arc<str>,
+    input_schema: Arc<Map<String, Value>>,
     /// The schema as the model sees it, quoted back in error messages.
-    schema_text: Arc<str>,
+    parameters: Arc<Value>,
+    /// `None` inside when the schema cannot be compiled (e.g. a remote `$ref`): such a tool is
+    /// called unchecked and the server judges the arguments.
+    compiled: Arc<OnceLock<Option<jsonschema::Validator>>>,
 }
 
 /// At most this many schema errors are reported; the first few are enough to fix a call.
@@ -20,19 +25,37 @@ const MAX_ERRORS: usize = 5;
 const MAX_SCHEMA_CHARS: usize = 1500;
 
 impl ArgumentValidator {
-    pub fn new(tool: &str, input_schema: &Map<String, Value>, parameters: &Value) -> Self {
-        let validator = match jsonschema::validator_for(&Value::Object(input_schema.clone())) {
-            Ok(v) => Some(Arc::new(v)),
-            Err(e) => {
-                tracing::warn!(tool, error = %e, "tool input schema does not compile; its arguments are not checked");
-                None
-            }
-        };
-        let schema_text = serde_json::to_string(parameters).unwrap_or_default();
+    pub fn new(
+        tool: &str,
+        input_schema: &Arc<Map<String, Value>>,
+        parameters: &Arc<Value>,
+    ) -> Self {
         Self {
-            validator,
-            schema_text: schema_text.into(),
+            tool: tool.into(),
+            input_schema: input_schema.clone(),
+            parameters: parameters.clone(),
+            compiled: Arc::new(OnceLock::new()),
         }
+    }
+
+    /// Whether the schema has been compiled (by a first call).
+    #[cfg(test)]
+    fn is_compiled(&self) -> bool {
+        self.compiled.get().is_some()
+    }
+
+    fn validator(&self) -> Option<&jsonschema::Validator> {
+        self.compiled
+            .get_or_init(|| {
+                match jsonschema::validator_for(&Value::Object((*self.input_schema).clone())) {
+                    Ok(v) => Some(v),
+                    Err(e) => {
+                        tracing::warn!(tool = %self.tool, error = %e, "tool input schema does not compile; its arguments are not checked");
+                        None
+                    }
+                }
+            })
+            .as_ref()
     }
 
     /// `Ok(arguments as an object)`, or `Err(message for the model)`.
@@ -56,7 +79,7 @@ impl ArgumentValidator {
                 )]));
             }
         };
-        let Some(validator) = &self.validator else {
+        let Some(validator) = self.validator() else {
             return Ok(object);
         };
         let instance = Value::Object(object);
@@ -82,7 +105,7 @@ impl ArgumentValidator {
     }
 
     fn message(&self, errors: Vec<String>) -> String {
-        let mut schema = self.schema_text.to_string();
+        let mut schema = serde_json::to_string(&*self.parameters).unwrap_or_default();
         if let Some((cut, _)) = schema.char_indices().nth(MAX_SCHEMA_CHARS) {
             schema.truncate(cut);
             schema.push_str(" …");
@@ -111,8 +134,18 @@ mod tests {
     use serde_json::json;
 
     fn validator(schema: Value) -> ArgumentValidator {
-        let map = schema.as_object().cloned().expect("object schema");
-        ArgumentValidator::new("t", &map, &schema)
+        let map = Arc::new(schema.as_object().cloned().expect("object schema"));
+        ArgumentValidator::new("t", &map, &Arc::new(schema))
+    }
+
+    #[test]
+    fn compiled_on_the_first_call_only() {
+        let v = validator(json!({"type": "object", "properties": {"a": {"type": "number"}}}));
+        let shared = v.clone();
+        assert!(!v.is_compiled(), "listing a tool compiles nothing");
+        assert!(v.check(json!({"a": "x"})).is_err());
+        assert!(v.is_compiled() && shared.is_compiled(), "clones share it");
+        assert!(shared.check(json!({"a": 2})).is_ok());
     }
 
     #[test]

@@ -10,6 +10,7 @@
 //! completed turn. `synchronous = NORMAL` with WAL survives a process crash (not a power loss),
 //! which is the trade-off most chat bots make for a fast commit.
 
+use std::collections::HashMap;
 use std::path::Path;
 use std::sync::{Arc, Mutex, MutexGuard};
 
@@ -61,6 +62,8 @@ pub struct StoredMessage {
 #[derive(Clone)]
 pub struct Store {
     conn: Arc<Mutex<Connection>>,
+    /// Per session, the rows the last history read returned (see `history::Recent`).
+    recent: Arc<Mutex<HashMap<String, history::Recent>>>,
 }
 
 const SCHEMA: &str = r#"
@@ -138,13 +141,20 @@ impl Store {
         conn.execute_batch(SCHEMA).map_err(open_err)?;
         Ok(Self {
             conn: Arc::new(Mutex::new(conn)),
+            recent: Arc::default(),
         })
     }
 
-    fn lock(conn: &Mutex<Connection>) -> MutexGuard<'_, Connection> {
+    fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
         // A panic while holding the lock cannot leave SQLite inconsistent (transactions roll
-        // back), so a poisoned lock is still usable.
-        conn.lock().unwrap_or_else(|p| p.into_inner())
+        // back), nor the history cache (it is only ever replaced whole), so a poisoned lock is
+        // still usable.
+        m.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Forgets the cached history reads (after this process deleted messages).
+    fn forget_recent(&self) {
+        Self::lock(&self.recent).clear();
     }
 
     async fn with<T: Send + 'static>(

@@ -83,6 +83,7 @@ impl Store {
     /// into it. Returns the number of messages deleted.
     pub async fn forget_session(&self, session: &str) -> Result<u64, StoreError> {
         let session = session.to_string();
+        self.forget_recent();
         self.with(move |c| {
             let tx = c
                 .transaction_with_behavior(TransactionBehavior::Immediate)
@@ -105,6 +106,7 @@ impl Store {
 
     /// One pruning pass.
     pub async fn prune(&self, retention: Retention) -> Result<Pruned, StoreError> {
+        self.forget_recent();
         self.with(move |c| {
             let tx = c
                 .transaction_with_behavior(TransactionBehavior::Immediate)

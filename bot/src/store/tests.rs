@@ -300,3 +300,88 @@ async fn retention_keeps_the_latest_turns_and_forget_deletes_everything() {
     assert_eq!(s.session_model("a").await.expect("model"), None);
     assert_eq!(s.reply_session(5).await.expect("link"), None);
 }
+
+mod kept_history {
+    //! The kept rows of the last history read must never change what a read returns.
+    use super::*;
+    use proptest::prelude::*;
+
+    #[derive(Debug, Clone)]
+    enum Op {
+        /// A turn of this many messages, written by the store that reads (`true`) or by another
+        /// process on the same file.
+        Append(usize, bool),
+        /// A read that stops once the turns seen so far cost more than this many tokens.
+        Read(u64),
+        Clear(bool),
+        /// Retention in another process: only this many latest turns stay.
+        Prune(u32),
+    }
+
+    fn op() -> impl Strategy<Value = Op> {
+        prop_oneof![
+            6 => (1usize..5, any::<bool>()).prop_map(|(n, ours)| Op::Append(n, ours)),
+            6 => (0u64..60).prop_map(Op::Read),
+            1 => any::<bool>().prop_map(Op::Clear),
+            1 => (1u32..6).prop_map(Op::Prune),
+        ]
+    }
+
+    fn cut(limit: u64) -> impl FnMut(&[StoredMessage]) -> bool + Send + 'static {
+        let mut spent = 0u64;
+        move |turn| {
+            spent += turn.iter().map(|m| u64::from(m.tokens)).sum::<u64>();
+            spent <= limit
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(24))]
+        #[test]
+        fn reads_with_kept_rows_equal_fresh_reads(ops in prop::collection::vec(op(), 1..40)) {
+            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+            rt.block_on(async {
+                let dir = tempfile::tempdir().expect("tempdir");
+                let path = dir.path().join("h.db").display().to_string();
+                let ours = Store::open(&path).expect("open");
+                let other = Store::open(&path).expect("open other");
+                let mut n = 0;
+                for op in ops {
+                    match op {
+                        Op::Append(len, by_us) => {
+                            n += 1;
+                            let messages = (0..len)
+                                .map(|i| (ChatMessage::user(format!("m{n}.{i}")), (n * 7 + i) as u32 % 9 + 1))
+                                .collect();
+                            let store = if by_us { &ours } else { &other };
+                            store.append_turn("s", messages).await.expect("append");
+                        }
+                        Op::Read(limit) => {
+                            let kept = ours.recent_history("s", cut(limit)).await.expect("read");
+                            let fresh = Store::open(&path)
+                                .expect("open fresh")
+                                .recent_history("s", cut(limit))
+                                .await
+                                .expect("fresh read");
+                            assert_eq!(kept, fresh, "limit {limit}");
+                        }
+                        Op::Clear(by_us) => {
+                            let store = if by_us { &ours } else { &other };
+                            store.clear_history("s").await.expect("clear");
+                        }
+                        Op::Prune(turns) => {
+                            other
+                                .prune(retention::Retention {
+                                    max_age: None,
+                                    max_turns_per_session: Some(turns),
+                                    reply_link_max_age: Duration::from_secs(86_400),
+                                })
+                                .await
+                                .expect("prune");
+                        }
+                    }
+                }
+            });
+        }
+    }
+}

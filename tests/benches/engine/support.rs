@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
 
-use anyhow::{Context as _, bail};
+use anyhow::{Context as _, bail, ensure};
 use ollama_mcp_bot::config::{BotConfig, McpServer, McpTransport};
 use ollama_mcp_tests::bot_process::{bot_binary, test_config, write_config};
 use ollama_mcp_tests::servers;
@@ -45,6 +45,67 @@ pub fn process_cpu(pid: u32) -> anyhow::Result<Duration> {
     };
     let total = ticks(14)? + ticks(15)?;
     Ok(Duration::from_secs_f64(total as f64 / clock_ticks() as f64))
+}
+
+/// CPU time of every live thread of another process, in nanoseconds, from
+/// `/proc/<pid>/task/*/schedstat` (the scheduler's own run time: no 10 ms ticks), and the ids of
+/// those threads. Threads that exited are not in it: compare the ids before and after.
+pub fn threads_cpu(pid: u32) -> anyhow::Result<(Duration, Vec<u32>)> {
+    let mut total = 0u64;
+    let mut tids = Vec::new();
+    for entry in std::fs::read_dir(format!("/proc/{pid}/task"))? {
+        let entry = entry?;
+        let Ok(tid) = entry.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        // A thread may exit between the listing and the read.
+        let Ok(line) = std::fs::read_to_string(entry.path().join("schedstat")) else {
+            continue;
+        };
+        total += line
+            .split_whitespace()
+            .next()
+            .context("empty schedstat")?
+            .parse::<u64>()?;
+        tids.push(tid);
+    }
+    tids.sort_unstable();
+    Ok((Duration::from_nanos(total), tids))
+}
+
+/// CPU of `pid` between two [`threads_cpu`] readings; an error when a thread exited between
+/// them (its time would be missing).
+pub fn cpu_between(
+    before: &(Duration, Vec<u32>),
+    after: &(Duration, Vec<u32>),
+) -> anyhow::Result<Duration> {
+    let lost: Vec<&u32> = before.1.iter().filter(|t| !after.1.contains(t)).collect();
+    anyhow::ensure!(
+        lost.is_empty(),
+        "thread(s) {lost:?} exited during the measurement: their CPU would be missing"
+    );
+    Ok(after.0.saturating_sub(before.0))
+}
+
+/// Pins every thread of `pid` (and the threads they start later) to CPU 1, as the issue did.
+pub fn pin(pid: u32) -> anyhow::Result<()> {
+    let status = std::process::Command::new("taskset")
+        .args(["-a", "-p", "-c", "1", &pid.to_string()])
+        .stdout(std::process::Stdio::null())
+        .status()
+        .context("running taskset")?;
+    ensure!(status.success(), "taskset failed: {status}");
+    Ok(())
+}
+
+/// The load average now (1, 5 and 15 minutes), for the report.
+pub fn loadavg() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .unwrap_or_default()
+        .split_whitespace()
+        .take(3)
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 fn clock_ticks() -> u64 {

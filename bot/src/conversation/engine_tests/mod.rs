@@ -141,7 +141,8 @@ impl ToolHost for KvTools {
             .map(|t| ToolSpec {
                 name: format!("kv__{t}"),
                 description: format!("{t} a value"),
-                parameters: json!({"type": "object", "properties": {"key": {"type": "string"}}}),
+                parameters: json!({"type": "object", "properties": {"key": {"type": "string"}}})
+                    .into(),
             })
             .collect()
     }

@@ -1,16 +1,18 @@
 //! The Ollama client: `/api/chat` streamed as NDJSON, `/api/tags`, `/api/show`, with retries
 //! before the first byte and metrics recorded as the stream is consumed.
 
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
+use serde_json::value::RawValue;
 use tokio::time::Instant;
 
 use self::errors::{describe, is_retryable_status, status_error};
 use self::stream::{Recorder, StreamState};
 use super::retry::{Backoff, retry_after};
-use super::wire::{ChatBody, TagsResponse, error_message};
-use super::{ChatModel, ChatRequest, ChatStream, LlmError, ModelDetails, ModelSummary};
+use super::wire::{ChatBody, TagsResponse, error_message, tools_json};
+use super::{ChatModel, ChatRequest, ChatStream, LlmError, ModelDetails, ModelSummary, ToolSpec};
 use crate::config::OllamaConfig;
 use crate::model_info::ShowResponse;
 
@@ -33,6 +35,15 @@ pub struct OllamaClient {
     connect_timeout: Duration,
     max_retries: u32,
     backoff: Backoff,
+    /// The last tool list sent and its JSON: a session offers the same tools in every request,
+    /// and rendering their schemas was the largest cost of building a request.
+    tools: Arc<Mutex<RenderedTools>>,
+}
+
+#[derive(Default)]
+struct RenderedTools {
+    specs: Vec<ToolSpec>,
+    json: Option<Arc<RawValue>>,
 }
 
 impl std::fmt::Debug for OllamaClient {
@@ -100,6 +111,7 @@ impl OllamaClient {
             connect_timeout,
             max_retries: config.max_retries,
             backoff: Backoff::default(),
+            tools: Arc::default(),
         })
     }
 
@@ -112,6 +124,25 @@ impl OllamaClient {
     /// The server's URL as shown to users (credentials removed).
     pub fn url(&self) -> &str {
         &self.display_url
+    }
+
+    /// The JSON of `tools`: the last rendering when the list is the one sent last (comparing is
+    /// much cheaper than escaping every schema again), else rendered now and kept.
+    fn rendered_tools(&self, tools: &[ToolSpec]) -> Result<Option<Arc<RawValue>>, LlmError> {
+        if tools.is_empty() {
+            return Ok(None);
+        }
+        let mut last = self.tools.lock().unwrap_or_else(|p| p.into_inner());
+        if last.json.is_none() || last.specs != tools {
+            let json = tools_json(tools).map_err(|e| LlmError::Protocol {
+                detail: format!("cannot encode the tools: {e}"),
+            })?;
+            *last = RenderedTools {
+                specs: tools.to_vec(),
+                json: json.map(Arc::from),
+            };
+        }
+        Ok(last.json.clone())
     }
 
     fn endpoint(&self, path: &str) -> String {
@@ -216,12 +247,16 @@ impl ChatModel for OllamaClient {
     async fn chat(&self, request: ChatRequest) -> Result<ChatStream, LlmError> {
         let mut recorder = Recorder::new(&request.model, tracing::Span::current());
         let deadline = self.deadline();
-        let body = match serde_json::to_vec(&ChatBody::new(&request)) {
-            Ok(body) => Bytes::from(body),
-            Err(e) => {
-                let error = LlmError::Protocol {
+        let body = self.rendered_tools(&request.tools).and_then(|tools| {
+            serde_json::to_vec(&ChatBody::new(&request, tools.as_deref()))
+                .map(Bytes::from)
+                .map_err(|e| LlmError::Protocol {
                     detail: format!("cannot encode the request: {e}"),
-                };
+                })
+        });
+        let body = match body {
+            Ok(body) => body,
+            Err(error) => {
                 recorder.failure(&error);
                 return Err(error);
             }

@@ -75,3 +75,34 @@ fn url_validation_and_redaction() {
         assert!(matches!(e, LlmError::Connect { .. }), "{bad}: {e}");
     }
 }
+
+#[test]
+fn rendered_tools_follow_the_tool_list() {
+    let client = OllamaClient::new(&OllamaConfig::default()).unwrap();
+    let spec = |name: &str| ToolSpec {
+        name: name.into(),
+        description: format!("does {name}"),
+        parameters: serde_json::json!({"type": "object"}).into(),
+    };
+    let render = |tools: &[ToolSpec]| {
+        client
+            .rendered_tools(tools)
+            .unwrap()
+            .map(|j| j.get().to_string())
+    };
+    let fresh = |tools: &[ToolSpec]| {
+        super::super::wire::tools_json(tools)
+            .unwrap()
+            .map(|j| j.get().to_string())
+    };
+    let a = vec![spec("kv__get"), spec("kv__set")];
+    let mut b = a.clone();
+    b[1].parameters =
+        serde_json::json!({"type": "object", "properties": {"k": {"type": "string"}}}).into();
+    assert_eq!(render(&a), fresh(&a));
+    assert_eq!(render(&a), fresh(&a), "the kept rendering");
+    assert_eq!(render(&b), fresh(&b), "a changed schema is rendered again");
+    assert_eq!(render(&a[..1]), fresh(&a[..1]), "a shorter list");
+    assert_eq!(render(&[]), None, "no tools: the field is left out");
+    assert_eq!(render(&a), fresh(&a));
+}
