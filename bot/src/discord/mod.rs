@@ -219,8 +219,9 @@ enum Outcome {
 /// Reports the shards' heartbeat latency as `gateway_latency_seconds`.
 async fn watch_latency(shards: Arc<serenity::ShardManager>) {
     loop {
-        // The latency changes only with a heartbeat (about every 41 s): rarer reads miss nothing.
-        tokio::time::sleep(Duration::from_secs(30)).await;
+        // The latency changes only with a heartbeat (about every 41 s); a read a minute keeps
+        // an idle bot asleep (issue 13) and the gauge at most one heartbeat behind.
+        tokio::time::sleep(Duration::from_secs(60)).await;
         let latency = {
             let runners = shards.runners.lock().await;
             runners.values().filter_map(|r| r.latency).max()

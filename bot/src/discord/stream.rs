@@ -33,11 +33,16 @@ struct Buffer {
 struct Shared {
     buffer: Mutex<Buffer>,
     changed: Notify,
+    /// Told once, when the reply is finished: a pump waiting for its edit slot wakes for that,
+    /// not for every streamed chunk (issue 13: a wake-up per chunk).
+    done: Notify,
     rest: Arc<DiscordRest>,
     target: Target,
     /// Channel for the typing indicator.
     channel: u64,
     tools_running: AtomicUsize,
+    /// Told when no tool runs any more: ends the typing loop without polling.
+    tools_idle: Notify,
 }
 
 impl Shared {
@@ -76,10 +81,12 @@ impl StreamedReply {
         let shared = Arc::new(Shared {
             buffer: Mutex::new(Buffer::default()),
             changed: Notify::new(),
+            done: Notify::new(),
             rest,
             target,
             channel,
             tools_running: AtomicUsize::new(0),
+            tools_idle: Notify::new(),
         });
         let pump = tokio::spawn(pump(shared.clone()));
         Self {
@@ -122,6 +129,7 @@ impl StreamedReply {
             b.finished = true;
         }
         self.shared.changed.notify_one();
+        self.shared.done.notify_one();
         let handle = self.pump.lock().unwrap_or_else(|p| p.into_inner()).take();
         match handle {
             Some(h) => h.await.unwrap_or_else(|e| {
@@ -142,6 +150,7 @@ impl Drop for StreamedReply {
             h.abort();
         }
         self.shared.tools_running.store(0, Ordering::Release);
+        self.shared.tools_idle.notify_waiters();
     }
 }
 
@@ -166,10 +175,13 @@ impl TurnObserver for StreamedReply {
     }
 
     async fn on_tool_result(&self, _name: &str, _outcome: &ToolOutcome) {
-        let _ = self
-            .shared
-            .tools_running
-            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| n.checked_sub(1));
+        let before =
+            self.shared
+                .tools_running
+                .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| n.checked_sub(1));
+        if before == Ok(1) {
+            self.shared.tools_idle.notify_waiters();
+        }
     }
 
     async fn on_notice(&self, notice: &Notice) {
@@ -208,12 +220,20 @@ async fn typing(shared: Arc<Shared>) {
             tracing::debug!(error = %e, "typing indicator failed");
             return;
         }
-        let refresh_at = Instant::now() + TYPING_REFRESH;
-        while Instant::now() < refresh_at {
+        let refresh = tokio::time::sleep(TYPING_REFRESH);
+        tokio::pin!(refresh);
+        loop {
+            let idle = shared.tools_idle.notified();
+            tokio::pin!(idle);
+            // Registered before the check, so an end of the tools in between is not missed.
+            idle.as_mut().enable();
             if shared.tools_running.load(Ordering::Acquire) == 0 {
                 return;
             }
-            tokio::time::sleep(Duration::from_millis(200)).await;
+            tokio::select! {
+                () = &mut refresh => break,
+                () = idle => {}
+            }
         }
     }
 }
@@ -269,10 +289,11 @@ async fn pump(shared: Arc<Shared>) -> Result<Vec<Posted>, RestError> {
                     Instant::now() + rest.spacing(&DiscordRest::edit_bucket(&shared.target, p));
             }
             Step::Wait => {
-                // The last piece waits for its edit slot; finishing skips the wait.
+                // The last piece waits for its edit slot, whatever streams in meanwhile;
+                // finishing skips the wait (`done` keeps its permit if told before this).
                 tokio::select! {
                     () = tokio::time::sleep_until(next_edit.into()) => {}
-                    () = &mut notified => {}
+                    () = shared.done.notified() => {}
                 }
             }
             Step::Idle => notified.await,
