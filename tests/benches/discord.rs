@@ -306,25 +306,40 @@ async fn instructions() -> anyhow::Result<()> {
             .args([arg, &b.pid.to_string()])
             .output()
     };
-    control("-z")?;
+    let zeroed = control("-z")?;
+    ensure!(
+        zeroed.status.success(),
+        "callgrind_control -z {}: {}",
+        b.pid,
+        String::from_utf8_lossy(&zeroed.stdout)
+    );
     for i in 0..N {
         let sent = [b.send(100_000 + i, i)];
         b.answered(&sent, Duration::from_secs(300)).await?;
     }
-    control("-d")?;
+    let dumped = control("-d")?;
+    ensure!(
+        dumped.status.success(),
+        "callgrind_control -d {}: {}",
+        b.pid,
+        String::from_utf8_lossy(&dumped.stdout)
+    );
+    // The dump is written by the bot's process a moment after the request.
+    tokio::time::sleep(Duration::from_secs(2)).await;
     let mut total = 0u64;
     for entry in std::fs::read_dir(dir.path())? {
         let text = std::fs::read_to_string(entry?.path()).unwrap_or_default();
-        // The dump after -z: one file (per thread only with --separate-threads).
+        // The dump that `-d` asked for (one file: threads are not separated).
         if let Some(n) = text
             .lines()
             .find_map(|l| l.strip_prefix("summary: ").or(l.strip_prefix("totals: ")))
             .and_then(|v| v.split_whitespace().next()?.parse::<u64>().ok())
-            && text.contains("Trigger: Client Request")
+            && text.contains("Trigger: dump")
         {
             total += n;
         }
     }
+    ensure!(total > 0, "no callgrind dump in {}", dir.path().display());
     support::note(&format!(
         "instructions per answered message (callgrind, {N} messages one at a time): {:.0}",
         total as f64 / N as f64
