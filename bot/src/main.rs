@@ -34,9 +34,9 @@ enum Command {
         /// TOML configuration file (default: $OLLAMA_MCP_CONFIG, else built-in defaults).
         #[arg(long, short)]
         config: Option<PathBuf>,
-        /// Runtime worker threads: 1 (the default) runs everything on one thread, which costs
-        /// the least CPU per message for a bot of a few guilds; more spread busy bots over cores.
-        /// SQLite always runs on threads of its own.
+        /// Runtime worker threads: 1 (the default) runs everything on one thread, as cheap per
+        /// message as more for a bot of a few guilds, with fewer threads to wake; more spread a
+        /// busy bot over cores. SQLite always runs on threads of its own.
         #[arg(long, env = "OLLAMA_MCP_WORKER_THREADS", default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=256))]
         worker_threads: u16,
     },
@@ -94,9 +94,8 @@ fn main() -> ExitCode {
         } => tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build(),
-        // A streamed reply wakes a task per chunk; on many workers each wake-up may cross
-        // threads (issue 13: 2 ms per Discord message on the default runtime, see
-        // docs/BENCHMARKS.md), so several workers only pay off for busy bots.
+        // Several workers only pay off for busy bots: for a small one they cost the same CPU
+        // per message and more threads (docs/BENCHMARKS.md, Discord).
         Command::Run { worker_threads, .. } => tokio::runtime::Builder::new_multi_thread()
             .worker_threads(usize::from(*worker_threads))
             .enable_all()
