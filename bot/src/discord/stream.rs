@@ -17,9 +17,12 @@ use tokio::task::JoinHandle;
 
 use super::approval::Approvals;
 use super::rest::{DiscordRest, Paid, Posted, RestError, Spend, Target};
-use super::split::{DISCORD_LIMIT, split_message};
+use super::split::{DISCORD_LIMIT, discord_len, split_message};
 use crate::conversation::{Notice, TurnObserver};
 use crate::mcp::ToolOutcome;
+
+/// Room a split may take from a piece for the code fences it closes and reopens.
+const FENCE_MARGIN: usize = 32;
 
 /// Discord shows "typing…" for about 10 s after each typing request.
 const TYPING_REFRESH: Duration = Duration::from_secs(8);
@@ -28,14 +31,18 @@ const TYPING_REFRESH: Duration = Duration::from_secs(8);
 struct Buffer {
     text: String,
     finished: bool,
+    /// The length of `text` in UTF-16 units, as Discord counts.
+    units: usize,
+    /// While the pump waits for its edit slot: the length from which the text may need a new
+    /// piece (whose predecessor is then edited at once). Until then streamed text does not wake
+    /// the pump: it takes the text as it is when its slot comes (issue 13: a wake-up per chunk).
+    /// None: any change wakes it.
+    wake_at: Option<usize>,
 }
 
 struct Shared {
     buffer: Mutex<Buffer>,
     changed: Notify,
-    /// Told once, when the reply is finished: a pump waiting for its edit slot wakes for that,
-    /// not for every streamed chunk (issue 13: a wake-up per chunk).
-    done: Notify,
     rest: Arc<DiscordRest>,
     target: Target,
     /// Channel for the typing indicator.
@@ -81,7 +88,6 @@ impl StreamedReply {
         let shared = Arc::new(Shared {
             buffer: Mutex::new(Buffer::default()),
             changed: Notify::new(),
-            done: Notify::new(),
             rest,
             target,
             channel,
@@ -99,8 +105,16 @@ impl StreamedReply {
     }
 
     fn append(&self, f: impl FnOnce(&mut String)) {
-        f(&mut self.shared.lock().text);
-        self.shared.changed.notify_one();
+        let wake = {
+            let mut b = self.shared.lock();
+            let before = b.text.len();
+            f(&mut b.text);
+            b.units += discord_len(b.text.get(before..).unwrap_or_default());
+            b.wake_at.is_none_or(|at| b.units >= at)
+        };
+        if wake {
+            self.shared.changed.notify_one();
+        }
     }
 
     /// Ends the reply: `error` (a user-facing message) is appended when the turn failed. Waits
@@ -129,7 +143,6 @@ impl StreamedReply {
             b.finished = true;
         }
         self.shared.changed.notify_one();
-        self.shared.done.notify_one();
         let handle = self.pump.lock().unwrap_or_else(|p| p.into_inner()).take();
         match handle {
             Some(h) => h.await.unwrap_or_else(|e| {
@@ -253,9 +266,10 @@ async fn pump(shared: Arc<Shared>) -> Result<Vec<Posted>, RestError> {
         let notified = shared.changed.notified();
         tokio::pin!(notified);
         notified.as_mut().enable();
-        let (text, finished) = {
-            let b = shared.lock();
-            (b.text.clone(), b.finished)
+        let (text, finished, units) = {
+            let mut b = shared.lock();
+            b.wake_at = None;
+            (b.text.clone(), b.finished, b.units)
         };
         if text.trim().is_empty() && !finished {
             notified.await;
@@ -289,11 +303,14 @@ async fn pump(shared: Arc<Shared>) -> Result<Vec<Posted>, RestError> {
                     Instant::now() + rest.spacing(&DiscordRest::edit_bucket(&shared.target, p));
             }
             Step::Wait => {
-                // The last piece waits for its edit slot, whatever streams in meanwhile;
-                // finishing skips the wait (`done` keeps its permit if told before this).
+                // The last piece waits for its edit slot; finishing, or text enough for a new
+                // piece, ends the wait early. The margin covers the code fences a split adds.
+                let room =
+                    DISCORD_LIMIT.saturating_sub(pieces.last().map_or(0, |p| discord_len(p)));
+                shared.lock().wake_at = Some(units + room.saturating_sub(FENCE_MARGIN));
                 tokio::select! {
                     () = tokio::time::sleep_until(next_edit.into()) => {}
-                    () = shared.done.notified() => {}
+                    () = &mut notified => {}
                 }
             }
             Step::Idle => notified.await,
