@@ -34,6 +34,11 @@ enum Command {
         /// TOML configuration file (default: $OLLAMA_MCP_CONFIG, else built-in defaults).
         #[arg(long, short)]
         config: Option<PathBuf>,
+        /// Runtime worker threads: 1 (the default) runs everything on one thread, as cheap per
+        /// message as more for a bot of a few guilds, with fewer threads to wake; more spread a
+        /// busy bot over cores. SQLite always runs on threads of its own.
+        #[arg(long, env = "OLLAMA_MCP_WORKER_THREADS", default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=256))]
+        worker_threads: u16,
     },
     /// Chat in the terminal on the same engine. From a pipe, each line is one message.
     Chat {
@@ -83,7 +88,16 @@ fn main() -> ExitCode {
         // One person types into `chat`: a single-threaded runtime serves them with less CPU per
         // turn (no cross-thread wake-ups for every streamed chunk) and less memory (no worker
         // threads); docs/BENCHMARKS.md has the figures.
-        Command::Chat { .. } => tokio::runtime::Builder::new_current_thread()
+        Command::Chat { .. }
+        | Command::Run {
+            worker_threads: 1, ..
+        } => tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build(),
+        // Several workers only pay off for busy bots: for a small one they cost the same CPU
+        // per message and more threads (docs/BENCHMARKS.md, Discord).
+        Command::Run { worker_threads, .. } => tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(usize::from(*worker_threads))
             .enable_all()
             .build(),
         _ => tokio::runtime::Runtime::new(),
@@ -120,7 +134,7 @@ fn main() -> ExitCode {
                 };
                 report(chat(config, options).await)
             }
-            Command::Run { config } => {
+            Command::Run { config, .. } => {
                 let Some(config) = load_config(config) else {
                     return ExitCode::from(EXIT_CONFIG);
                 };

@@ -56,7 +56,7 @@ fn message(i: usize) -> String {
     format!("bench message {i} {}", words.join(" "))
 }
 
-async fn start(users: usize) -> anyhow::Result<Bench> {
+async fn start(users: usize, wrapper: Option<&std::path::Path>) -> anyhow::Result<Bench> {
     let ollama = DoubleProcess::spawn(None).await?;
     let mut config = DoubleConfig::new(TOKEN);
     for route in [
@@ -92,7 +92,24 @@ async fn start(users: usize) -> anyhow::Result<Bench> {
     bot_config.log.filter = "warn".into();
     let path = write_config(dir.path(), &bot_config);
     let log = std::fs::File::create(dir.path().join("bot.log"))?;
-    let bot = Command::new(bot_binary())
+    // The bot on one core, as the issue measured it; `--callgrind` runs it under callgrind
+    // (instruction counts do not change with the machine's load).
+    let mut command = match (wrapper, which("taskset")) {
+        (Some(out), _) => {
+            let mut c = Command::new("valgrind");
+            c.arg("--tool=callgrind")
+                .arg(format!("--callgrind-out-file={}", out.display()))
+                .arg(bot_binary());
+            c
+        }
+        (None, true) => {
+            let mut c = Command::new("taskset");
+            c.args(["-c", "1"]).arg(bot_binary());
+            c
+        }
+        (None, false) => Command::new(bot_binary()),
+    };
+    let bot = command
         .arg("run")
         .arg("--config")
         .arg(&path)
@@ -106,7 +123,7 @@ async fn start(users: usize) -> anyhow::Result<Bench> {
         .context("spawning ollama-mcp-bot run")?;
     let pid = bot.id().context("bot pid")?;
     discord
-        .wait_for("the bot to connect", Duration::from_secs(60), |w| {
+        .wait_for("the bot to connect", Duration::from_secs(300), |w| {
             (w.attached && !w.registrations.is_empty()).then_some(())
         })
         .await;
@@ -187,32 +204,174 @@ fn fmt(v: f64) -> String {
     format!("{v:.2}")
 }
 
+fn which(program: &str) -> bool {
+    std::env::var_os("PATH")
+        .is_some_and(|paths| std::env::split_paths(&paths).any(|dir| dir.join(program).is_file()))
+}
+
+/// Context switches of every thread of `pid` so far (voluntary + involuntary): each is a time
+/// the bot woke up (or was put to sleep) for any reason.
+fn context_switches(pid: u32) -> anyhow::Result<u64> {
+    let mut total = 0;
+    for task in std::fs::read_dir(format!("/proc/{pid}/task"))? {
+        let status = std::fs::read_to_string(task?.path().join("status")).unwrap_or_default();
+        for key in ["voluntary_ctxt_switches:", "nonvoluntary_ctxt_switches:"] {
+            total += status
+                .lines()
+                .find_map(|l| l.strip_prefix(key))
+                .and_then(|v| v.trim().parse::<u64>().ok())
+                .unwrap_or(0);
+        }
+    }
+    Ok(total)
+}
+
+/// CPU, REST writes and latencies while `count` messages arrive at `per_second`.
+struct Paced {
+    cpu_per_message: f64,
+    core_share: f64,
+    first_post: support::Summary,
+    complete: support::Summary,
+    busiest_second: usize,
+    writes: usize,
+    first: usize,
+}
+
+async fn paced(b: &Bench, per_second: u32, count: usize, offset: usize) -> anyhow::Result<Paced> {
+    let cpu_before = process_cpu(b.pid)?;
+    let started = Instant::now();
+    let mut sent = Vec::with_capacity(count);
+    let mut tick = tokio::time::interval(Duration::from_secs(1) / per_second);
+    for i in 0..count {
+        tick.tick().await;
+        sent.push(b.send(offset + i, i));
+    }
+    // `answered` fails unless every message has exactly one complete reply: none lost or cut.
+    let done = b.answered(&sent, Duration::from_secs(300)).await?;
+    let wall = started.elapsed();
+    let cpu = process_cpu(b.pid)? - cpu_before;
+    let (busiest_second, writes, first) = b.discord.with(|w| {
+        let writes = w.writes_since(started);
+        let posts = w
+            .rest_calls
+            .iter()
+            .filter(|c| c.at >= started && c.route == "create_message")
+            .count();
+        (w.busiest_second_writes(started), writes.len(), posts)
+    });
+    Ok(Paced {
+        cpu_per_message: ms(cpu) / count as f64,
+        core_share: cpu.as_secs_f64() / wall.as_secs_f64() * 100.0,
+        first_post: summary(&done.iter().map(|(p, _)| ms(*p)).collect::<Vec<_>>()),
+        complete: summary(&done.iter().map(|(_, d)| ms(*d)).collect::<Vec<_>>()),
+        busiest_second,
+        writes,
+        first,
+    })
+}
+
 fn main() -> anyhow::Result<()> {
     let _ = rustls::crypto::ring::default_provider().install_default();
     let quick = std::env::args().any(|a| a == "--quick");
+    let callgrind = std::env::args().any(|a| a == "--callgrind");
     let runtime = tokio::runtime::Runtime::new()?;
-    runtime.block_on(run(quick))
+    if callgrind {
+        runtime.block_on(instructions())
+    } else {
+        runtime.block_on(run(quick))
+    }
+}
+
+fn load_average() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .unwrap_or_default()
+        .split_whitespace()
+        .take(3)
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// `--callgrind`: instructions the bot executes per answered message (user space only, every
+/// thread), from callgrind's counters zeroed after a warm-up and dumped after `N` messages sent
+/// one at a time (valgrind runs the bot ~50× slower, so no paced load).
+async fn instructions() -> anyhow::Result<()> {
+    const N: usize = 40;
+    let dir = tempfile::tempdir()?;
+    let out = dir.path().join("callgrind.out");
+    let b = start(N + 10, Some(&out)).await?;
+    let warm: Vec<_> = (0..5).map(|i| b.send(i, 0)).collect();
+    b.answered(&warm, Duration::from_secs(300)).await?;
+    let control = |arg: &str| {
+        std::process::Command::new("callgrind_control")
+            .args([arg, &b.pid.to_string()])
+            .output()
+    };
+    let zeroed = control("-z")?;
+    ensure!(
+        zeroed.status.success(),
+        "callgrind_control -z {}: {}",
+        b.pid,
+        String::from_utf8_lossy(&zeroed.stdout)
+    );
+    for i in 0..N {
+        let sent = [b.send(100_000 + i, i)];
+        b.answered(&sent, Duration::from_secs(300)).await?;
+    }
+    let dumped = control("-d")?;
+    ensure!(
+        dumped.status.success(),
+        "callgrind_control -d {}: {}",
+        b.pid,
+        String::from_utf8_lossy(&dumped.stdout)
+    );
+    // The dump is written by the bot's process a moment after the request.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let mut total = 0u64;
+    for entry in std::fs::read_dir(dir.path())? {
+        let text = std::fs::read_to_string(entry?.path()).unwrap_or_default();
+        // The dump that `-d` asked for (one file: threads are not separated).
+        if let Some(n) = text
+            .lines()
+            .find_map(|l| l.strip_prefix("summary: ").or(l.strip_prefix("totals: ")))
+            .and_then(|v| v.split_whitespace().next()?.parse::<u64>().ok())
+            && text.contains("Trigger: dump")
+        {
+            total += n;
+        }
+    }
+    ensure!(total > 0, "no callgrind dump in {}", dir.path().display());
+    support::note(&format!(
+        "instructions per answered message (callgrind, {N} messages one at a time): {:.0}",
+        total as f64 / N as f64
+    ));
+    drop(b);
+    Ok(())
 }
 
 async fn run(quick: bool) -> anyhow::Result<()> {
-    let conversations = if quick { 250 } else { 1000 };
+    let at_50 = if quick { 250 } else { 1000 };
+    let at_10 = if quick { 50 } else { 200 };
     let sequential = if quick { 50 } else { 200 };
-    let b = start(conversations).await?;
+    let b = start(at_50, None).await?;
     support::note(&format!(
-        "# Discord benchmarks (issue 3){}\n\nmachine: {} CPUs, load average {}",
+        "# Discord benchmarks (issues 3, 13){}\n\nmachine: {} CPUs, load average {} at the start",
         if quick { " — quick run" } else { "" },
         std::thread::available_parallelism().map_or(0, usize::from),
-        std::fs::read_to_string("/proc/loadavg")
-            .unwrap_or_default()
-            .split_whitespace()
-            .take(3)
-            .collect::<Vec<_>>()
-            .join(" ")
+        load_average(),
     ));
 
     // Idle: connected, commands registered, nothing asked yet.
     tokio::time::sleep(Duration::from_secs(3)).await;
     let idle = b.rss_mib()?;
+    let kib = |key: &str| proc_status(b.pid, key).map(|k| k as f64 / 1024.0);
+    let (anon, file, shmem) = (kib("RssAnon")?, kib("RssFile")?, kib("RssShmem")?);
+    let idle_window = Duration::from_secs(20);
+    let heartbeats_before = b.discord.with(|w| w.heartbeats);
+    let switches_before = context_switches(b.pid)?;
+    tokio::time::sleep(idle_window).await;
+    let wakeups = context_switches(b.pid)? - switches_before;
+    let heartbeats = b.discord.with(|w| w.heartbeats) - heartbeats_before;
+    let idle_load = load_average();
 
     // Mention → first POST, one message at a time (warm-up first).
     let warm: Vec<_> = (0..10).map(|i| b.send(i, 0)).collect();
@@ -228,27 +387,15 @@ async fn run(quick: bool) -> anyhow::Result<()> {
     let fp = summary(&first_post);
     let full = summary(&complete);
 
-    // 50 messages per second, each from a different user: `conversations` new sessions.
-    let cpu_before = process_cpu(b.pid)?;
-    let started = Instant::now();
-    let mut sent = Vec::with_capacity(conversations);
-    let mut tick = tokio::time::interval(Duration::from_millis(20));
-    for i in 0..conversations {
-        tick.tick().await;
-        sent.push(b.send(200_000 + i, i));
-    }
-    let under_load = b.answered(&sent, Duration::from_secs(120)).await?;
-    let wall = started.elapsed();
-    let cpu = process_cpu(b.pid)? - cpu_before;
-    let load_fp = summary(&under_load.iter().map(|(p, _)| ms(*p)).collect::<Vec<_>>());
-    let load_done = summary(&under_load.iter().map(|(_, d)| ms(*d)).collect::<Vec<_>>());
-    let per_message = ms(cpu) / conversations as f64;
-    let core_share = cpu.as_secs_f64() / wall.as_secs_f64() * 100.0;
+    // 10, then 50 messages per second, each from a different user.
+    let ten = paced(&b, 10, at_10, 150_000).await?;
+    let fifty = paced(&b, 50, at_50, 200_000).await?;
+    let paced_load = load_average();
     tokio::time::sleep(Duration::from_secs(3)).await;
     let after = b.rss_mib()?;
 
     // As fast as messages can arrive.
-    let burst = conversations;
+    let burst = at_50;
     let cpu_before = process_cpu(b.pid)?;
     let started = Instant::now();
     let sent: Vec<_> = (0..burst).map(|i| b.send(300_000 + i, i)).collect();
@@ -257,67 +404,113 @@ async fn run(quick: bool) -> anyhow::Result<()> {
     let burst_cpu = process_cpu(b.pid)? - cpu_before;
     let rate = burst as f64 / burst_wall.as_secs_f64();
 
+    let row = |a: &str, b: String, c: &str, d: &str| vec![a.into(), b, c.into(), d.into()];
     let rows = vec![
-        vec![
-            "idle RSS".into(),
-            format!("{idle:.1} MiB"),
-            "< 18 MiB".into(),
-            "73.8 MiB".into(),
-        ],
-        vec![
-            format!("RSS after {conversations} conversations"),
+        row(
+            "idle RSS (total / anonymous / file / shmem)",
+            format!("{idle:.1} MiB ({anon:.1} / {file:.1} / {shmem:.1})"),
+            "≤ 13 MiB",
+            "71.7 MiB",
+        ),
+        row(
+            "idle wake-ups per 20 s (context switches, all threads)",
+            format!(
+                "{wakeups} ({heartbeats} gateway heartbeat(s) in the window; load {idle_load})"
+            ),
+            "≤ 10 besides the heartbeat",
+            "1",
+        ),
+        row(
+            &format!("RSS after {} conversations", at_10 + at_50 + sequential),
             format!("{after:.1} MiB ({:.2}× idle)", after / idle),
-            "< 1.5× idle".into(),
-            "189 MiB after 200".into(),
-        ],
-        vec![
-            "mention → first POST (median / p90)".into(),
+            "< 1.5× idle",
+            "189 MiB after 200",
+        ),
+        row(
+            "mention → first POST (median / p90)",
             format!("{} / {} ms", fmt(fp.median), fmt(fp.p90)),
-            "< 9 ms median".into(),
-            "46 ms".into(),
-        ],
-        vec![
-            "mention → reply complete (median / p90)".into(),
+            "< 9 ms median",
+            "46 ms",
+        ),
+        row(
+            "mention → reply complete (median / p90)",
             format!("{} / {} ms", fmt(full.median), fmt(full.p90)),
-            "".into(),
-            "".into(),
-        ],
-        vec![
-            "CPU per answered message at 50 msg/s".into(),
-            format!("{} ms", fmt(per_message)),
-            "< 2.3 ms".into(),
-            "46 ms".into(),
-        ],
-        vec![
-            "CPU at 50 msg/s".into(),
-            format!("{core_share:.1}% of one core"),
-            "< 10%".into(),
-            "saturates one core at 20–25 msg/s".into(),
-        ],
-        vec![
-            "first POST under 50 msg/s (median / p90)".into(),
-            format!("{} / {} ms", fmt(load_fp.median), fmt(load_fp.p90)),
-            "no queueing".into(),
-            "".into(),
-        ],
-        vec![
-            "reply complete under 50 msg/s (median / p90)".into(),
-            format!("{} / {} ms", fmt(load_done.median), fmt(load_done.p90)),
-            "".into(),
-            "".into(),
-        ],
-        vec![
-            "messages per second, burst".into(),
+            "",
+            "",
+        ),
+        row(
+            "CPU per answered message at 10 / 50 msg/s",
+            format!(
+                "{} / {} ms (load {paced_load})",
+                fmt(ten.cpu_per_message),
+                fmt(fifty.cpu_per_message)
+            ),
+            "≤ 0.9 ms",
+            "37 / 32 ms",
+        ),
+        row(
+            "CPU at 10 / 50 msg/s",
+            format!(
+                "{:.1} / {:.1} % of one core",
+                ten.core_share, fifty.core_share
+            ),
+            "",
+            "",
+        ),
+        row(
+            "REST writes in the busiest 1-s window at 50 msg/s (all routes)",
+            format!(
+                "{} ({} writes for {at_50} replies, {} of them POSTs)",
+                fifty.busiest_second, fifty.writes, fifty.first
+            ),
+            "≤ 50",
+            "186",
+        ),
+        row(
+            "REST writes in the busiest 1-s window at 10 msg/s",
+            format!(
+                "{} ({} writes for {at_10} replies)",
+                ten.busiest_second, ten.writes
+            ),
+            "",
+            "",
+        ),
+        row(
+            "first POST at 10 / 50 msg/s (median / p90)",
+            format!(
+                "{} / {} ms, {} / {} ms",
+                fmt(ten.first_post.median),
+                fmt(ten.first_post.p90),
+                fmt(fifty.first_post.median),
+                fmt(fifty.first_post.p90)
+            ),
+            "",
+            "",
+        ),
+        row(
+            "reply complete at 10 / 50 msg/s (median / p90)",
+            format!(
+                "{} / {} ms, {} / {} ms",
+                fmt(ten.complete.median),
+                fmt(ten.complete.p90),
+                fmt(fifty.complete.median),
+                fmt(fifty.complete.p90)
+            ),
+            "",
+            "",
+        ),
+        row(
+            "messages per second, burst",
             format!(
                 "{rate:.0} msg/s ({} ms CPU each)",
                 fmt(ms(burst_cpu) / burst as f64)
             ),
-            "".into(),
-            "20–25 msg/s".into(),
-        ],
+            "",
+            "20–25 msg/s",
+        ),
     ];
     table(
-        "Discord bot, release build, instant model",
+        "Discord bot, release build pinned to one core, instant model",
         &["measure", "ours", "target", "llmcord"],
         &rows,
     );

@@ -383,3 +383,60 @@ async fn a_missing_message_content_intent_exits_with_code_2_and_says_what_to_ena
         "no reconnect loop"
     );
 }
+
+/// Context switches so far of each thread of `pid` (voluntary + involuntary): each is a time
+/// the thread slept and woke again.
+fn switches_per_thread(pid: u32) -> std::collections::BTreeMap<String, u64> {
+    let mut out = std::collections::BTreeMap::new();
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return out;
+    };
+    for task in tasks.flatten() {
+        let status = std::fs::read_to_string(task.path().join("status")).unwrap_or_default();
+        let count: u64 = ["voluntary_ctxt_switches:", "nonvoluntary_ctxt_switches:"]
+            .iter()
+            .filter_map(|key| {
+                status
+                    .lines()
+                    .find_map(|l| l.strip_prefix(key))
+                    .and_then(|v| v.trim().parse::<u64>().ok())
+            })
+            .sum();
+        out.insert(task.file_name().to_string_lossy().into_owned(), count);
+    }
+    out
+}
+
+/// Connected and idle, the bot sleeps between heartbeats: no timer of ours or of serenity wakes
+/// it (issue 13: 92 wake-ups in 20 s, two a second from serenity's 500 ms gateway poll). It
+/// counts context switches, which the machine's load does not make (a sleeping thread is not
+/// preempted), rather than time.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connected_idle_bot_does_not_wake_up() {
+    let mut h = Harness::start(echo_model().await, |_, _| {}).await;
+    // Start-up's blocking threads (SQLite) end 10 s after their last job: let them go first.
+    tokio::time::sleep(Duration::from_secs(12)).await;
+    let pid = h.bot.as_ref().and_then(|c| c.id()).expect("bot pid");
+    let heartbeats = h.discord.with(|w| w.heartbeats);
+    let before = switches_per_thread(pid);
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    let after = switches_per_thread(pid);
+    // Threads that ended in the window take their count with them: counted from both ends only.
+    let woke: u64 = after
+        .iter()
+        .map(|(tid, n)| n.saturating_sub(before.get(tid).copied().unwrap_or(0)))
+        .sum();
+    // The double's heartbeat interval (41 s) is longer than start-up plus the window.
+    assert_eq!(
+        h.discord.with(|w| w.heartbeats),
+        heartbeats,
+        "a heartbeat in the window"
+    );
+    assert!(
+        woke <= 5,
+        "the idle bot woke {woke} times in 10 s (threads before {before:?}, after {after:?}); log:\n{}",
+        h.logs()
+    );
+    assert!(h.discord.connected(), "still connected");
+    assert_eq!(h.stop_bot().await, Some(0), "SIGTERM ends the bot cleanly");
+}

@@ -218,9 +218,13 @@ enum Outcome {
 
 /// Reports the shards' heartbeat latency as `gateway_latency_seconds`.
 async fn watch_latency(shards: Arc<serenity::ShardManager>) {
+    // The latency changes only with a heartbeat (about every 41 s): a first read soon after
+    // connecting, then one a minute keeps an idle bot asleep (issue 13) and the gauge at most
+    // one heartbeat behind.
+    let mut wait = Duration::from_secs(10);
     loop {
-        // The latency changes only with a heartbeat (about every 41 s): rarer reads miss nothing.
-        tokio::time::sleep(Duration::from_secs(30)).await;
+        tokio::time::sleep(wait).await;
+        wait = Duration::from_secs(60);
         let latency = {
             let runners = shards.runners.lock().await;
             runners.values().filter_map(|r| r.latency).max()

@@ -17,9 +17,12 @@ use tokio::task::JoinHandle;
 
 use super::approval::Approvals;
 use super::rest::{DiscordRest, Paid, Posted, RestError, Spend, Target};
-use super::split::{DISCORD_LIMIT, split_message};
+use super::split::{DISCORD_LIMIT, discord_len, split_message};
 use crate::conversation::{Notice, TurnObserver};
 use crate::mcp::ToolOutcome;
+
+/// Room a split may take from a piece for the code fences it closes and reopens.
+const FENCE_MARGIN: usize = 32;
 
 /// Discord shows "typing…" for about 10 s after each typing request.
 const TYPING_REFRESH: Duration = Duration::from_secs(8);
@@ -28,6 +31,13 @@ const TYPING_REFRESH: Duration = Duration::from_secs(8);
 struct Buffer {
     text: String,
     finished: bool,
+    /// The length of `text` in UTF-16 units, as Discord counts.
+    units: usize,
+    /// While the pump waits for its edit slot: the length from which the text may need a new
+    /// piece (whose predecessor is then edited at once). Until then streamed text does not wake
+    /// the pump: it takes the text as it is when its slot comes (issue 13: a wake-up per chunk).
+    /// None: any change wakes it.
+    wake_at: Option<usize>,
 }
 
 struct Shared {
@@ -38,6 +48,8 @@ struct Shared {
     /// Channel for the typing indicator.
     channel: u64,
     tools_running: AtomicUsize,
+    /// Told when no tool runs any more: ends the typing loop without polling.
+    tools_idle: Notify,
 }
 
 impl Shared {
@@ -80,6 +92,7 @@ impl StreamedReply {
             target,
             channel,
             tools_running: AtomicUsize::new(0),
+            tools_idle: Notify::new(),
         });
         let pump = tokio::spawn(pump(shared.clone()));
         Self {
@@ -92,8 +105,16 @@ impl StreamedReply {
     }
 
     fn append(&self, f: impl FnOnce(&mut String)) {
-        f(&mut self.shared.lock().text);
-        self.shared.changed.notify_one();
+        let wake = {
+            let mut b = self.shared.lock();
+            let before = b.text.len();
+            f(&mut b.text);
+            b.units += discord_len(b.text.get(before..).unwrap_or_default());
+            b.wake_at.is_none_or(|at| b.units >= at)
+        };
+        if wake {
+            self.shared.changed.notify_one();
+        }
     }
 
     /// Ends the reply: `error` (a user-facing message) is appended when the turn failed. Waits
@@ -142,6 +163,7 @@ impl Drop for StreamedReply {
             h.abort();
         }
         self.shared.tools_running.store(0, Ordering::Release);
+        self.shared.tools_idle.notify_waiters();
     }
 }
 
@@ -166,10 +188,13 @@ impl TurnObserver for StreamedReply {
     }
 
     async fn on_tool_result(&self, _name: &str, _outcome: &ToolOutcome) {
-        let _ = self
-            .shared
-            .tools_running
-            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| n.checked_sub(1));
+        let before =
+            self.shared
+                .tools_running
+                .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| n.checked_sub(1));
+        if before == Ok(1) {
+            self.shared.tools_idle.notify_waiters();
+        }
     }
 
     async fn on_notice(&self, notice: &Notice) {
@@ -208,12 +233,20 @@ async fn typing(shared: Arc<Shared>) {
             tracing::debug!(error = %e, "typing indicator failed");
             return;
         }
-        let refresh_at = Instant::now() + TYPING_REFRESH;
-        while Instant::now() < refresh_at {
+        let refresh = tokio::time::sleep(TYPING_REFRESH);
+        tokio::pin!(refresh);
+        loop {
+            let idle = shared.tools_idle.notified();
+            tokio::pin!(idle);
+            // Registered before the check, so an end of the tools in between is not missed.
+            idle.as_mut().enable();
             if shared.tools_running.load(Ordering::Acquire) == 0 {
                 return;
             }
-            tokio::time::sleep(Duration::from_millis(200)).await;
+            tokio::select! {
+                () = &mut refresh => break,
+                () = idle => {}
+            }
         }
     }
 }
@@ -233,9 +266,10 @@ async fn pump(shared: Arc<Shared>) -> Result<Vec<Posted>, RestError> {
         let notified = shared.changed.notified();
         tokio::pin!(notified);
         notified.as_mut().enable();
-        let (text, finished) = {
-            let b = shared.lock();
-            (b.text.clone(), b.finished)
+        let (text, finished, units) = {
+            let mut b = shared.lock();
+            b.wake_at = None;
+            (b.text.clone(), b.finished, b.units)
         };
         if text.trim().is_empty() && !finished {
             notified.await;
@@ -269,7 +303,11 @@ async fn pump(shared: Arc<Shared>) -> Result<Vec<Posted>, RestError> {
                     Instant::now() + rest.spacing(&DiscordRest::edit_bucket(&shared.target, p));
             }
             Step::Wait => {
-                // The last piece waits for its edit slot; finishing skips the wait.
+                // The last piece waits for its edit slot; finishing, or text enough for a new
+                // piece, ends the wait early. The margin covers the code fences a split adds.
+                let room =
+                    DISCORD_LIMIT.saturating_sub(pieces.last().map_or(0, |p| discord_len(p)));
+                shared.lock().wake_at = Some(units + room.saturating_sub(FENCE_MARGIN));
                 tokio::select! {
                     () = tokio::time::sleep_until(next_edit.into()) => {}
                     () = &mut notified => {}

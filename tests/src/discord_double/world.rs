@@ -317,6 +317,25 @@ impl World {
             .collect()
     }
 
+    /// REST writes (every method but GET, on every route, 429s included: Discord counts each
+    /// request it receives) answered at or after `since`.
+    pub fn writes_since(&self, since: Instant) -> Vec<Instant> {
+        let mut at: Vec<Instant> = self
+            .rest_calls
+            .iter()
+            .filter(|c| c.at >= since && c.method != "GET")
+            .map(|c| c.at)
+            .collect();
+        at.sort();
+        at
+    }
+
+    /// The most REST writes in any one-second window at or after `since`: what Discord's global
+    /// limit (50 requests a second per bot) is checked against.
+    pub fn busiest_second_writes(&self, since: Instant) -> usize {
+        busiest_window(&self.writes_since(since), Duration::from_secs(1))
+    }
+
     /// 429s the client caused by exceeding a limit (not forced by a test).
     pub fn exceeded(&self) -> Vec<&RateLimited> {
         self.rate_limited.iter().filter(|r| !r.forced).collect()
@@ -578,6 +597,19 @@ impl World {
     }
 }
 
+/// The most instants of a sorted list that fall in any window `[t, t + width)`.
+pub fn busiest_window(sorted: &[Instant], width: Duration) -> usize {
+    let mut start = 0;
+    let mut best = 0;
+    for (end, t) in sorted.iter().enumerate() {
+        while *t >= sorted[start] + width {
+            start += 1;
+        }
+        best = best.max(end + 1 - start);
+    }
+    best
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -604,5 +636,23 @@ mod tests {
         let b = snowflake();
         assert!(b > a);
         assert!(a >> 22 > 0, "time part present");
+    }
+
+    #[test]
+    fn busiest_window_counts_a_sliding_second() {
+        let t = Instant::now();
+        let at = |ms: u64| t + Duration::from_millis(ms);
+        let s = [
+            at(0),
+            at(100),
+            at(900),
+            at(1000),
+            at(1050),
+            at(1950),
+            at(3000),
+        ];
+        // [900, 1900) holds 900, 1000, 1050; [100, 1100) holds 100, 900, 1000, 1050.
+        assert_eq!(busiest_window(&s, Duration::from_secs(1)), 4);
+        assert_eq!(busiest_window(&[], Duration::from_secs(1)), 0);
     }
 }
