@@ -105,12 +105,9 @@ const DECOMPRESSION_MULTIPLIER: usize = 3;
 
 impl WsClient {
     pub(crate) async fn connect(url: Url) -> Result<Self> {
-        let config = WebSocketConfig {
-            max_message_size: None,
-            max_frame_size: None,
-            ..Default::default()
-        };
-        let (stream, _) = connect_async_with_config(url, Some(config), false).await?;
+        // PATCHED (ollama-mcp): tokio-tungstenite 0.29 (the one the rest of the bot links).
+        let config = WebSocketConfig::default().max_message_size(None).max_frame_size(None);
+        let (stream, _) = connect_async_with_config(url.as_str(), Some(config), false).await?;
 
         Ok(Self(stream))
     }
@@ -144,7 +141,7 @@ impl WsClient {
                     why
                 })?
             },
-            Message::Text(payload) => from_str(&payload).map_err(|why| {
+            Message::Text(payload) => from_str(payload.as_str()).map_err(|why| {
                 warn!("Err deserializing text: {why:?}; text: {payload}");
 
                 why
@@ -159,7 +156,7 @@ impl WsClient {
     }
 
     pub(crate) async fn send_json(&mut self, value: &impl serde::Serialize) -> Result<()> {
-        let message = to_string(value).map(Message::Text)?;
+        let message = to_string(value).map(|text| Message::Text(text.into()))?;
 
         self.0.send(message).await?;
         Ok(())
@@ -180,7 +177,7 @@ impl WsClient {
 
     /// Delegate to `WebSocketStream::close`
     #[cfg(feature = "client")]
-    pub(crate) async fn close(&mut self, msg: Option<CloseFrame<'_>>) -> Result<()> {
+    pub(crate) async fn close(&mut self, msg: Option<CloseFrame>) -> Result<()> {
         self.0.close(msg).await?;
         Ok(())
     }

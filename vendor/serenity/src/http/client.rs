@@ -5258,7 +5258,7 @@ impl Http {
 
 #[cfg(not(feature = "native_tls_backend"))]
 fn configure_client_backend(builder: ClientBuilder) -> ClientBuilder {
-    builder.use_rustls_tls()
+    builder.tls_backend_rustls()
 }
 
 #[cfg(feature = "native_tls_backend")]
