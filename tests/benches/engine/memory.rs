@@ -45,7 +45,7 @@ pub fn rss_by_mapping(pid: u32) -> anyhow::Result<Vec<(String, u64)>> {
         }
     }
     let mut rows: Vec<(String, u64)> = by.into_iter().filter(|(_, k)| *k > 0).collect();
-    rows.sort_by(|a, b| b.1.cmp(&a.1));
+    rows.sort_by_key(|row| std::cmp::Reverse(row.1));
     Ok(rows)
 }
 
