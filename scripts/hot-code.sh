@@ -10,7 +10,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 cargo build --profile dist -p ollama-mcp-bot
-cargo build -p ollama-mcp-tests --tests --benches
+cargo build -p ollama-mcp-tests --tests
+cargo bench -p ollama-mcp-tests --bench engine --no-run
 bin=$PWD/target/dist/ollama-mcp-bot
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
