@@ -5,8 +5,13 @@ use std::process::Command;
 
 fn main() {
     println!("cargo:rerun-if-changed=build.rs");
-    println!("cargo:rerun-if-changed=hot-code.txt");
     let var = |name: &str| std::env::var(name).unwrap_or_default();
+    let list = Path::new(&var("CARGO_MANIFEST_DIR")).join("hot-code.txt");
+    // Watched only when it exists: cargo reruns a build script on every build while a watched
+    // file is missing, and that rebuilds the crate and everything above it each time.
+    if list.is_file() {
+        println!("cargo:rerun-if-changed=hot-code.txt");
+    }
     if var("CARGO_CFG_TARGET_OS") != "linux" || var("CARGO_CFG_TARGET_ENV") != "gnu" {
         return;
     }
@@ -22,7 +27,6 @@ fn main() {
     // runs, so scattered start-up code kept most of the executable resident. Only optimised
     // builds, and only with LLD (rustc's default linker on x86_64 Linux since 1.90; GNU ld does
     // not know the option).
-    let list = Path::new(&var("CARGO_MANIFEST_DIR")).join("hot-code.txt");
     if var("PROFILE") == "release"
         && var("CARGO_CFG_TARGET_ARCH") == "x86_64"
         && list.is_file()
