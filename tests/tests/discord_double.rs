@@ -406,6 +406,15 @@ async fn gateway_identify_ready_heartbeat_and_dispatches() {
     let guild = gw.dispatch("GUILD_CREATE").await;
     assert_eq!(guild["s"], 2);
     assert_eq!(guild["d"]["id"], g.to_string());
+    // Without GUILD_PRESENCES, Discord sends only the bot's own member (and voice members).
+    let members: Vec<&str> = guild["d"]["members"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|m| m["user"]["id"].as_str())
+        .collect();
+    assert_eq!(members, [d.bot_id().to_string()]);
+    assert_eq!(guild["d"]["member_count"], 2);
     gw.send(json!({"op": 1, "d": 2})).await;
     assert_eq!(gw.next().await.unwrap()["op"], 11);
 

@@ -167,6 +167,14 @@ impl Inner {
                 data["components"] = json!([]);
             }
         }
+        // Discord: without GUILD_PRESENCES (or in guilds over 75k members) GUILD_CREATE's
+        // `members` hold only the bot itself and members in voice channels (none here).
+        if event == "GUILD_CREATE" && session.intents & intents::GUILD_PRESENCES == 0 {
+            let bot = bot.to_string();
+            if let Some(members) = data["members"].as_array_mut() {
+                members.retain(|m| m["user"]["id"].as_str() == Some(bot.as_str()));
+            }
+        }
         session.seq += 1;
         let frame = json!({"op": 0, "s": session.seq, "t": event, "d": data});
         session.log.push_back((session.seq, frame.clone()));
