@@ -340,6 +340,12 @@ async fn instructions() -> anyhow::Result<()> {
         }
     }
     ensure!(total > 0, "no callgrind dump in {}", dir.path().display());
+    // `OLLAMA_MCP_BENCH_KEEP=1`: keep the dump for `callgrind_annotate` (a binary with symbols:
+    // the `dist` build, via OLLAMA_MCP_BOT_BINARY).
+    if std::env::var_os("OLLAMA_MCP_BENCH_KEEP").is_some() {
+        support::note(&format!("callgrind dumps kept in {}", dir.keep().display()));
+        return Ok(());
+    }
     support::note(&format!(
         "instructions per answered message (callgrind, {N} messages one at a time): {:.0}",
         total as f64 / N as f64
@@ -393,6 +399,8 @@ async fn run(quick: bool) -> anyhow::Result<()> {
     let paced_load = load_average();
     tokio::time::sleep(Duration::from_secs(3)).await;
     let after = b.rss_mib()?;
+    let (after_anon, after_file) = (kib("RssAnon")?, kib("RssFile")?);
+    let after_threads = proc_status(b.pid, "Threads")?;
 
     // As fast as messages can arrive.
     let burst = at_50;
@@ -422,7 +430,10 @@ async fn run(quick: bool) -> anyhow::Result<()> {
         ),
         row(
             &format!("RSS after {} conversations", at_10 + at_50 + sequential),
-            format!("{after:.1} MiB ({:.2}× idle)", after / idle),
+            format!(
+                "{after:.1} MiB ({:.2}× idle; {after_anon:.1} anonymous / {after_file:.1} file; {after_threads} threads)",
+                after / idle
+            ),
             "< 1.5× idle",
             "189 MiB after 200",
         ),

@@ -106,7 +106,12 @@ const DECOMPRESSION_MULTIPLIER: usize = 3;
 impl WsClient {
     pub(crate) async fn connect(url: Url) -> Result<Self> {
         // PATCHED (ollama-mcp): tokio-tungstenite 0.29 (the one the rest of the bot links).
-        let config = WebSocketConfig::default().max_message_size(None).max_frame_size(None);
+        // tungstenite 0.29 zeroes its whole read buffer (128 KiB by default) before every read:
+        // 16 KiB holds a MESSAGE_CREATE in one read and costs an eighth of that.
+        let config = WebSocketConfig::default()
+            .max_message_size(None)
+            .max_frame_size(None)
+            .read_buffer_size(16 * 1024);
         let (stream, _) = connect_async_with_config(url.as_str(), Some(config), false).await?;
 
         Ok(Self(stream))
