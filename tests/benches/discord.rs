@@ -282,15 +282,6 @@ fn main() -> anyhow::Result<()> {
     }
 }
 
-fn load_average() -> String {
-    std::fs::read_to_string("/proc/loadavg")
-        .unwrap_or_default()
-        .split_whitespace()
-        .take(3)
-        .collect::<Vec<_>>()
-        .join(" ")
-}
-
 /// `--callgrind`: instructions the bot executes per answered message (user space only, every
 /// thread), from callgrind's counters zeroed after a warm-up and dumped after `N` messages sent
 /// one at a time (valgrind runs the bot ~50× slower, so no paced load).
@@ -363,7 +354,7 @@ async fn run(quick: bool) -> anyhow::Result<()> {
         "# Discord benchmarks (issues 3, 13){}\n\nmachine: {} CPUs, load average {} at the start",
         if quick { " — quick run" } else { "" },
         std::thread::available_parallelism().map_or(0, usize::from),
-        load_average(),
+        support::loadavg(),
     ));
 
     // Idle: connected, commands registered, nothing asked yet.
@@ -377,7 +368,7 @@ async fn run(quick: bool) -> anyhow::Result<()> {
     tokio::time::sleep(idle_window).await;
     let wakeups = context_switches(b.pid)? - switches_before;
     let heartbeats = b.discord.with(|w| w.heartbeats) - heartbeats_before;
-    let idle_load = load_average();
+    let idle_load = support::loadavg();
 
     // Mention → first POST, one message at a time (warm-up first).
     let warm: Vec<_> = (0..10).map(|i| b.send(i, 0)).collect();
@@ -396,7 +387,7 @@ async fn run(quick: bool) -> anyhow::Result<()> {
     // 10, then 50 messages per second, each from a different user.
     let ten = paced(&b, 10, at_10, 150_000).await?;
     let fifty = paced(&b, 50, at_50, 200_000).await?;
-    let paced_load = load_average();
+    let paced_load = support::loadavg();
     tokio::time::sleep(Duration::from_secs(3)).await;
     let after = b.rss_mib()?;
     let (after_anon, after_file) = (kib("RssAnon")?, kib("RssFile")?);

@@ -67,12 +67,7 @@ fn main() -> anyhow::Result<()> {
         "# Engine benchmarks (issues 2 and 9){}\n\nmachine: {} CPUs, load average {}",
         if quick { " — quick run" } else { "" },
         std::thread::available_parallelism().map_or(0, usize::from),
-        std::fs::read_to_string("/proc/loadavg")
-            .unwrap_or_default()
-            .split_whitespace()
-            .take(3)
-            .collect::<Vec<_>>()
-            .join(" ")
+        support::loadavg()
     ));
     // Sections that drive the engine in this process use the runtime of `chat` (the CPU
     // section also the one of `run`); the others measure the binary.
