@@ -34,7 +34,9 @@ use tokio::process::{Child, Command};
 )]
 mod support;
 
-use support::{DoubleProcess, ms, proc_status, process_cpu, summary, table};
+use support::{
+    DoubleProcess, ProcessCounters, ms, proc_status, process_counters, process_cpu, summary, table,
+};
 
 const TOKEN: &str = "MTE4OTk.bench.token";
 const CHANNELS: usize = 50;
@@ -94,7 +96,16 @@ async fn start(users: usize, wrapper: Option<&std::path::Path>) -> anyhow::Resul
     let log = std::fs::File::create(dir.path().join("bot.log"))?;
     // The bot on one core, as the issue measured it; `--callgrind` runs it under callgrind
     // (instruction counts do not change with the machine's load).
+    let extra_wrapper = std::env::var("OLLAMA_MCP_BENCH_WRAPPER").unwrap_or_default();
+    let mut extra_wrapper = extra_wrapper.split_whitespace();
     let mut command = match (wrapper, which("taskset")) {
+        // Any other tool around the bot, e.g. `valgrind --tool=massif --massif-out-file=m.out`
+        // to see what holds its heap after the conversations (docs/BENCHMARKS.md, Discord).
+        (None, _) if extra_wrapper.clone().next().is_some() => {
+            let mut c = Command::new(extra_wrapper.next().unwrap_or_default());
+            c.args(extra_wrapper).arg(bot_binary());
+            c
+        }
         (Some(out), _) => {
             let mut c = Command::new("valgrind");
             c.arg("--tool=callgrind")
@@ -229,16 +240,21 @@ fn context_switches(pid: u32) -> anyhow::Result<u64> {
 /// CPU, REST writes and latencies while `count` messages arrive at `per_second`.
 struct Paced {
     cpu_per_message: f64,
+    /// User and system CPU, minor page faults and context switches, per message.
+    spent: ProcessCounters,
+    switches_per_message: f64,
     core_share: f64,
     first_post: support::Summary,
     complete: support::Summary,
     busiest_second: usize,
     writes: usize,
     first: usize,
+    count: usize,
 }
 
 async fn paced(b: &Bench, per_second: u32, count: usize, offset: usize) -> anyhow::Result<Paced> {
-    let cpu_before = process_cpu(b.pid)?;
+    let before = process_counters(b.pid)?;
+    let switches_before = context_switches(b.pid)?;
     let started = Instant::now();
     let mut sent = Vec::with_capacity(count);
     let mut tick = tokio::time::interval(Duration::from_secs(1) / per_second);
@@ -249,7 +265,9 @@ async fn paced(b: &Bench, per_second: u32, count: usize, offset: usize) -> anyho
     // `answered` fails unless every message has exactly one complete reply: none lost or cut.
     let done = b.answered(&sent, Duration::from_secs(300)).await?;
     let wall = started.elapsed();
-    let cpu = process_cpu(b.pid)? - cpu_before;
+    let spent = process_counters(b.pid)? - before;
+    let switches = context_switches(b.pid)? - switches_before;
+    let cpu = spent.user + spent.system;
     let (busiest_second, writes, first) = b.discord.with(|w| {
         let writes = w.writes_since(started);
         let posts = w
@@ -261,12 +279,15 @@ async fn paced(b: &Bench, per_second: u32, count: usize, offset: usize) -> anyho
     });
     Ok(Paced {
         cpu_per_message: ms(cpu) / count as f64,
+        spent,
+        switches_per_message: switches as f64 / count as f64,
         core_share: cpu.as_secs_f64() / wall.as_secs_f64() * 100.0,
         first_post: summary(&done.iter().map(|(p, _)| ms(*p)).collect::<Vec<_>>()),
         complete: summary(&done.iter().map(|(_, d)| ms(*d)).collect::<Vec<_>>()),
         busiest_second,
         writes,
         first,
+        count,
     })
 }
 
@@ -449,6 +470,25 @@ async fn run(quick: bool) -> anyhow::Result<()> {
             ),
             "≤ 0.9 ms",
             "37 / 32 ms",
+        ),
+        row(
+            "CPU per message at 10 / 50 msg/s: user + system; minor faults; context switches",
+            [&ten, &fifty]
+                .iter()
+                .map(|p| {
+                    let each = |d: Duration| fmt(ms(d) / p.count as f64);
+                    format!(
+                        "{} + {} ms; {:.1}; {:.1}",
+                        each(p.spent.user),
+                        each(p.spent.system),
+                        p.spent.minor_faults as f64 / p.count as f64,
+                        p.switches_per_message
+                    )
+                })
+                .collect::<Vec<_>>()
+                .join(" / "),
+            "",
+            "",
         ),
         row(
             "CPU at 10 / 50 msg/s",

@@ -293,6 +293,9 @@ async fn client(
 }
 
 #[cfg(test)]
+mod gateway_parse_tests;
+
+#[cfg(test)]
 mod tests {
     use super::*;
 

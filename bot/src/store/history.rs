@@ -8,6 +8,30 @@ use super::{Store, StoreError, StoredMessage, now_secs, sql};
 use crate::llm::ChatMessage;
 use crate::metrics::metrics;
 
+// The statements every turn runs, prepared once per connection (`prepare_cached`).
+//
+// `CAST(?1 AS TEXT)`, not a bare `?1`: SQLite (3.54, built with STAT4 as rusqlite bundles it)
+// makes a statement that filters `session = ?1` and orders by `id` depend on the value bound, so
+// it prepared the statement again on every new session bound (`sqlite3_stmt_status` RePrepare),
+// a third of the store's work per turn. A cast is not a bare parameter; the plan is the same
+// index search (tests: `turn_statements_are_prepared_once`).
+
+/// The newest row's turn (turns grow with ids; `MAX(turn)` would scan the whole session).
+pub(super) const LAST_TURN: &str =
+    "SELECT turn FROM messages WHERE session = CAST(?1 AS TEXT) ORDER BY id DESC LIMIT 1";
+pub(super) const INSERT_MESSAGE: &str =
+    "INSERT INTO messages (session, turn, body, tokens, created_at) VALUES (?1, ?2, ?3, ?4, ?5)";
+pub(super) const TOUCH_SESSION: &str = "INSERT INTO sessions (session, updated_at) VALUES (?1, ?2)
+     ON CONFLICT(session) DO UPDATE SET updated_at = excluded.updated_at";
+pub(super) const SESSION_MODEL: &str = "SELECT model FROM sessions WHERE session = ?1";
+/// A session's rows older than an id, newest first.
+pub(super) const READ_OLDER: &str = "SELECT id, turn, body, tokens FROM messages
+     WHERE session = CAST(?1 AS TEXT) AND id < ?2 ORDER BY id DESC";
+/// A session's rows strictly between two ids, newest first.
+pub(super) const READ_BETWEEN: &str = "SELECT id, turn, body, tokens FROM messages
+     WHERE session = CAST(?1 AS TEXT) AND id > ?2 AND id < ?3 ORDER BY id DESC";
+pub(super) const STILL_THERE: &str = "SELECT 1 FROM messages WHERE id = ?1 AND session = ?2";
+
 impl Store {
     /// The session's history, oldest first.
     pub async fn history(&self, session: &str) -> Result<Vec<StoredMessage>, StoreError> {
@@ -65,13 +89,15 @@ impl Store {
                         break;
                     }
                 }
-                from_file_below = if open && !kept.complete { oldest } else { i64::MIN };
+                from_file_below = if open && !kept.complete {
+                    oldest
+                } else {
+                    i64::MIN
+                };
             }
             if from_file_below != i64::MIN {
                 let mut stmt = c
-                    .prepare_cached(
-                        "SELECT id, turn, body, tokens FROM messages WHERE session = ?1 AND id < ?2 ORDER BY id DESC",
-                    )
+                    .prepare_cached(READ_OLDER)
                     .map_err(sql("reading history"))?;
                 let rows = stmt
                     .query_map(params![session, from_file_below], decode_row)
@@ -118,11 +144,7 @@ impl Store {
                     .transaction_with_behavior(TransactionBehavior::Immediate)
                     .map_err(sql("starting the turn write"))?;
                 let turn: i64 = tx
-                    .prepare_cached(
-                        // Turns grow with ids: the newest row's turn, found through the index
-                        // (MAX(turn) would scan the whole session).
-                        "SELECT turn FROM messages WHERE session = ?1 ORDER BY id DESC LIMIT 1",
-                    )
+                    .prepare_cached(LAST_TURN)
                     .and_then(|mut stmt| stmt.query_row(params![session], |r| r.get::<_, i64>(0)))
                     .optional()
                     .map_err(sql("numbering the turn"))?
@@ -130,20 +152,16 @@ impl Store {
                 let now = now_secs();
                 {
                     let mut stmt = tx
-                        .prepare_cached(
-                            "INSERT INTO messages (session, turn, body, tokens, created_at) VALUES (?1, ?2, ?3, ?4, ?5)",
-                        )
+                        .prepare_cached(INSERT_MESSAGE)
                         .map_err(sql("writing the turn"))?;
                     for (body, tokens) in &bodies {
-                        stmt.execute(params![session, turn, body, tokens, now]).map_err(sql("writing the turn"))?;
+                        stmt.execute(params![session, turn, body, tokens, now])
+                            .map_err(sql("writing the turn"))?;
                     }
                 }
-                tx.prepare_cached(
-                    "INSERT INTO sessions (session, updated_at) VALUES (?1, ?2)
-                     ON CONFLICT(session) DO UPDATE SET updated_at = excluded.updated_at",
-                )
-                .and_then(|mut stmt| stmt.execute(params![session, now]))
-                .map_err(sql("touching the session"))?;
+                tx.prepare_cached(TOUCH_SESSION)
+                    .and_then(|mut stmt| stmt.execute(params![session, now]))
+                    .map_err(sql("touching the session"))?;
                 tx.commit().map_err(sql("committing the turn"))
             })
             .await;
@@ -169,7 +187,7 @@ impl Store {
     pub async fn session_model(&self, session: &str) -> Result<Option<String>, StoreError> {
         let session = session.to_string();
         self.with(move |c| {
-            c.prepare_cached("SELECT model FROM sessions WHERE session = ?1")
+            c.prepare_cached(SESSION_MODEL)
                 .and_then(|mut stmt| {
                     stmt.query_row(params![session], |r| r.get::<_, Option<String>>(0))
                 })
@@ -218,7 +236,7 @@ impl Recent {
         let Some((oldest, _)) = self.rows.last() else {
             return Ok(true);
         };
-        c.prepare_cached("SELECT 1 FROM messages WHERE id = ?1 AND session = ?2")
+        c.prepare_cached(STILL_THERE)
             .and_then(|mut stmt| stmt.exists(params![oldest, session]))
             .map_err(sql("reading history"))
     }
@@ -253,9 +271,7 @@ fn rows_between(
     before: i64,
 ) -> Result<Vec<(i64, StoredMessage)>, StoreError> {
     let mut stmt = c
-        .prepare_cached(
-            "SELECT id, turn, body, tokens FROM messages WHERE session = ?1 AND id > ?2 AND id < ?3 ORDER BY id DESC",
-        )
+        .prepare_cached(READ_BETWEEN)
         .map_err(sql("reading history"))?;
     let rows = stmt
         .query_map(params![session, after, before], decode_row)

@@ -49,17 +49,20 @@ fn message_id(message: u64) -> i64 {
     i64::try_from(message).unwrap_or(-1)
 }
 
+// Every answered message records its reply (cached statements: see history.rs).
+pub(super) const LINK_REPLY: &str =
+    "INSERT INTO reply_links (message, session, created_at) VALUES (?1, ?2, ?3)
+     ON CONFLICT(message) DO UPDATE SET session = excluded.session";
+pub(super) const REPLY_SESSION: &str = "SELECT session FROM reply_links WHERE message = ?1";
+
 impl Store {
     /// The session a bot message belongs to, if the bot recorded one.
     pub async fn reply_session(&self, message: u64) -> Result<Option<String>, StoreError> {
         self.with(move |c| {
-            c.query_row(
-                "SELECT session FROM reply_links WHERE message = ?1",
-                params![message_id(message)],
-                |r| r.get(0),
-            )
-            .optional()
-            .map_err(sql("reading a reply link"))
+            c.prepare_cached(REPLY_SESSION)
+                .and_then(|mut stmt| stmt.query_row(params![message_id(message)], |r| r.get(0)))
+                .optional()
+                .map_err(sql("reading a reply link"))
         })
         .await
     }
@@ -68,12 +71,11 @@ impl Store {
     pub async fn link_reply(&self, message: u64, session: &str) -> Result<(), StoreError> {
         let session = session.to_string();
         self.with(move |c| {
-            c.execute(
-                "INSERT INTO reply_links (message, session, created_at) VALUES (?1, ?2, ?3)
-                 ON CONFLICT(message) DO UPDATE SET session = excluded.session",
-                params![message_id(message), session, now_secs()],
-            )
-            .map_err(sql("saving a reply link"))?;
+            c.prepare_cached(LINK_REPLY)
+                .and_then(|mut stmt| {
+                    stmt.execute(params![message_id(message), session, now_secs()])
+                })
+                .map_err(sql("saving a reply link"))?;
             Ok(())
         })
         .await

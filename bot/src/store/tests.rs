@@ -385,3 +385,86 @@ mod kept_history {
         }
     }
 }
+
+/// What a turn asks of the store, over many sessions as a bot in many channels does: every
+/// statement is prepared once and then only run (a statement prepared again on every call was a
+/// third of the store's work per turn, docs/BENCHMARKS.md).
+#[tokio::test]
+async fn turn_statements_are_prepared_once() {
+    use super::history::{
+        INSERT_MESSAGE, LAST_TURN, READ_BETWEEN, READ_OLDER, SESSION_MODEL, STILL_THERE,
+        TOUCH_SESSION,
+    };
+    use super::retention::{LINK_REPLY, REPLY_SESSION};
+    use rusqlite::StatementStatus;
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("store.db");
+    let s = Store::open(path.to_str().expect("utf-8")).expect("open");
+    for i in 0..30u64 {
+        let session = format!("discord:channel:{}:user:{i}", i % 5);
+        s.session_model(&session).await.expect("model");
+        s.recent_history(&session, |_| true).await.expect("history");
+        s.append_turn(
+            &session,
+            vec![
+                (ChatMessage::user(format!("q{i}")), 2),
+                (ChatMessage::assistant(format!("a{i}")), 2),
+            ],
+        )
+        .await
+        .expect("append");
+        s.link_reply(1000 + i, &session).await.expect("link");
+        s.reply_session(1000 + i).await.expect("reply session");
+        // The same session again: the rows kept from the last read, and those written since.
+        s.recent_history(&session, |_| true).await.expect("history");
+    }
+    // Rows older than the kept ones: a read that asks further back than the last one did.
+    s.recent_history("discord:channel:0:user:0", |_| false)
+        .await
+        .expect("history");
+    s.recent_history("discord:channel:0:user:0", |_| true)
+        .await
+        .expect("history");
+
+    let c = Store::lock(&s.conn);
+    for statement in [
+        LAST_TURN,
+        INSERT_MESSAGE,
+        TOUCH_SESSION,
+        SESSION_MODEL,
+        READ_OLDER,
+        READ_BETWEEN,
+        STILL_THERE,
+        LINK_REPLY,
+        REPLY_SESSION,
+    ] {
+        let cached = c.prepare_cached(statement).expect("prepare");
+        let runs = cached.get_status(StatementStatus::Run);
+        let again = cached.get_status(StatementStatus::RePrepare);
+        assert!(runs > 0, "not run from the statement cache: {statement}");
+        assert_eq!(
+            again, 0,
+            "prepared again {again} times in {runs} runs: {statement}"
+        );
+        drop(cached);
+        // And each finds its rows through an index, never by scanning a table.
+        let mut explain = c
+            .prepare(&format!("EXPLAIN QUERY PLAN {statement}"))
+            .expect("explain");
+        let params: Vec<rusqlite::types::Value> = (0..explain.parameter_count())
+            .map(|_| rusqlite::types::Value::Integer(1))
+            .collect();
+        let plan: Vec<String> = explain
+            .query_map(rusqlite::params_from_iter(params), |r| {
+                r.get::<_, String>(3)
+            })
+            .expect("plan")
+            .collect::<Result<_, _>>()
+            .expect("plan rows");
+        assert!(
+            plan.iter().all(|step| !step.starts_with("SCAN")),
+            "{statement}: {plan:?}"
+        );
+    }
+}

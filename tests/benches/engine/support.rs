@@ -31,20 +31,50 @@ fn timeval(t: nix::sys::time::TimeVal) -> Duration {
 /// User + system CPU time of another process, from `/proc/<pid>/stat` (clock-tick resolution,
 /// threads that already exited included).
 pub fn process_cpu(pid: u32) -> anyhow::Result<Duration> {
+    let c = process_counters(pid)?;
+    Ok(c.user + c.system)
+}
+
+/// What another process has spent so far (threads that already exited included): user and
+/// system CPU time (clock-tick resolution) and minor page faults, from `/proc/<pid>/stat`.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct ProcessCounters {
+    pub user: Duration,
+    pub system: Duration,
+    pub minor_faults: u64,
+}
+
+impl std::ops::Sub for ProcessCounters {
+    type Output = Self;
+    fn sub(self, before: Self) -> Self {
+        Self {
+            user: self.user.saturating_sub(before.user),
+            system: self.system.saturating_sub(before.system),
+            minor_faults: self.minor_faults.saturating_sub(before.minor_faults),
+        }
+    }
+}
+
+pub fn process_counters(pid: u32) -> anyhow::Result<ProcessCounters> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
     let fields: Vec<&str> = stat
         .rsplit_once(')')
         .map(|(_, rest)| rest.split_whitespace().collect())
         .unwrap_or_default();
-    // After "comm)": state is field 3, utime 14 and stime 15 (1-based, as in proc(5)).
-    let ticks = |i: usize| -> anyhow::Result<u64> {
+    // After "comm)": state is field 3, minflt 10, utime 14 and stime 15 (1-based, as in proc(5)).
+    let field = |i: usize| -> anyhow::Result<u64> {
         Ok(fields
             .get(i - 3)
             .context("short /proc stat line")?
             .parse::<u64>()?)
     };
-    let total = ticks(14)? + ticks(15)?;
-    Ok(Duration::from_secs_f64(total as f64 / clock_ticks() as f64))
+    let hz = clock_ticks() as f64;
+    let tick = |n: u64| Duration::from_secs_f64(n as f64 / hz);
+    Ok(ProcessCounters {
+        user: tick(field(14)?),
+        system: tick(field(15)?),
+        minor_faults: field(10)?,
+    })
 }
 
 /// CPU time of every live thread of another process, in nanoseconds, from

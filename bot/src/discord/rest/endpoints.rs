@@ -61,14 +61,20 @@ pub fn allowed_mentions(ping_replied: bool) -> Value {
 }
 
 impl DiscordRest {
-    fn message_id(route: &'static str, v: Option<Value>) -> Result<u64, RestError> {
-        v.as_ref()
-            .and_then(|v| v["id"].as_str())
-            .and_then(|s| s.parse().ok())
-            .ok_or_else(|| RestError::Decode {
-                route,
-                reason: "the message has no id".into(),
-            })
+    /// The id of the message (or user) an answer describes; the rest of it is skipped unparsed.
+    fn message_id(route: &'static str, text: Option<&str>) -> Result<u64, RestError> {
+        #[derive(serde::Deserialize)]
+        struct WithId<'a> {
+            #[serde(borrow)]
+            id: Option<std::borrow::Cow<'a, str>>,
+        }
+        let no_id = |reason: String| RestError::Decode { route, reason };
+        let answer: WithId<'_> = serde_json::from_str(text.unwrap_or_default())
+            .map_err(|e| no_id(format!("not a JSON object: {e}")))?;
+        answer
+            .id
+            .and_then(|id| id.parse().ok())
+            .ok_or_else(|| no_id("the message has no id".into()))
     }
 
     /// `GET /users/@me`: the bot's user id and name (also checks the token).
@@ -83,10 +89,9 @@ impl DiscordRest {
                 Charge::Bot(Spend::First, None),
             )
             .await?;
-        let id = Self::message_id("current_user", v.clone())?;
-        let name = v
-            .as_ref()
-            .and_then(|v| v["username"].as_str())
+        let id = Self::message_id("current_user", v.as_deref())?;
+        let name = super::parse_json("current_user", v)?["username"]
+            .as_str()
             .unwrap_or("bot")
             .to_string();
         Ok((id, name))
@@ -108,7 +113,7 @@ impl DiscordRest {
                 Charge::Bot(Spend::First, paid),
             )
             .await?;
-        Self::message_id("create_message", v)
+        Self::message_id("create_message", v.as_deref())
     }
 
     pub async fn edit_message(
@@ -159,11 +164,8 @@ impl DiscordRest {
             None,
             Charge::Bot(Spend::First, None),
         )
-        .await?
-        .ok_or_else(|| RestError::Decode {
-            route,
-            reason: "an empty answer".into(),
-        })
+        .await
+        .and_then(|text| super::parse_json(route, text))
     }
 
     /// "typing…" for about 10 s; from the edits' share of the budget (nobody waits for it).
@@ -210,13 +212,13 @@ impl DiscordRest {
             self.application_id()
         );
         let v = self.webhook(token, Method::PATCH, &path, body).await?;
-        Self::message_id("webhook", v)
+        Self::message_id("webhook", v.as_deref())
     }
 
     pub async fn followup(&self, token: &str, body: &Value) -> Result<u64, RestError> {
         let path = format!("/webhooks/{}/{token}", self.application_id());
         let v = self.webhook(token, Method::POST, &path, body).await?;
-        Self::message_id("webhook", v)
+        Self::message_id("webhook", v.as_deref())
     }
 
     pub async fn edit_followup(&self, token: &str, id: u64, body: &Value) -> Result<(), RestError> {
@@ -232,7 +234,7 @@ impl DiscordRest {
         method: Method,
         path: &str,
         body: &Value,
-    ) -> Result<Option<Value>, RestError> {
+    ) -> Result<Option<String>, RestError> {
         self.send(
             "webhook",
             &format!("webhook:{token}"),

@@ -176,7 +176,9 @@ impl DiscordRest {
         }
     }
 
-    /// One request with pacing and 429 retries. Returns the JSON body (None for 204).
+    /// One request with pacing and 429 retries. Returns the body of a success, unparsed (None
+    /// for 204): callers read only what they need (a created message's id), where a parse into
+    /// a `Value` of the whole message Discord echoes back was a tenth of a reply's instructions.
     async fn send(
         &self,
         route: &'static str,
@@ -185,7 +187,7 @@ impl DiscordRest {
         path: &str,
         body: Option<&Value>,
         mut charge: Charge,
-    ) -> Result<Option<Value>, RestError> {
+    ) -> Result<Option<String>, RestError> {
         let authenticated = !matches!(charge, Charge::Exempt);
         let bucket = self.bucket(bucket_key);
         let _turn = bucket
@@ -309,6 +311,9 @@ impl DiscordRest {
                 route,
                 reason: without_url(&e),
             })?;
+            if (200..300).contains(&status) {
+                return Ok(Some(text));
+            }
             let json: Value = if text.is_empty() {
                 Value::Null
             } else {
@@ -317,9 +322,6 @@ impl DiscordRest {
                     reason: e.to_string(),
                 })?
             };
-            if (200..300).contains(&status) {
-                return Ok(Some(json));
-            }
             let message = json["message"].as_str().unwrap_or("no message").to_string();
             let detail = if json.get("errors").is_some() {
                 format!("{message}: {}", json["errors"])
@@ -338,6 +340,19 @@ impl DiscordRest {
             attempts: MAX_ATTEMPTS,
         })
     }
+}
+
+/// A success's body as JSON, for the answers the bot reads whole (a channel, a message of a
+/// reply chain, the bot's own user).
+fn parse_json(route: &'static str, text: Option<String>) -> Result<Value, RestError> {
+    let text = text.filter(|t| !t.is_empty()).ok_or(RestError::Decode {
+        route,
+        reason: "an empty answer".into(),
+    })?;
+    serde_json::from_str(&text).map_err(|e| RestError::Decode {
+        route,
+        reason: e.to_string(),
+    })
 }
 
 /// reqwest's error text without the URL (which may name a proxy; never the token, but keep it short).

@@ -54,6 +54,10 @@ pub use self::bridge::*;
 pub use self::error::Error as GatewayError;
 pub use self::shard::Shard;
 pub use self::ws::WsClient;
+// PATCHED (ollama-mcp): the message fast path, for the bot's test that it matches `from_str`.
+#[cfg(all(feature = "client", not(feature = "simd_json")))]
+#[doc(hidden)]
+pub use self::ws::parse_message_event;
 #[cfg(feature = "http")]
 use crate::internal::prelude::*;
 use crate::model::gateway::{Activity, ActivityType};

@@ -38,6 +38,54 @@ use crate::model::id::{GuildId, UserId};
 use crate::Error;
 use crate::Result;
 
+// PATCHED (ollama-mcp, vendor/serenity/PATCHES.md): messages without the detour through `Value`.
+//
+// `GatewayEvent` parses every payload into a `serde_json::Value`, then the `Event` enum from it;
+// `Event` is adjacently tagged with an untagged `Unknown` variant, so serde buffers the payload
+// again as `Content` and clones it. For a message that was half of the instructions a chat bot
+// spends per message. Message creations and edits (the events a chat bot gets most) are parsed
+// straight from the text into the same types; anything else, or anything this does not parse,
+// takes the general path (which reports the errors).
+#[cfg(feature = "client")]
+fn parse_event(text: &str) -> Result<GatewayEvent> {
+    #[cfg(not(feature = "simd_json"))]
+    if let Some(event) = parse_message_event(text) {
+        return Ok(event);
+    }
+    from_str(text)
+}
+
+#[cfg(all(feature = "client", not(feature = "simd_json")))]
+pub fn parse_message_event(text: &str) -> Option<GatewayEvent> {
+    use crate::model::event::{Event, MessageCreateEvent, MessageUpdateEvent};
+
+    #[derive(Deserialize)]
+    struct Dispatch<'a> {
+        op: Opcode,
+        s: Option<u64>,
+        #[serde(borrow)]
+        t: Option<std::borrow::Cow<'a, str>>,
+        #[serde(borrow)]
+        d: Option<&'a serde_json::value::RawValue>,
+    }
+
+    let raw: Dispatch<'_> = serde_json::from_str(text).ok()?;
+    if raw.op != Opcode::Dispatch {
+        return None;
+    }
+    let data = raw.d?.get();
+    let event = match raw.t?.as_ref() {
+        "MESSAGE_CREATE" => {
+            Event::MessageCreate(serde_json::from_str::<MessageCreateEvent>(data).ok()?)
+        },
+        "MESSAGE_UPDATE" => {
+            Event::MessageUpdate(serde_json::from_str::<MessageUpdateEvent>(data).ok()?)
+        },
+        _ => return None,
+    };
+    Some(GatewayEvent::Dispatch(raw.s?, event))
+}
+
 #[derive(Serialize)]
 struct IdentifyProperties {
     browser: &'static str,
@@ -139,14 +187,14 @@ impl WsClient {
                     why
                 })?;
 
-                from_str(&decompressed).map_err(|why| {
+                parse_event(&decompressed).map_err(|why| {
                     warn!("Err deserializing bytes: {why:?}");
                     debug!("Failing bytes: {bytes:?}");
 
                     why
                 })?
             },
-            Message::Text(payload) => from_str(payload.as_str()).map_err(|why| {
+            Message::Text(payload) => parse_event(payload.as_str()).map_err(|why| {
                 warn!("Err deserializing text: {why:?}; text: {payload}");
 
                 why
