@@ -556,6 +556,16 @@ async fn run(quick: bool) -> anyhow::Result<()> {
         &["measure", "ours", "target", "llmcord"],
         &rows,
     );
+    if std::env::var_os("OLLAMA_MCP_BENCH_WRAPPER").is_some() {
+        // A tool around the bot (massif) writes its report when the bot exits: stop it as an
+        // operator would (SIGTERM) and wait, instead of killing it.
+        let mut b = b;
+        std::process::Command::new("kill")
+            .args(["-TERM", &b.pid.to_string()])
+            .status()?;
+        tokio::time::timeout(Duration::from_secs(120), b._bot.wait()).await??;
+        return Ok(());
+    }
     drop(b);
     Ok(())
 }
