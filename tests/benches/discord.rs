@@ -96,14 +96,14 @@ async fn start(users: usize, wrapper: Option<&std::path::Path>) -> anyhow::Resul
     let log = std::fs::File::create(dir.path().join("bot.log"))?;
     // The bot on one core, as the issue measured it; `--callgrind` runs it under callgrind
     // (instruction counts do not change with the machine's load).
-    let extra_wrapper = std::env::var("OLLAMA_MCP_BENCH_WRAPPER").unwrap_or_default();
-    let mut extra_wrapper = extra_wrapper.split_whitespace();
+    let tool = std::env::var("OLLAMA_MCP_BENCH_WRAPPER").unwrap_or_default();
+    let tool: Vec<&str> = tool.split_whitespace().collect();
     let mut command = match (wrapper, which("taskset")) {
         // Any other tool around the bot, e.g. `valgrind --tool=massif --massif-out-file=m.out`
         // to see what holds its heap after the conversations (docs/BENCHMARKS.md, Discord).
-        (None, _) if extra_wrapper.clone().next().is_some() => {
-            let mut c = Command::new(extra_wrapper.next().unwrap_or_default());
-            c.args(extra_wrapper).arg(bot_binary());
+        (None, _) if !tool.is_empty() => {
+            let mut c = Command::new(tool[0]);
+            c.args(&tool[1..]).arg(bot_binary());
             c
         }
         (Some(out), _) => {
@@ -240,9 +240,10 @@ fn context_switches(pid: u32) -> anyhow::Result<u64> {
 /// CPU, REST writes and latencies while `count` messages arrive at `per_second`.
 struct Paced {
     cpu_per_message: f64,
-    /// User and system CPU, minor page faults and context switches, per message.
+    /// User and system CPU and minor page faults over the phase, and the context switches of
+    /// the threads alive at both ends (divided by `count` in the report).
     spent: ProcessCounters,
-    switches_per_message: f64,
+    switches: u64,
     core_share: f64,
     first_post: support::Summary,
     complete: support::Summary,
@@ -266,7 +267,8 @@ async fn paced(b: &Bench, per_second: u32, count: usize, offset: usize) -> anyho
     let done = b.answered(&sent, Duration::from_secs(300)).await?;
     let wall = started.elapsed();
     let spent = process_counters(b.pid)? - before;
-    let switches = context_switches(b.pid)? - switches_before;
+    // A blocking thread that exited takes its switches along: never below zero.
+    let switches = context_switches(b.pid)?.saturating_sub(switches_before);
     let cpu = spent.user + spent.system;
     let (busiest_second, writes, first) = b.discord.with(|w| {
         let writes = w.writes_since(started);
@@ -280,7 +282,7 @@ async fn paced(b: &Bench, per_second: u32, count: usize, offset: usize) -> anyho
     Ok(Paced {
         cpu_per_message: ms(cpu) / count as f64,
         spent,
-        switches_per_message: switches as f64 / count as f64,
+        switches,
         core_share: cpu.as_secs_f64() / wall.as_secs_f64() * 100.0,
         first_post: summary(&done.iter().map(|(p, _)| ms(*p)).collect::<Vec<_>>()),
         complete: summary(&done.iter().map(|(_, d)| ms(*d)).collect::<Vec<_>>()),
@@ -482,7 +484,7 @@ async fn run(quick: bool) -> anyhow::Result<()> {
                         each(p.spent.user),
                         each(p.spent.system),
                         p.spent.minor_faults as f64 / p.count as f64,
-                        p.switches_per_message
+                        p.switches as f64 / p.count as f64
                     )
                 })
                 .collect::<Vec<_>>()

@@ -60,15 +60,13 @@ pub async fn on_event(
                 thread.parent_id.map(|p| p.get()).or(Some(0)),
             );
         }
-        // Boxed: a whole turn's state is kilobytes, and poise moves this future (every event's,
-        // also those ignored) into a box of its own; inline, each event copied it.
         serenity::FullEvent::Message { new_message } => {
-            Box::pin(on_message(bot, new_message)).await;
+            on_message(bot, new_message).await;
         }
         serenity::FullEvent::InteractionCreate {
             interaction: serenity::Interaction::Component(c),
         } => {
-            Box::pin(on_component(bot, c)).await;
+            on_component(bot, c).await;
         }
         _ => {}
     }

@@ -42,10 +42,10 @@ use crate::Result;
 //
 // `GatewayEvent` parses every payload into a `serde_json::Value`, then the `Event` enum from it;
 // `Event` is adjacently tagged with an untagged `Unknown` variant, so serde buffers the payload
-// again as `Content` and clones it. For a message that was half of the instructions a chat bot
-// spends per message. Message creations and edits (the events a chat bot gets most) are parsed
-// straight from the text into the same types; anything else, or anything this does not parse,
-// takes the general path (which reports the errors).
+// again as `Content` and clones it: a fifth of the instructions a chat bot spent per message.
+// Message creations and edits (the events a chat bot gets most) are parsed straight from the text
+// into the same types; anything else, or anything this does not parse, takes the general path
+// (which reports the errors).
 #[cfg(feature = "client")]
 fn parse_event(text: &str) -> Result<GatewayEvent> {
     #[cfg(not(feature = "simd_json"))]
