@@ -48,6 +48,7 @@ pub fn tokens_for_chars(chars: usize, tokens_per_char: f64) -> u32 {
 /// takes the running total past the budget, since the trimmer would drop it and every older
 /// turn. A turn's smallest cost has its tool results shortened and its tokens counted at half
 /// today's ratio (the ratio drifts as Ollama's counts come in, never by half within a turn).
+#[derive(Clone)]
 pub struct HistoryCut {
     limit: u64,
     spent: u64,

@@ -51,7 +51,7 @@ impl Store {
     pub async fn recent_history(
         &self,
         session: &str,
-        more_needed: impl FnMut(&[StoredMessage]) -> bool + Send + 'static,
+        more_needed: impl FnMut(&[StoredMessage]) -> bool + Clone + Send + 'static,
     ) -> Result<Vec<StoredMessage>, StoreError> {
         self.read_recent(session, more_needed, true).await
     }
@@ -59,12 +59,14 @@ impl Store {
     async fn read_recent(
         &self,
         session: &str,
-        mut more_needed: impl FnMut(&[StoredMessage]) -> bool + Send + 'static,
+        more_needed: impl FnMut(&[StoredMessage]) -> bool + Clone + Send + 'static,
         keep: bool,
     ) -> Result<Vec<StoredMessage>, StoreError> {
         let session = session.to_string();
         let recent = self.recent.clone();
-        self.with(move |c| {
+        self.quick(move |c| {
+            // A fresh count for each run (a quick call may run twice).
+            let mut more_needed = more_needed.clone();
             let kept = if keep {
                 Self::lock(&recent).remove(&session)
             } else {
@@ -118,7 +120,7 @@ impl Store {
             if recent.len() >= MAX_KEPT_SESSIONS {
                 recent.clear();
             }
-            recent.insert(session, read);
+            recent.insert(session.clone(), read);
             Ok(out)
         })
         .await
@@ -137,7 +139,7 @@ impl Store {
             .map(|(m, t)| Ok((serde_json::to_string(m)?, *t)))
             .collect::<Result<Vec<_>, StoreError>>()?;
         let result = self
-            .with(move |c| {
+            .quick(move |c| {
                 // IMMEDIATE: the write lock first, so that another process's write waits (busy
                 // timeout) instead of failing when this read turns into a write.
                 let tx = c
@@ -165,6 +167,9 @@ impl Store {
                 tx.commit().map_err(sql("committing the turn"))
             })
             .await;
+        if result.is_ok() {
+            self.wrote();
+        }
         metrics()
             .store_write_duration
             .observe(started.elapsed().as_secs_f64());
@@ -186,7 +191,7 @@ impl Store {
 
     pub async fn session_model(&self, session: &str) -> Result<Option<String>, StoreError> {
         let session = session.to_string();
-        self.with(move |c| {
+        self.quick(move |c| {
             c.prepare_cached(SESSION_MODEL)
                 .and_then(|mut stmt| {
                     stmt.query_row(params![session], |r| r.get::<_, Option<String>>(0))

@@ -9,10 +9,19 @@
 //! A turn is written in one transaction when it completes, so a restart or `kill -9` loses no
 //! completed turn. `synchronous = NORMAL` with WAL survives a process crash (not a power loss),
 //! which is the trade-off most chat bots make for a fast commit.
+//!
+//! Most calls run on tokio's blocking pool. The few small statements of every turn (a session's
+//! model, its latest history, the turn's write, reply links) run on the caller's thread instead
+//! when nothing makes them wait ([`Store::quick`]): their four trips to a blocking thread and
+//! back were an eighth of a Discord message's CPU (docs/BENCHMARKS.md, Discord → Session 17). Since a commit in WAL mode
+//! with `synchronous = NORMAL` does not sync, the one slow step left is the log's checkpoint,
+//! which therefore runs on the blocking pool ([`Store::wrote`]).
 
 use std::collections::HashMap;
 use std::path::Path;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, TryLockError};
+use std::time::Duration;
 
 use rusqlite::Connection;
 
@@ -46,6 +55,22 @@ pub enum StoreError {
     Task(String),
 }
 
+impl StoreError {
+    /// SQLite would have had to wait for another connection's lock.
+    fn is_busy(&self) -> bool {
+        matches!(
+            self,
+            Self::Sql {
+                source: rusqlite::Error::SqliteFailure(e, _),
+                ..
+            } if matches!(
+                e.code,
+                rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked
+            )
+        )
+    }
+}
+
 pub(crate) fn sql(step: &'static str) -> impl FnOnce(rusqlite::Error) -> StoreError {
     move |source| StoreError::Sql { step, source }
 }
@@ -58,13 +83,23 @@ pub struct StoredMessage {
     pub tokens: u32,
 }
 
-/// The store; cheap to clone. Calls run on the blocking pool, never holding the lock across an await.
+/// The store; cheap to clone. Calls never hold the lock across an await.
 #[derive(Clone)]
 pub struct Store {
     conn: Arc<Mutex<Connection>>,
     /// Per session, the rows the last history read returned (see `history::Recent`).
     recent: Arc<Mutex<HashMap<String, history::Recent>>>,
+    /// Writes since the log's last checkpoint (see [`Store::wrote`]).
+    writes: Arc<AtomicU32>,
 }
+
+/// How long a call on the blocking pool waits for another process's lock (`run` and `chat` on one
+/// file) before it fails with "database is locked".
+const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Writes between two checkpoints of the log: about SQLite's own default of every 1000 pages, as
+/// a turn's write or a reply link adds about four pages to the log.
+const CHECKPOINT_EVERY: u32 = 250;
 
 const SCHEMA: &str = r#"
 CREATE TABLE IF NOT EXISTS messages (
@@ -130,8 +165,7 @@ impl Store {
             }
             Connection::open(path).map_err(open_err)?
         };
-        conn.busy_timeout(std::time::Duration::from_secs(5))
-            .map_err(open_err)?;
+        conn.busy_timeout(BUSY_TIMEOUT).map_err(open_err)?;
         if path != ":memory:" {
             conn.pragma_update(None, "journal_mode", "WAL")
                 .map_err(open_err)?;
@@ -139,9 +173,16 @@ impl Store {
         conn.pragma_update(None, "synchronous", "NORMAL")
             .map_err(open_err)?;
         conn.execute_batch(SCHEMA).map_err(open_err)?;
+        // Quick calls must never wait on the caller's thread: SQLite's own checkpoint would (it
+        // syncs), and so would a busy wait for another process's lock. `with` sets the timeout
+        // for its calls; checkpoints run from `wrote`.
+        conn.pragma_update(None, "wal_autocheckpoint", 0)
+            .map_err(open_err)?;
+        conn.busy_timeout(Duration::ZERO).map_err(open_err)?;
         Ok(Self {
             conn: Arc::new(Mutex::new(conn)),
             recent: Arc::default(),
+            writes: Arc::default(),
         })
     }
 
@@ -157,13 +198,63 @@ impl Store {
         Self::lock(&self.recent).clear();
     }
 
+    /// Runs `f` on the blocking pool, waiting up to [`BUSY_TIMEOUT`] for other processes' locks.
     async fn with<T: Send + 'static>(
         &self,
         f: impl FnOnce(&mut Connection) -> Result<T, StoreError> + Send + 'static,
     ) -> Result<T, StoreError> {
         let conn = self.conn.clone();
-        tokio::task::spawn_blocking(move || f(&mut Self::lock(&conn)))
-            .await
-            .map_err(|e| StoreError::Task(e.to_string()))?
+        tokio::task::spawn_blocking(move || {
+            let mut conn = Self::lock(&conn);
+            // Setting the timeout is a field in SQLite's handle, no I/O.
+            let _ = conn.busy_timeout(BUSY_TIMEOUT);
+            let result = f(&mut conn);
+            let _ = conn.busy_timeout(Duration::ZERO);
+            result
+        })
+        .await
+        .map_err(|e| StoreError::Task(e.to_string()))?
+    }
+
+    /// Runs `f`, a few statements on indexed rows, on the caller's thread when the connection is
+    /// free and SQLite need not wait for another process; on the blocking pool (as [`Store::with`])
+    /// otherwise. `f` then runs a second time, so each run must start afresh.
+    async fn quick<T: Send + 'static>(
+        &self,
+        mut f: impl FnMut(&mut Connection) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        let here = match self.conn.try_lock() {
+            Ok(mut conn) => Some(f(&mut conn)),
+            Err(TryLockError::Poisoned(p)) => Some(f(&mut p.into_inner())),
+            // Held by a call on the blocking pool (a prune, a checkpoint): not worth waiting for.
+            Err(TryLockError::WouldBlock) => None,
+        };
+        match here {
+            Some(Err(e)) if e.is_busy() => self.with(f).await,
+            Some(result) => result,
+            None => self.with(f).await,
+        }
+    }
+
+    /// Counts a quick write; every [`CHECKPOINT_EVERY`] of them, checkpoints the log on the
+    /// blocking pool (PASSIVE, as SQLite's automatic one: it never waits for readers).
+    fn wrote(&self) {
+        if self.writes.fetch_add(1, Ordering::Relaxed) + 1 < CHECKPOINT_EVERY {
+            return;
+        }
+        self.writes.store(0, Ordering::Relaxed);
+        let store = self.clone();
+        tokio::spawn(async move {
+            let result = store
+                .with(|c| {
+                    c.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()))
+                        .map_err(sql("checkpointing the log"))
+                })
+                .await;
+            if let Err(e) = result {
+                // The next checkpoint tries again; a checkpoint that could not run loses nothing.
+                tracing::warn!(error = %e, "checkpointing the conversation store's log failed");
+            }
+        });
     }
 }

@@ -58,7 +58,7 @@ pub(super) const REPLY_SESSION: &str = "SELECT session FROM reply_links WHERE me
 impl Store {
     /// The session a bot message belongs to, if the bot recorded one.
     pub async fn reply_session(&self, message: u64) -> Result<Option<String>, StoreError> {
-        self.with(move |c| {
+        self.quick(move |c| {
             c.prepare_cached(REPLY_SESSION)
                 .and_then(|mut stmt| stmt.query_row(params![message_id(message)], |r| r.get(0)))
                 .optional()
@@ -70,7 +70,7 @@ impl Store {
     /// Records that a bot message belongs to `session`.
     pub async fn link_reply(&self, message: u64, session: &str) -> Result<(), StoreError> {
         let session = session.to_string();
-        self.with(move |c| {
+        self.quick(move |c| {
             c.prepare_cached(LINK_REPLY)
                 .and_then(|mut stmt| {
                     stmt.execute(params![message_id(message), session, now_secs()])
@@ -78,7 +78,9 @@ impl Store {
                 .map_err(sql("saving a reply link"))?;
             Ok(())
         })
-        .await
+        .await?;
+        self.wrote();
+        Ok(())
     }
 
     /// Deletes everything of a session: its messages, its model choice and the reply links

@@ -7,7 +7,7 @@ use super::{Store, StoreError, sql};
 impl Store {
     pub async fn get_setting(&self, scope: &str, key: &str) -> Result<Option<String>, StoreError> {
         let (scope, key) = (scope.to_string(), key.to_string());
-        self.with(move |c| {
+        self.quick(move |c| {
             c.query_row(
                 "SELECT value FROM settings WHERE scope = ?1 AND key = ?2",
                 params![scope, key],

@@ -4,6 +4,7 @@ use std::time::Duration;
 
 use super::retention::Pruned;
 use super::*;
+use std::sync::atomic::{AtomicU32, Ordering};
 
 #[tokio::test]
 async fn recent_history_stops_where_told_and_keeps_turns_whole() {
@@ -327,7 +328,7 @@ mod kept_history {
         ]
     }
 
-    fn cut(limit: u64) -> impl FnMut(&[StoredMessage]) -> bool + Send + 'static {
+    fn cut(limit: u64) -> impl FnMut(&[StoredMessage]) -> bool + Clone + Send + 'static {
         let mut spent = 0u64;
         move |turn| {
             spent += turn.iter().map(|m| u64::from(m.tokens)).sum::<u64>();
@@ -467,4 +468,104 @@ async fn turn_statements_are_prepared_once() {
             "{statement}: {plan:?}"
         );
     }
+}
+
+/// The small statements of a turn run on the caller's thread (trips to a blocking thread and back
+/// were an eighth of a Discord message's CPU); when another process holds the write lock they wait
+/// on the blocking pool instead, so the runtime's thread keeps running meanwhile.
+#[tokio::test(flavor = "current_thread")]
+async fn turn_calls_run_here_unless_they_would_wait() {
+    let dir = tempfile::tempdir().expect("dir");
+    let path = dir.path().join("shared.db");
+    let path = path.to_str().expect("utf8").to_string();
+    let s = Store::open(&path).expect("open");
+    let here = std::thread::current().id();
+    let ran_on = s
+        .quick(|_| Ok(std::thread::current().id()))
+        .await
+        .expect("quick");
+    assert_eq!(
+        ran_on, here,
+        "an uncontended quick call runs on the caller's thread"
+    );
+    let ran_on = s
+        .with(|_| Ok(std::thread::current().id()))
+        .await
+        .expect("with");
+    assert_ne!(ran_on, here, "other calls run on the blocking pool");
+
+    // Another process (a raw connection on its own thread) holds the write lock for 300 ms.
+    let (locked_tx, locked_rx) = std::sync::mpsc::channel();
+    let other = std::thread::spawn({
+        let path = path.clone();
+        move || {
+            let c = rusqlite::Connection::open(&path).expect("open other");
+            c.execute_batch("BEGIN IMMEDIATE").expect("lock");
+            locked_tx.send(()).expect("signal");
+            std::thread::sleep(Duration::from_millis(300));
+            c.execute_batch("COMMIT").expect("unlock");
+        }
+    });
+    locked_rx.recv().expect("locked");
+    let ticks = Arc::new(AtomicU32::new(0));
+    let ticker = tokio::spawn({
+        let ticks = ticks.clone();
+        async move {
+            loop {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+                ticks.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    });
+    s.append_turn("waits", vec![(ChatMessage::user("q"), 1)])
+        .await
+        .expect("the write waits for the lock, then succeeds");
+    ticker.abort();
+    other.join().expect("other thread");
+    assert!(
+        ticks.load(Ordering::Relaxed) >= 5,
+        "the runtime's only thread kept running while the write waited ({} ticks)",
+        ticks.load(Ordering::Relaxed)
+    );
+    assert_eq!(s.history("waits").await.expect("history").len(), 1);
+}
+
+/// SQLite's automatic checkpoint (which syncs) is off, since it would run on the caller's thread:
+/// the store checkpoints the log itself, on the blocking pool, so the log stays bounded.
+#[tokio::test(flavor = "current_thread")]
+async fn the_log_is_checkpointed_and_stays_bounded() {
+    let dir = tempfile::tempdir().expect("dir");
+    let path = dir.path().join("log.db");
+    let s = Store::open(path.to_str().expect("utf8")).expect("open");
+    let wal = dir.path().join("log.db-wal");
+    let wal_size = || std::fs::metadata(&wal).map_or(0, |m| m.len());
+    let write = |i: u64| {
+        let s = s.clone();
+        async move {
+            s.append_turn(
+                &format!("s{}", i % 7),
+                vec![(ChatMessage::user(format!("q{i}")), 1)],
+            )
+            .await
+            .expect("append");
+            s.link_reply(i, &format!("s{}", i % 7)).await.expect("link");
+            // Lets the checkpoint task run when one is due.
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+    };
+    let per_round = u64::from(CHECKPOINT_EVERY) / 2;
+    for i in 0..per_round / 2 {
+        write(i).await;
+    }
+    let quarter = wal_size();
+    assert!(quarter > 0, "the writes went to the log");
+    for i in per_round / 2..per_round * 8 {
+        write(i).await;
+    }
+    let after = wal_size();
+    // Without checkpoints the log would hold all 16 quarters' pages.
+    assert!(
+        after < quarter * 8,
+        "the log grew from {quarter} to {after} bytes: it is not being checkpointed"
+    );
 }
