@@ -16,8 +16,8 @@
 //! - idle RSS of the bot process (connected, no conversation yet), and after 1000 conversations;
 //! - mention → first POST of the reply (from the double dispatching MESSAGE_CREATE to the double
 //!   receiving the reply's create-message request), one message at a time (at most ten a
-//!   second, inside the global budget); this bounds "first
-//!   token → first Discord message" from above, as the first token comes after the mention;
+//!   second, inside the global budget); this bounds "first token → first Discord message" from
+//!   above, as the first token comes after the mention;
 //! - CPU of the bot at 50 messages/s (Discord's global limit is 50 requests/s): user + system
 //!   time from /proc over the wall time, per answered message, and the latency under that load;
 //! - messages per second when messages arrive as fast as the double can send them.

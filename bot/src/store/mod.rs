@@ -13,9 +13,9 @@
 //! Most calls run on tokio's blocking pool. The few small statements of every turn (a session's
 //! model, its latest history, the turn's write, reply links) run on the caller's thread instead
 //! when nothing makes them wait ([`Store::quick`]): their four trips to a blocking thread and
-//! back were an eighth of a Discord message's CPU (docs/BENCHMARKS.md, Discord → Session 17). Since a commit in WAL mode
-//! with `synchronous = NORMAL` does not sync, the one slow step left is the log's checkpoint,
-//! which therefore runs on the blocking pool ([`Store::wrote`]).
+//! back were an eighth of a Discord message's CPU (docs/BENCHMARKS.md, Discord → Session 17).
+//! A commit in WAL mode with `synchronous = NORMAL` does not sync, so the one slow step left is
+//! the log's checkpoint, which therefore runs on the blocking pool ([`Store::wrote`]).
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -89,7 +89,7 @@ pub struct Store {
     conn: Arc<Mutex<Connection>>,
     /// Per session, the rows the last history read returned (see `history::Recent`).
     recent: Arc<Mutex<HashMap<String, history::Recent>>>,
-    /// Writes since the log's last checkpoint (see [`Store::wrote`]).
+    /// Quick writes so far (wrapping): every [`CHECKPOINT_EVERY`]th checkpoints the log.
     writes: Arc<AtomicU32>,
 }
 
@@ -239,10 +239,10 @@ impl Store {
     /// Counts a quick write; every [`CHECKPOINT_EVERY`] of them, checkpoints the log on the
     /// blocking pool (PASSIVE, as SQLite's automatic one: it never waits for readers).
     fn wrote(&self) {
-        if self.writes.fetch_add(1, Ordering::Relaxed) + 1 < CHECKPOINT_EVERY {
+        let written = self.writes.fetch_add(1, Ordering::Relaxed).wrapping_add(1);
+        if !written.is_multiple_of(CHECKPOINT_EVERY) {
             return;
         }
-        self.writes.store(0, Ordering::Relaxed);
         let store = self.clone();
         tokio::spawn(async move {
             let result = store

@@ -181,10 +181,8 @@ fn main() -> anyhow::Result<()> {
         .proxy(api_base)
         .ratelimiter_disabled(true)
         .build();
-    let intents = serenity::GatewayIntents::GUILDS
-        | serenity::GatewayIntents::GUILD_MESSAGES
-        | serenity::GatewayIntents::DIRECT_MESSAGES
-        | serenity::GatewayIntents::MESSAGE_CONTENT;
+    // The bot's own intents: the same events reach both.
+    let intents = ollama_mcp_bot::discord::intents();
     tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?
